@@ -1,0 +1,236 @@
+//! Runs a parsed command line: loads the config, dispatches to the command, renders its report
+//! through the UI, and decides the exit code.
+
+use anyhow::Result;
+
+use crate::cli::{Cli, Command};
+use crate::commands;
+use crate::config::{self, Settings};
+use crate::exit::{self, Exit};
+use crate::ui::{self, Mode, Ui};
+
+pub fn run(cli: Cli) -> Exit {
+    let ui = Ui::new(cli.quiet, cli.json);
+    match dispatch(&cli, &ui) {
+        Ok(code) => code,
+        Err(err) => {
+            let code = exit::classify(&err);
+            if code != Exit::Success {
+                Ui::fatal(&err);
+            }
+            code
+        }
+    }
+}
+
+fn settings(cli: &Cli) -> Result<Settings> {
+    let path = config::locate(
+        cli.config.as_deref(),
+        std::env::var_os(crate::cli::CONFIG_ENV),
+    );
+    config::load(&path)
+}
+
+fn dispatch(cli: &Cli, ui: &Ui) -> Result<Exit> {
+    match &cli.command {
+        Command::Completions(args) => {
+            crate::docs::completions(args.shell, &mut std::io::stdout());
+            Ok(Exit::Success)
+        }
+        Command::Man(args) => {
+            let written = crate::docs::man_pages(&args.dir)?;
+            ui.say_all(&written)?;
+            Ok(Exit::Success)
+        }
+        Command::Backup(args) => {
+            let s = settings(cli)?;
+            let progress = ui.progress("backup");
+            let report = commands::backup::run(&s, args, progress.as_ref())?;
+            drop(progress);
+            render_backup(ui, &report)?;
+            Ok(report.exit())
+        }
+        Command::List(args) => {
+            let s = settings(cli)?;
+            let report = commands::list::run(&s, args)?;
+            for p in &report.problems {
+                ui.warn(p);
+            }
+            ui.json(&report.items)?;
+            let mut lines = Vec::new();
+            if report.items.is_empty() {
+                lines.push("no complete backups".to_string());
+            } else {
+                lines.push(format!(
+                    "{:<22} {:<20} {:>10} {:>10}  {:<12} {}",
+                    "ID", "CREATED", "DATA", "STORED", "DESTINATION", "FLAGS"
+                ));
+            }
+            for it in &report.items {
+                let mut flags = vec![it.compression.clone()];
+                flags.push(if it.encrypted {
+                    "age".into()
+                } else {
+                    "unencrypted".into()
+                });
+                flags.extend(it.tags.iter().cloned());
+                lines.push(format!(
+                    "{:<22} {:<20} {:>10} {:>10}  {:<12} {}",
+                    it.id,
+                    it.created,
+                    ui::bytes(it.source_bytes),
+                    ui::bytes(it.bytes),
+                    it.destination,
+                    flags.join(",")
+                ));
+            }
+            ui.say_all(&lines)?;
+            Ok(Exit::Success)
+        }
+        Command::Restore(args) => {
+            let s = settings(cli)?;
+            let progress = ui.progress("restore");
+            let report = commands::restore::run(&s, args, progress.as_ref())?;
+            drop(progress);
+            ui.json(&report)?;
+            for stale in &report.removed_stale {
+                ui.warn(&format!(
+                    "removed stale {stale} so it cannot be replayed onto the restored database"
+                ));
+            }
+            ui.say(&format!(
+                "restored {} from {} into {}: {} sources, {}, {} passed {}",
+                report.id,
+                report.destination,
+                report.to.display(),
+                report.restored.len(),
+                ui::bytes(report.bytes),
+                plural(report.databases_checked.len(), "database"),
+                report.check
+            ));
+            Ok(Exit::Success)
+        }
+        Command::Verify(args) => {
+            let s = settings(cli)?;
+            let progress = ui.progress("verify");
+            let report = commands::verify::run(&s, args, progress.as_ref())?;
+            drop(progress);
+            ui.json(&report)?;
+            for r in &report.results {
+                if r.ok {
+                    ui.say(&format!(
+                        "ok {} on {}: every hash matches, {} passed integrity_check",
+                        r.id,
+                        r.destination,
+                        plural(r.databases_checked.len(), "database")
+                    ));
+                } else {
+                    ui.error(&format!(
+                        "FAILED {} on {}: {}",
+                        r.id,
+                        r.destination,
+                        r.error.as_deref().unwrap_or("unknown error")
+                    ));
+                }
+            }
+            Ok(report.exit())
+        }
+        Command::Prune(args) => {
+            let s = settings(cli)?;
+            let report = commands::prune::run(&s, args)?;
+            render_prune(ui, &report)?;
+            ui.json(&report)?;
+            Ok(report.exit())
+        }
+    }
+}
+
+fn render_backup(ui: &Ui, r: &commands::backup::Report) -> Result<()> {
+    ui.json(r)?;
+    for s in &r.skipped {
+        ui.warn(&format!("skipped {s}"));
+    }
+    for w in &r.warnings {
+        ui.warn(w);
+    }
+    if !r.encrypted {
+        ui.warn("this backup is NOT encrypted: add an [encryption] table to the config to encrypt backups");
+    }
+    for d in r.destinations.iter().filter(|d| !d.ok) {
+        ui.error(&format!(
+            "destination {}: {}",
+            d.name,
+            d.error.as_deref().unwrap_or("failed")
+        ));
+    }
+    let stored: Vec<&str> = r
+        .destinations
+        .iter()
+        .filter(|d| d.ok)
+        .map(|d| d.name.as_str())
+        .collect();
+    if ui.mode == Mode::Human && !stored.is_empty() {
+        ui.say(&format!(
+            "backup {}: {} ({}), {} -> {} {}{} in {}; stored on {}",
+            r.id,
+            plural(r.sources, "source"),
+            plural(r.files, "file"),
+            ui::bytes(r.source_bytes),
+            ui::bytes(r.stored_bytes),
+            r.compression,
+            if r.encrypted { "+age" } else { ", unencrypted" },
+            ui::secs(std::time::Duration::from_secs_f64(r.seconds)),
+            stored.join(", ")
+        ));
+    }
+    if let Some(p) = &r.prune {
+        render_prune(ui, p)?;
+    }
+    Ok(())
+}
+
+fn render_prune(ui: &Ui, r: &commands::prune::Report) -> Result<()> {
+    let mut lines = Vec::new();
+    for d in &r.destinations {
+        for dec in &d.decisions {
+            if dec.keep {
+                lines.push(format!(
+                    "keep   {} on {} ({})",
+                    dec.id,
+                    d.name,
+                    dec.reasons.join(", ")
+                ));
+            } else {
+                let verb = if r.dry_run { "would delete" } else { "delete" };
+                lines.push(format!(
+                    "{verb} {} on {} (no rule keeps it)",
+                    dec.id, d.name
+                ));
+            }
+        }
+        for f in &d.failed {
+            ui.error(&format!("destination {}: could not delete {f}", d.name));
+        }
+        lines.push(format!(
+            "{}: {} kept, {} {}",
+            d.name,
+            d.decisions.iter().filter(|x| x.keep).count(),
+            d.deleted.len(),
+            if r.dry_run {
+                "would be deleted (dry run)"
+            } else {
+                "deleted"
+            }
+        ));
+    }
+    ui.say_all(&lines)?;
+    Ok(())
+}
+
+fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}

@@ -1,0 +1,249 @@
+//! Unpacks an archive into a private folder, trusting nothing in it.
+//!
+//! Every entry must be a regular file named in the sidecar's manifest, at a plain relative path,
+//! of exactly the manifest's size, hashing to the manifest's BLAKE3; the in-tar manifest must
+//! equal the sidecar's; the stored bytes must have the sidecar's size and hash; and the age and
+//! zstd streams must end with their authentication and checksum intact. Any breach is an
+//! integrity fault (exit 4) naming the entry.
+
+use std::cell::RefCell;
+use std::collections::HashSet;
+use std::fs::OpenOptions;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Component, Path};
+use std::rc::Rc;
+
+use anyhow::{Context, Result};
+
+use super::layers::{drain, open_layers};
+use super::manifest::{Manifest, Sidecar, MANIFEST_NAME, SUMS_NAME};
+use crate::crypto::Opener;
+use crate::exit::integrity;
+use crate::progress::Progress;
+use crate::state::ensure_private_dir;
+
+/// The manifest and sums are small; a huge one is hostile.
+const METADATA_LIMIT: u64 = 64 << 20;
+
+/// Unpack the archive read from `stored` into `into` (an empty private folder).
+pub fn extract<R: Read>(
+    stored: R,
+    sidecar: &Sidecar,
+    opener: Option<&Opener>,
+    into: &Path,
+    progress: &dyn Progress,
+) -> Result<()> {
+    let tap = Rc::new(RefCell::new((blake3::Hasher::new(), 0u64)));
+    let tapped = Tap {
+        inner: stored,
+        state: tap.clone(),
+    };
+    let info = &sidecar.archive;
+    let encrypted = info.encryption != "none";
+    let plain = open_layers(tapped, &info.compression, encrypted, opener)?;
+    let mut archive = tar::Archive::new(plain);
+    let expected = &sidecar.manifest;
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut inner_manifest: Option<Manifest> = None;
+    let mut sums: Option<String> = None;
+
+    let entries = archive.entries().map_err(damaged)?;
+    for entry in entries {
+        let mut entry = entry.map_err(damaged)?;
+        let path_bytes = entry.path_bytes().into_owned();
+        let path = String::from_utf8(path_bytes)
+            .map_err(|_| integrity("archive entry with a name that is not UTF-8"))?;
+        let kind = entry.header().entry_type();
+        if !kind.is_file() {
+            return Err(integrity(format!(
+                "archive entry {path:?} is a {kind:?}, not a regular file; refusing it"
+            ))
+            .into());
+        }
+        let size = entry.size();
+        if path == MANIFEST_NAME || path == SUMS_NAME {
+            if size > METADATA_LIMIT {
+                return Err(integrity(format!(
+                    "{path} in the archive is {size} bytes; refusing it"
+                ))
+                .into());
+            }
+            let mut body = Vec::with_capacity(size as usize);
+            entry.read_to_end(&mut body).map_err(damaged)?;
+            if path == MANIFEST_NAME {
+                let parsed: Manifest = serde_json::from_slice(&body).map_err(|e| {
+                    integrity(format!("manifest.json in the archive is not valid: {e}"))
+                })?;
+                inner_manifest = Some(parsed);
+            } else {
+                sums = Some(String::from_utf8_lossy(&body).into_owned());
+            }
+            continue;
+        }
+        check_path(&path)?;
+        let Some(want) = expected.file(&path) else {
+            return Err(integrity(format!(
+                "archive entry {path:?} is not in the manifest; refusing it"
+            ))
+            .into());
+        };
+        if !seen.insert(path.clone()) {
+            return Err(integrity(format!("archive entry {path:?} appears twice")).into());
+        }
+        if size != want.size {
+            return Err(integrity(format!(
+                "archive entry {path:?} is {size} bytes, the manifest says {}; refusing it",
+                want.size
+            ))
+            .into());
+        }
+        let target = into.join(&path);
+        if let Some(parent) = target.parent() {
+            ensure_private_dir(parent)?;
+        }
+        let mut out = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&target)
+            .with_context(|| format!("creating {}", target.display()))?;
+        let mut hasher = blake3::Hasher::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut left = size;
+        while left > 0 {
+            let want = buf.len().min(left as usize);
+            let n = entry.read(&mut buf[..want]).map_err(damaged)?;
+            if n == 0 {
+                return Err(integrity(format!("archive entry {path:?} is truncated")).into());
+            }
+            hasher.update(&buf[..n]);
+            out.write_all(&buf[..n])
+                .with_context(|| format!("writing {}", target.display()))?;
+            left -= n as u64;
+            progress.advance(n as u64);
+        }
+        out.sync_all()?;
+        let got = hasher.finalize().to_hex().to_string();
+        if got != want.blake3 {
+            return Err(integrity(format!(
+                "{path}: BLAKE3 {got} does not match the manifest's {}",
+                want.blake3
+            ))
+            .into());
+        }
+    }
+
+    // Read to the very end, so zstd's checksum and age's final authenticated chunk are checked
+    // and the stored bytes are hashed whole.
+    let plain = archive.into_inner();
+    drain(plain).map_err(damaged)?;
+
+    let (hasher, count) = &*tap.borrow();
+    if *count != info.bytes {
+        return Err(integrity(format!(
+            "the stored archive has {count} bytes, the sidecar says {}",
+            info.bytes
+        ))
+        .into());
+    }
+    let got = hasher.finalize().to_hex().to_string();
+    if got != info.blake3 {
+        return Err(integrity(format!(
+            "the stored archive's BLAKE3 {got} does not match the sidecar's {}",
+            info.blake3
+        ))
+        .into());
+    }
+    match inner_manifest {
+        None => return Err(integrity("the archive holds no manifest.json").into()),
+        Some(m) if &m != expected => {
+            return Err(integrity(
+                "manifest.json in the archive differs from the sidecar's manifest",
+            )
+            .into())
+        }
+        Some(_) => {}
+    }
+    if sums.as_deref() != Some(expected.blake3sums().as_str()) {
+        return Err(
+            integrity("BLAKE3SUMS in the archive is missing or differs from the manifest").into(),
+        );
+    }
+    if let Some(missing) = expected.files.iter().find(|f| !seen.contains(&f.path)) {
+        return Err(integrity(format!(
+            "{} is in the manifest but not in the archive",
+            missing.path
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// A relative path of plain names: no root, no `..`, no `.`, nothing empty.
+fn check_path(path: &str) -> Result<()> {
+    let p = Path::new(path);
+    let plain = !path.is_empty()
+        && !path.contains('\\')
+        && !path.ends_with('/')
+        && p.components().all(|c| matches!(c, Component::Normal(_)))
+        && !path
+            .split('/')
+            .any(|seg| seg.is_empty() || seg == "." || seg == "..");
+    if !plain {
+        return Err(integrity(format!(
+            "archive entry {path:?} has an unsafe path; refusing it"
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// Errors from inside the layered stream (a bad age tag, a zstd checksum, a truncated tar) mean
+/// damaged data, so they are integrity faults.
+fn damaged(e: io::Error) -> anyhow::Error {
+    anyhow::Error::new(integrity(format!(
+        "the archive is damaged or truncated: {e}"
+    )))
+}
+
+/// Hashes and counts the stored bytes as the layers above read them.
+struct Tap<R> {
+    inner: R,
+    state: Rc<RefCell<(blake3::Hasher, u64)>>,
+}
+
+impl<R: Read> Read for Tap<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let mut s = self.state.borrow_mut();
+        s.0.update(&buf[..n]);
+        s.1 += n as u64;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unsafe_paths_are_refused() {
+        for bad in [
+            "../x",
+            "/etc/passwd",
+            "a/../../b",
+            "a//b",
+            "./a",
+            "a/.",
+            "",
+            "a\\..\\b",
+            "a/",
+        ] {
+            assert!(check_path(bad).is_err(), "{bad:?}");
+        }
+        for good in ["auth.db", "etc/tls/server.pem", "a b/c"] {
+            assert!(check_path(good).is_ok(), "{good:?}");
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! How backups are named and found in a destination. The destination is the catalogue: there is
+//! no index to go stale, a backup exists when its sidecar does.
+//!
+//! Inside each destination, this host's folder (the config's `name`) holds, per backup,
+//! `<id>.tar[.zst|.gz][.age]` (the archive) and `<id>.json` (the sidecar, written last), plus
+//! `tmp/` for objects still being written.
+
+use std::collections::HashMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+
+use crate::archive::manifest::{check_version, Sidecar};
+use crate::storage::destination::{Destination, TMP_DIR};
+
+const SIDECAR_SUFFIX: &str = ".json";
+/// A sidecar is a manifest: kilobytes. Anything far larger is not ours.
+const SIDECAR_LIMIT: u64 = 64 << 20;
+
+/// A new backup id: its UTC time to the second, then 4 hex digits so that two backups in one
+/// second (or from two configs) do not collide. Ids sort by time.
+pub fn new_id(now: SystemTime) -> String {
+    let secs = crate::retention::unix_secs(now);
+    let (y, m, d) = crate::retention::civil(secs.div_euclid(86400));
+    let rem = secs.rem_euclid(86400);
+    let salt = blake3::hash(
+        format!(
+            "{:?}{}{:?}",
+            now.duration_since(UNIX_EPOCH).unwrap_or_default(),
+            std::process::id(),
+            std::thread::current().id()
+        )
+        .as_bytes(),
+    );
+    format!(
+        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z-{}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        &salt.to_hex()[..4]
+    )
+}
+
+/// Ids are what `new_id` makes; anything else in the folder is not a backup of ours.
+pub fn is_id(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 21
+        && b[..8].iter().all(u8::is_ascii_digit)
+        && b[8] == b'T'
+        && b[9..15].iter().all(u8::is_ascii_digit)
+        && b[15] == b'Z'
+        && b[16] == b'-'
+        && b[17..].iter().all(|c| c.is_ascii_hexdigit())
+}
+
+pub fn sidecar_name(id: &str) -> String {
+    format!("{id}{SIDECAR_SUFFIX}")
+}
+
+/// A complete backup on one destination.
+#[derive(Debug, Clone)]
+pub struct Backup {
+    pub id: String,
+    pub created: SystemTime,
+    pub destination: String,
+    pub sidecar: Sidecar,
+}
+
+impl Backup {
+    pub fn bytes(&self) -> u64 {
+        self.sidecar.archive.bytes
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Listing {
+    /// Complete backups, newest first.
+    pub backups: Vec<Backup>,
+    /// Sidecars that cannot be trusted (unreadable, archive missing or of the wrong size).
+    pub problems: Vec<String>,
+}
+
+pub fn list(dest: &Destination) -> Result<Listing> {
+    let objects = dest.list("")?;
+    let sizes: HashMap<&str, u64> = objects.iter().map(|o| (o.name.as_str(), o.size)).collect();
+    let mut listing = Listing::default();
+    for obj in &objects {
+        let Some(id) = obj.name.strip_suffix(SIDECAR_SUFFIX) else {
+            continue;
+        };
+        if !is_id(id) {
+            continue;
+        }
+        match load_sidecar(dest, id) {
+            Ok((sidecar, created)) => match sizes.get(sidecar.archive.object.as_str()) {
+                Some(&size) if size == sidecar.archive.bytes => listing.backups.push(Backup {
+                    id: id.to_string(),
+                    created,
+                    destination: dest.name.clone(),
+                    sidecar,
+                }),
+                Some(&size) => listing.problems.push(format!(
+                    "backup {id} on {}: archive has {size} bytes, the sidecar says {}",
+                    dest.name, sidecar.archive.bytes
+                )),
+                None => listing.problems.push(format!(
+                    "backup {id} on {}: archive {} is missing",
+                    dest.name, sidecar.archive.object
+                )),
+            },
+            Err(e) => listing
+                .problems
+                .push(format!("backup {id} on {}: {e:#}", dest.name)),
+        }
+    }
+    listing
+        .backups
+        .sort_by(|a, b| b.created.cmp(&a.created).then_with(|| b.id.cmp(&a.id)));
+    Ok(listing)
+}
+
+fn load_sidecar(dest: &Destination, id: &str) -> Result<(Sidecar, SystemTime)> {
+    let body = dest.read_small(&sidecar_name(id), SIDECAR_LIMIT)?;
+    let sidecar: Sidecar = serde_json::from_slice(&body).map_err(|e| {
+        crate::exit::integrity(format!("sidecar {} is not valid: {e}", sidecar_name(id)))
+    })?;
+    check_version(&sidecar.format, sidecar.format_version, "sidecar")?;
+    check_version(
+        &sidecar.manifest.format,
+        sidecar.manifest.format_version,
+        "manifest",
+    )?;
+    if sidecar.manifest.backup_id != id
+        || !sidecar.archive.object.starts_with(id)
+        || sidecar.archive.object.contains('/')
+    {
+        return Err(crate::exit::integrity(format!(
+            "sidecar {} describes another backup",
+            sidecar_name(id)
+        ))
+        .into());
+    }
+    let created = humantime::parse_rfc3339(&sidecar.manifest.created).map_err(|e| {
+        crate::exit::integrity(format!("sidecar {}: bad time: {e}", sidecar_name(id)))
+    })?;
+    Ok((sidecar, created))
+}
+
+/// Remove what a killed run left behind: anything under `tmp/`, and archives whose sidecar was
+/// never written (the run died between storing the archive and completing it). Call only while
+/// holding the state lock: then no other run of this host is writing here.
+pub fn clean_leftovers(dest: &Destination) -> Result<Vec<String>> {
+    let mut removed = Vec::new();
+    for obj in dest.list(TMP_DIR)? {
+        let path = format!("{TMP_DIR}{}", obj.name);
+        dest.delete(&path)
+            .with_context(|| format!("removing leftover {path}"))?;
+        removed.push(path);
+    }
+    let objects = dest.list("")?;
+    let sidecars: Vec<&str> = objects
+        .iter()
+        .filter_map(|o| o.name.strip_suffix(SIDECAR_SUFFIX))
+        .collect();
+    for obj in &objects {
+        let Some((id, ext)) = obj.name.split_once('.') else {
+            continue;
+        };
+        if is_id(id) && ext.starts_with("tar") && !sidecars.contains(&id) {
+            dest.delete(&obj.name)
+                .with_context(|| format!("removing leftover {}", obj.name))?;
+            removed.push(obj.name.clone());
+        }
+    }
+    Ok(removed)
+}
+
+/// Delete one backup: the sidecar first, so it stops being listed before its archive goes.
+pub fn delete(dest: &Destination, backup: &Backup) -> Result<()> {
+    dest.delete(&sidecar_name(&backup.id))?;
+    dest.delete(&backup.sidecar.archive.object)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn ids_sort_by_time_and_are_recognised() {
+        let t = UNIX_EPOCH + Duration::from_secs(1_795_690_778); // 2026-11-26T10:59:38Z
+        let id = new_id(t);
+        assert!(id.starts_with("20261126T105938Z-"), "{id}");
+        assert!(is_id(&id));
+        let later = new_id(t + Duration::from_secs(1));
+        assert!(later > id);
+        for bad in [
+            "",
+            "20261126T105938Z",
+            "20261126T105938Z-zzzz",
+            "../x",
+            "20261126X105938Z-abcd",
+        ] {
+            assert!(!is_id(bad), "{bad}");
+        }
+    }
+}

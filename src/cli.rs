@@ -1,0 +1,189 @@
+//! The command line, as clap definitions only: no I/O happens here, so the same definitions
+//! generate the shell completions and man pages (`litevault completions`, `litevault man`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+pub const CONFIG_ENV: &str = "LITEVAULT_CONFIG";
+pub const DEFAULT_CONFIG: &str = "/etc/litevault/litevault.toml";
+
+/// Consistent backups of live SQLite stores and config files, in an open format
+/// (tar, zstd or gzip, age), stored on local disk, S3 or SFTP.
+#[derive(Debug, Parser)]
+#[command(name = "litevault", version, max_term_width = 100)]
+#[command(
+    after_help = "Exit codes: 0 success, 1 failure, 2 usage or configuration error, \
+3 partial (some destinations or deletions failed), 4 integrity (corrupt, tampered or \
+undecryptable data), 5 locked (another run holds the lock), 130 interrupted."
+)]
+pub struct Cli {
+    /// Configuration file [default: $LITEVAULT_CONFIG, else /etc/litevault/litevault.toml]
+    #[arg(long, short = 'c', global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Print nothing on success; errors still go to stderr
+    #[arg(long, short = 'q', global = true, conflicts_with = "json")]
+    pub quiet: bool,
+
+    /// Print one JSON document on stdout instead of text
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Take a backup and store it on every (or each named) destination
+    Backup(BackupArgs),
+    /// List complete backups, newest first
+    #[command(visible_alias = "ls")]
+    List(ListArgs),
+    /// Restore a backup into a folder
+    Restore(RestoreArgs),
+    /// Prove that backups are intact and restorable
+    Verify(VerifyArgs),
+    /// Delete backups that the retention policy no longer keeps
+    Prune(PruneArgs),
+    /// Print a shell completion script
+    Completions(CompletionsArgs),
+    /// Write the man pages into a folder
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Store only on this destination (repeat for several) [default: all]
+    #[arg(long = "dest", short = 'd', value_name = "NAME")]
+    pub dest: Vec<String>,
+
+    /// If another run holds the lock, wait this long for it (e.g. 10m) instead of exiting 5
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub wait: Option<Duration>,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// List only this destination [default: all]
+    #[arg(long = "dest", short = 'd', value_name = "NAME")]
+    pub dest: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// Backup id, or `latest`
+    #[arg(value_name = "ID", default_value = "latest")]
+    pub id: String,
+
+    /// Folder to restore into; each source becomes DIR/<source name>
+    #[arg(long, value_name = "DIR")]
+    pub to: PathBuf,
+
+    /// Destination to restore from [default: the first that holds the backup]
+    #[arg(long = "dest", short = 'd', value_name = "NAME")]
+    pub dest: Option<String>,
+
+    /// Run integrity_check on each database instead of quick_check
+    #[arg(long)]
+    pub deep: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Backup id, or `latest`
+    #[arg(value_name = "ID", conflicts_with = "all")]
+    pub id: Option<String>,
+
+    /// Verify every backup
+    #[arg(long)]
+    pub all: bool,
+
+    /// Verify on this destination only [default: all]
+    #[arg(long = "dest", short = 'd', value_name = "NAME")]
+    pub dest: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Prune this destination only [default: all]
+    #[arg(long = "dest", short = 'd', value_name = "NAME")]
+    pub dest: Option<String>,
+
+    /// Show what would be deleted and why, delete nothing
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+
+    /// If another run holds the lock, wait this long for it instead of exiting 5
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub wait: Option<Duration>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    #[arg(value_enum)]
+    pub shell: Shell,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Folder to write litevault.1 and one page per command into
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+}
+
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|e| format!("{e} (write durations like 90s, 10m, 24h, 7d)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn definitions_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn interface_spellings_parse() {
+        for args in [
+            &["litevault", "backup", "--dest", "a", "--dest", "b"][..],
+            &["litevault", "--config", "x.toml", "--quiet", "list"],
+            &["litevault", "--json", "list", "--dest", "a"],
+            &[
+                "litevault",
+                "restore",
+                "latest",
+                "--to",
+                "/tmp/x",
+                "--dest",
+                "a",
+            ],
+            &["litevault", "restore", "--to", "/tmp/x"],
+            &["litevault", "verify", "--all", "--dest", "a"],
+            &["litevault", "verify", "20261126T091938Z-ab12"],
+            &["litevault", "prune", "--dest", "a", "--dry-run"],
+            &["litevault", "backup", "--wait", "10m"],
+        ] {
+            Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        }
+    }
+
+    #[test]
+    fn bad_duration_is_refused_with_an_example() {
+        let err = Cli::try_parse_from(["litevault", "backup", "--wait", "soon"]).unwrap_err();
+        assert!(err.to_string().contains("10m"), "{err}");
+    }
+}

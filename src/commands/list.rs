@@ -1,0 +1,61 @@
+//! `litevault list`: complete backups on each destination, newest first.
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::catalog;
+use crate::cli::ListArgs;
+use crate::config::Settings;
+
+#[derive(Debug, Serialize)]
+pub struct Item {
+    pub id: String,
+    pub created: String,
+    pub bytes: u64,
+    pub destination: String,
+    pub sources: Vec<String>,
+    pub source_bytes: u64,
+    pub compression: String,
+    pub encrypted: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+}
+
+pub struct Report {
+    pub items: Vec<Item>,
+    pub problems: Vec<String>,
+}
+
+pub fn run(settings: &Settings, args: &ListArgs) -> Result<Report> {
+    let names: Vec<String> = args.dest.iter().cloned().collect();
+    let dests = super::open_destinations(settings, &names)?;
+    let mut all = Vec::new();
+    let mut problems = Vec::new();
+    for dest in &dests {
+        let listing = catalog::list(dest)?;
+        all.extend(listing.backups);
+        problems.extend(listing.problems);
+    }
+    all.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| b.id.cmp(&a.id)));
+    let items = all
+        .into_iter()
+        .map(|b| Item {
+            bytes: b.bytes(),
+            created: b.sidecar.manifest.created.clone(),
+            sources: b
+                .sidecar
+                .manifest
+                .sources
+                .iter()
+                .map(|s| s.name.clone())
+                .collect(),
+            source_bytes: b.sidecar.manifest.total_size(),
+            compression: b.sidecar.archive.compression.clone(),
+            encrypted: b.sidecar.archive.encryption != "none",
+            tags: b.sidecar.manifest.tags.clone(),
+            destination: b.destination,
+            id: b.id,
+        })
+        .collect();
+    Ok(Report { items, problems })
+}

@@ -1,0 +1,132 @@
+//! `litevault prune`: apply the retention policy on each destination.
+
+use std::time::SystemTime;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::catalog;
+use crate::cli::PruneArgs;
+use crate::config::Settings;
+use crate::exit::{Exit, Fault};
+use crate::retention::{self, Item};
+use crate::state::StateDir;
+use crate::storage::Destination;
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub dry_run: bool,
+    pub destinations: Vec<DestinationPrune>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DestinationPrune {
+    pub name: String,
+    pub decisions: Vec<retention::Decision>,
+    /// Ids deleted (or, in a dry run, that would be).
+    pub deleted: Vec<String>,
+    pub failed: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub leftovers_removed: Vec<String>,
+}
+
+impl Report {
+    pub fn exit(&self) -> Exit {
+        if self.destinations.iter().any(|d| !d.failed.is_empty()) {
+            Exit::Partial
+        } else {
+            Exit::Success
+        }
+    }
+}
+
+pub fn run(settings: &Settings, args: &PruneArgs) -> Result<Report> {
+    let state = StateDir::open(&settings.state_dir)?;
+    let _lock = state.lock(args.wait)?;
+    let names: Vec<String> = args.dest.iter().cloned().collect();
+    let dests = super::open_destinations(settings, &names)?;
+    apply(settings, &dests, args.dry_run)
+}
+
+/// Decide on every destination first, then delete: a policy problem anywhere (no policy, a
+/// backup from the future) stops the run before anything is deleted.
+pub fn apply(settings: &Settings, dests: &[Destination], dry_run: bool) -> Result<Report> {
+    let now = SystemTime::now();
+    let mut plans = Vec::new();
+    for dest in dests {
+        let listing = catalog::list(dest)?;
+        let items: Vec<Item> = listing
+            .backups
+            .iter()
+            .map(|b| Item {
+                id: b.id.clone(),
+                created: b.created,
+            })
+            .collect();
+        let policy = settings.policy_for(
+            settings
+                .destinations
+                .iter()
+                .find(|d| d.name == dest.name)
+                .expect("opened from the config"),
+        );
+        let decisions = retention::decide(&items, &policy, now).map_err(|refusal| {
+            let hint = match refusal {
+                retention::Refusal::NoPolicy => {
+                    "set keep_last, keep_within, keep_daily, ... under [retention] in the config"
+                }
+                retention::Refusal::FromTheFuture { .. } => {
+                    "fix the clock (check NTP), then run prune again; nothing was deleted"
+                }
+            };
+            let exit = match refusal {
+                retention::Refusal::NoPolicy => Exit::Usage,
+                retention::Refusal::FromTheFuture { .. } => Exit::Failure,
+            };
+            anyhow::Error::new(
+                Fault::new(exit, format!("destination {}: {refusal}", dest.name)).hint(hint),
+            )
+        })?;
+        plans.push((dest, listing, decisions));
+    }
+
+    let mut report = Report {
+        dry_run,
+        destinations: Vec::new(),
+    };
+    for (dest, listing, decisions) in plans {
+        let mut deleted = Vec::new();
+        let mut failed = Vec::new();
+        for decision in decisions.iter().filter(|d| !d.keep) {
+            if dry_run {
+                deleted.push(decision.id.clone());
+                continue;
+            }
+            let backup = listing
+                .backups
+                .iter()
+                .find(|b| b.id == decision.id)
+                .expect("decided from this listing");
+            match catalog::delete(dest, backup) {
+                Ok(()) => deleted.push(decision.id.clone()),
+                Err(e) => failed.push(format!("{}: {e:#}", decision.id)),
+            }
+        }
+        let leftovers_removed = if dry_run {
+            Vec::new()
+        } else {
+            catalog::clean_leftovers(dest).unwrap_or_else(|e| {
+                failed.push(format!("cleaning leftovers: {e:#}"));
+                Vec::new()
+            })
+        };
+        report.destinations.push(DestinationPrune {
+            name: dest.name.clone(),
+            decisions,
+            deleted,
+            failed,
+            leftovers_removed,
+        });
+    }
+    Ok(report)
+}

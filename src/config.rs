@@ -1,0 +1,581 @@
+//! The TOML configuration file, read once and turned into a validated [`Settings`].
+//!
+//! Everything a run needs is checked here, before any work starts: an unknown key, a duplicate
+//! source name or an out-of-range level is an exit-2 error naming the key, not a surprise half-way
+//! through a backup. Relative paths are taken relative to the config file's folder, so a config
+//! can travel with its data (the quickstart does this).
+
+use std::collections::BTreeMap;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use serde::Deserialize;
+
+use crate::exit::config as config_error;
+use crate::retention::Policy;
+
+const DEFAULT_STATE_DIR: &str = "/var/lib/litevault";
+
+/// Names that the archive itself uses at its top level; a source may not take them.
+pub const RESERVED_NAMES: [&str; 2] = ["manifest.json", "BLAKE3SUMS"];
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    name: String,
+    state_dir: Option<PathBuf>,
+    workers: Option<usize>,
+    #[serde(default, rename = "source")]
+    sources: Vec<RawSource>,
+    #[serde(default)]
+    compression: RawCompression,
+    encryption: Option<RawEncryption>,
+    #[serde(default)]
+    retention: RawRetention,
+    #[serde(default, rename = "destination")]
+    destinations: Vec<RawDestination>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    name: String,
+    path: PathBuf,
+    kind: SourceKind,
+    check: Option<Check>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCompression {
+    algorithm: Option<String>,
+    level: Option<i32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEncryption {
+    #[serde(default)]
+    recipients: Vec<String>,
+    recipients_file: Option<PathBuf>,
+    passphrase_file: Option<PathBuf>,
+    identity_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetention {
+    keep_within: Option<String>,
+    keep_last: Option<u32>,
+    keep_hourly: Option<u32>,
+    keep_daily: Option<u32>,
+    keep_weekly: Option<u32>,
+    keep_monthly: Option<u32>,
+    keep_yearly: Option<u32>,
+    #[serde(default)]
+    prune_after_backup: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDestination {
+    name: String,
+    url: String,
+    retries: Option<usize>,
+    retention: Option<RawRetention>,
+}
+
+/// What kind of thing a source is, which decides how it is snapshotted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    Sqlite,
+    File,
+    Dir,
+}
+
+/// How thoroughly a database snapshot is checked before it is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Check {
+    Quick,
+    Integrity,
+}
+
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub name: String,
+    pub path: PathBuf,
+    pub kind: SourceKind,
+    pub check: Check,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    Zstd { level: i32 },
+    Gzip { level: u32 },
+    None,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Encryption {
+    pub recipients: Vec<String>,
+    pub recipients_file: Option<PathBuf>,
+    pub passphrase_file: Option<PathBuf>,
+    pub identity_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Destination {
+    pub name: String,
+    pub url: String,
+    pub retries: usize,
+    /// This destination's own policy, when it overrides the top-level `[retention]`.
+    pub retention: Option<Policy>,
+}
+
+/// A validated configuration: every field has been checked and every path made absolute.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub config_path: PathBuf,
+    pub name: String,
+    pub state_dir: PathBuf,
+    pub workers: usize,
+    pub sources: Vec<Source>,
+    pub compression: Compression,
+    pub encryption: Option<Encryption>,
+    pub retention: Policy,
+    pub prune_after_backup: bool,
+    pub destinations: Vec<Destination>,
+}
+
+impl Settings {
+    /// The destinations a command works on: all of them, or those named with `--dest`.
+    pub fn select_destinations(&self, names: &[String]) -> Result<Vec<&Destination>> {
+        if names.is_empty() {
+            return Ok(self.destinations.iter().collect());
+        }
+        let mut picked = Vec::new();
+        for name in names {
+            let dest = self
+                .destinations
+                .iter()
+                .find(|d| &d.name == name)
+                .ok_or_else(|| {
+                    let known: Vec<&str> =
+                        self.destinations.iter().map(|d| d.name.as_str()).collect();
+                    config_error(format!(
+                        "no destination named {name:?} in {} (known: {})",
+                        self.config_path.display(),
+                        known.join(", ")
+                    ))
+                })?;
+            if !picked.iter().any(|d: &&Destination| d.name == dest.name) {
+                picked.push(dest);
+            }
+        }
+        Ok(picked)
+    }
+
+    pub fn policy_for(&self, dest: &Destination) -> Policy {
+        dest.retention
+            .clone()
+            .unwrap_or_else(|| self.retention.clone())
+    }
+}
+
+/// Which config file to read: the flag, else `$LITEVAULT_CONFIG`, else the system default.
+pub fn locate(flag: Option<&Path>, env: Option<std::ffi::OsString>) -> PathBuf {
+    match (flag, env) {
+        (Some(path), _) => path.to_path_buf(),
+        (None, Some(env)) if !env.is_empty() => PathBuf::from(env),
+        _ => PathBuf::from(crate::cli::DEFAULT_CONFIG),
+    }
+}
+
+pub fn load(path: &Path) -> Result<Settings> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        let fault = config_error(format!("cannot read config file {}: {e}", path.display()));
+        anyhow::Error::new(fault.hint(
+            "pass --config FILE, or set LITEVAULT_CONFIG; examples/litevault.toml is a commented example",
+        ))
+    })?;
+    parse(&text, path)
+}
+
+pub fn parse(text: &str, path: &Path) -> Result<Settings> {
+    let raw: RawConfig = toml::from_str(text).map_err(|e| {
+        config_error(format!(
+            "invalid config file {}: {}",
+            path.display(),
+            e.to_string().trim_end()
+        ))
+    })?;
+    let base = path
+        .parent()
+        .map(|p| {
+            if p.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                p
+            }
+        })
+        .unwrap_or(Path::new("."));
+    let base = std::path::absolute(base)
+        .with_context(|| format!("resolving the folder of {}", path.display()))?;
+    validate(raw, path, &base)
+}
+
+fn validate(raw: RawConfig, path: &Path, base: &Path) -> Result<Settings> {
+    let fail = |key: &str, why: String| -> anyhow::Error {
+        config_error(format!("{}: `{key}` {why}", path.display())).into()
+    };
+
+    if !is_safe_name(&raw.name) {
+        return Err(fail(
+            "name",
+            format!(
+                "is {:?}; it must be 1-64 letters, digits, '.', '-' or '_' (it names this host's folder in each destination)",
+                raw.name
+            ),
+        ));
+    }
+
+    let state_dir = resolve(
+        base,
+        raw.state_dir
+            .as_deref()
+            .unwrap_or(Path::new(DEFAULT_STATE_DIR)),
+    );
+
+    let workers = match raw.workers {
+        Some(0) => return Err(fail("workers", "must be at least 1".into())),
+        Some(n) => n,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+
+    if raw.sources.is_empty() {
+        return Err(fail(
+            "source",
+            "is missing: add at least one [[source]] table".into(),
+        ));
+    }
+    let mut seen = HashSet::new();
+    let mut sources = Vec::new();
+    for (i, s) in raw.sources.into_iter().enumerate() {
+        let key = format!("source[{i}].name");
+        if !is_safe_name(&s.name) || RESERVED_NAMES.contains(&s.name.as_str()) {
+            return Err(fail(
+                &key,
+                format!(
+                    "is {:?}; it must be 1-64 letters, digits, '.', '-' or '_', not '.' or '..', \
+                     and not manifest.json or BLAKE3SUMS",
+                    s.name
+                ),
+            ));
+        }
+        if !seen.insert(s.name.clone()) {
+            return Err(fail(
+                &key,
+                format!("{:?} is used twice; source names must be unique", s.name),
+            ));
+        }
+        if s.check.is_some() && s.kind != SourceKind::Sqlite {
+            return Err(fail(
+                &format!("source[{i}].check"),
+                "applies only to kind = \"sqlite\"".into(),
+            ));
+        }
+        sources.push(Source {
+            name: s.name,
+            path: resolve(base, &s.path),
+            kind: s.kind,
+            check: s.check.unwrap_or(Check::Quick),
+        });
+    }
+
+    let compression = match raw.compression.algorithm.as_deref().unwrap_or("zstd") {
+        "zstd" => {
+            let level = raw.compression.level.unwrap_or(3);
+            if !(1..=19).contains(&level) {
+                return Err(fail(
+                    "compression.level",
+                    format!("is {level}; zstd levels run from 1 to 19"),
+                ));
+            }
+            Compression::Zstd { level }
+        }
+        "gzip" => {
+            let level = raw.compression.level.unwrap_or(6);
+            if !(1..=9).contains(&level) {
+                return Err(fail(
+                    "compression.level",
+                    format!("is {level}; gzip levels run from 1 to 9"),
+                ));
+            }
+            Compression::Gzip {
+                level: level as u32,
+            }
+        }
+        "none" => {
+            if raw.compression.level.is_some() {
+                return Err(fail(
+                    "compression.level",
+                    "makes no sense with algorithm = \"none\"".into(),
+                ));
+            }
+            Compression::None
+        }
+        other => {
+            return Err(fail(
+                "compression.algorithm",
+                format!("is {other:?}; choose \"zstd\", \"gzip\" or \"none\""),
+            ))
+        }
+    };
+
+    let encryption = match raw.encryption {
+        None => None,
+        Some(e) => {
+            if e.passphrase_file.is_some()
+                && (!e.recipients.is_empty() || e.recipients_file.is_some())
+            {
+                return Err(fail(
+                    "encryption.passphrase_file",
+                    "cannot be combined with recipients: age encrypts a file to a passphrase or to recipients, not both".into(),
+                ));
+            }
+            if e.recipients.is_empty() && e.recipients_file.is_none() && e.passphrase_file.is_none()
+            {
+                return Err(fail(
+                    "encryption",
+                    "has no key: set recipients, recipients_file or passphrase_file (or remove [encryption] to store unencrypted backups)".into(),
+                ));
+            }
+            Some(Encryption {
+                recipients: e.recipients,
+                recipients_file: e.recipients_file.map(|p| resolve(base, &p)),
+                passphrase_file: e.passphrase_file.map(|p| resolve(base, &p)),
+                identity_file: e.identity_file.map(|p| resolve(base, &p)),
+            })
+        }
+    };
+
+    let retention = policy(&raw.retention, "retention").map_err(|e| fail(&e.0, e.1))?;
+
+    if raw.destinations.is_empty() {
+        return Err(fail(
+            "destination",
+            "is missing: add at least one [[destination]] table with a name and a url".into(),
+        ));
+    }
+    let mut seen = HashSet::new();
+    let mut destinations = Vec::new();
+    for (i, d) in raw.destinations.into_iter().enumerate() {
+        if !is_safe_name(&d.name) {
+            return Err(fail(
+                &format!("destination[{i}].name"),
+                format!("is {:?}; use letters, digits, '.', '-' or '_'", d.name),
+            ));
+        }
+        if !seen.insert(d.name.clone()) {
+            return Err(fail(
+                &format!("destination[{i}].name"),
+                format!(
+                    "{:?} is used twice; destination names must be unique",
+                    d.name
+                ),
+            ));
+        }
+        crate::storage::url::Location::parse(&d.url, base)
+            .map_err(|e| fail(&format!("destination[{i}].url"), format!("{e:#}")))?;
+        let retention = match &d.retention {
+            None => None,
+            Some(r) => Some(
+                policy(r, &format!("destination[{i}].retention")).map_err(|e| fail(&e.0, e.1))?,
+            ),
+        };
+        destinations.push(Destination {
+            name: d.name,
+            url: d.url,
+            retries: d.retries.unwrap_or(5),
+            retention,
+        });
+    }
+
+    Ok(Settings {
+        config_path: std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()),
+        name: raw.name,
+        state_dir,
+        workers,
+        sources,
+        compression,
+        encryption,
+        retention,
+        prune_after_backup: raw.retention.prune_after_backup,
+        destinations,
+    })
+}
+
+fn policy(raw: &RawRetention, table: &str) -> std::result::Result<Policy, (String, String)> {
+    let keep_within = match &raw.keep_within {
+        None => None,
+        Some(text) => Some(humantime::parse_duration(text).map_err(|e| {
+            (
+                format!("{table}.keep_within"),
+                format!("is {text:?}: {e}; write a duration such as \"36h\" or \"7d\""),
+            )
+        })?),
+    };
+    Ok(Policy {
+        keep_within: keep_within.map(|d: Duration| d),
+        keep_last: raw.keep_last,
+        keep_hourly: raw.keep_hourly,
+        keep_daily: raw.keep_daily,
+        keep_weekly: raw.keep_weekly,
+        keep_monthly: raw.keep_monthly,
+        keep_yearly: raw.keep_yearly,
+    })
+}
+
+fn resolve(base: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+/// Names that become file names and object-key segments: nothing that could climb out of a folder.
+pub fn is_safe_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name != "."
+        && name != ".."
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+}
+
+/// Key=value pairs handed to OpenDAL untouched (the plug-in point for other services).
+pub type Options = BTreeMap<String, String>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+name = "radius-prod"
+state_dir = "state"
+[[source]]
+name = "auth.db"
+path = "/srv/data/auth.db"
+kind = "sqlite"
+[[source]]
+name = "etc"
+path = "etc"
+kind = "dir"
+[compression]
+algorithm = "gzip"
+level = 9
+[retention]
+keep_last = 3
+keep_within = "7d"
+[[destination]]
+name = "local"
+url = "file:///var/backups/litevault"
+"#;
+
+    fn parse_str(text: &str) -> Result<Settings> {
+        parse(text, Path::new("/etc/litevault/litevault.toml"))
+    }
+
+    fn err_of(text: &str) -> String {
+        format!("{:#}", parse_str(text).unwrap_err())
+    }
+
+    #[test]
+    fn a_good_config_resolves_relative_paths_against_its_folder() {
+        let s = parse_str(GOOD).unwrap();
+        assert_eq!(s.state_dir, Path::new("/etc/litevault/state"));
+        assert_eq!(s.sources[1].path, Path::new("/etc/litevault/etc"));
+        assert_eq!(s.sources[0].check, Check::Quick);
+        assert_eq!(s.compression, Compression::Gzip { level: 9 });
+        assert_eq!(s.retention.keep_last, Some(3));
+        assert_eq!(
+            s.retention.keep_within,
+            Some(Duration::from_secs(7 * 86400))
+        );
+        assert_eq!(s.destinations[0].retries, 5);
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let text = GOOD.replace("keep_last = 3", "keep_lats = 3");
+        let msg = err_of(&text);
+        assert!(msg.contains("keep_lats"), "{msg}");
+        assert!(msg.contains("line 17"), "{msg}");
+    }
+
+    #[test]
+    fn validation_errors_name_the_key() {
+        let cases = [
+            (GOOD.replace("level = 9", "level = 12"), "compression.level"),
+            (GOOD.replace("\"gzip\"", "\"lz4\""), "compression.algorithm"),
+            (
+                GOOD.replace("name = \"etc\"", "name = \"auth.db\""),
+                "source[1].name",
+            ),
+            (
+                GOOD.replace("name = \"etc\"", "name = \"../etc\""),
+                "source[1].name",
+            ),
+            (
+                GOOD.replace("name = \"etc\"", "name = \"manifest.json\""),
+                "source[1].name",
+            ),
+            (
+                GOOD.replace("\"7d\"", "\"a week\""),
+                "retention.keep_within",
+            ),
+            (
+                GOOD.replace("file:///var/backups/litevault", "gopher://x"),
+                "destination[0].url",
+            ),
+            (GOOD.replace("radius-prod", "radius prod"), "`name`"),
+        ];
+        for (text, key) in cases {
+            let msg = err_of(&text);
+            assert!(msg.contains(key), "expected {key} in: {msg}");
+        }
+    }
+
+    #[test]
+    fn encryption_needs_a_key_and_cannot_mix_passphrase_and_recipients() {
+        let msg = err_of(&format!(
+            "{GOOD}\n[encryption]\nidentity_file = \"id.txt\"\n"
+        ));
+        assert!(msg.contains("encryption"), "{msg}");
+        let msg = err_of(&format!(
+            "{GOOD}\n[encryption]\nrecipients = [\"age1x\"]\npassphrase_file = \"p\"\n"
+        ));
+        assert!(msg.contains("passphrase_file"), "{msg}");
+    }
+
+    #[test]
+    fn selecting_an_unknown_destination_lists_the_known_ones() {
+        let s = parse_str(GOOD).unwrap();
+        let err = s.select_destinations(&["offsite".into()]).unwrap_err();
+        assert!(format!("{err}").contains("known: local"), "{err}");
+    }
+
+    #[test]
+    fn config_path_precedence() {
+        let flag = Path::new("/a.toml");
+        assert_eq!(locate(Some(flag), Some("/b.toml".into())), flag);
+        assert_eq!(locate(None, Some("/b.toml".into())), Path::new("/b.toml"));
+        assert_eq!(locate(None, None), Path::new(crate::cli::DEFAULT_CONFIG));
+    }
+}

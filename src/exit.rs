@@ -1,0 +1,139 @@
+//! The process exit codes, in one place, and the error kinds that select them.
+//!
+//! Stages return `anyhow::Error`; where a failure has a meaning beyond "it failed" (bad config,
+//! damaged data, another run holding the lock) the stage attaches a [`Fault`] somewhere in the
+//! chain, and `main` maps the first `Fault` it finds to an exit code.
+
+use std::fmt;
+
+/// Every exit code litevault uses. The README's table is generated from the same numbers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    Success = 0,
+    Failure = 1,
+    Usage = 2,
+    Partial = 3,
+    Integrity = 4,
+    Locked = 5,
+    Interrupted = 130,
+}
+
+impl Exit {
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+}
+
+/// A failure with a meaning: the exit code it maps to and, optionally, what to do about it.
+#[derive(Debug)]
+pub struct Fault {
+    pub exit: Exit,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl Fault {
+    pub fn new(exit: Exit, message: impl Into<String>) -> Self {
+        Fault {
+            exit,
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Fault {}
+
+/// Shorthands that read well at the point of failure: `return Err(config("...").into())`.
+pub fn config(message: impl Into<String>) -> Fault {
+    Fault::new(Exit::Usage, message)
+}
+
+pub fn integrity(message: impl Into<String>) -> Fault {
+    Fault::new(Exit::Integrity, message)
+}
+
+/// The exit code for an error: the first [`Fault`] in its chain decides; a broken pipe is not a
+/// failure of litevault's (`litevault list | head` must stay quiet); anything else is a failure.
+pub fn classify(err: &anyhow::Error) -> Exit {
+    for cause in err.chain() {
+        if let Some(fault) = cause.downcast_ref::<Fault>() {
+            return fault.exit;
+        }
+    }
+    if is_broken_pipe(err) {
+        return Exit::Success;
+    }
+    Exit::Failure
+}
+
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// The hint attached to the first [`Fault`] in the chain that has one.
+pub fn hint(err: &anyhow::Error) -> Option<&str> {
+    err.chain()
+        .filter_map(|c| c.downcast_ref::<Fault>())
+        .find_map(|f| f.hint.as_deref())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::Context;
+
+    #[test]
+    fn codes_are_the_documented_numbers() {
+        let table = [
+            (Exit::Success, 0),
+            (Exit::Failure, 1),
+            (Exit::Usage, 2),
+            (Exit::Partial, 3),
+            (Exit::Integrity, 4),
+            (Exit::Locked, 5),
+            (Exit::Interrupted, 130),
+        ];
+        for (exit, code) in table {
+            assert_eq!(exit.code(), code, "{exit:?}");
+        }
+    }
+
+    #[test]
+    fn a_fault_deep_in_the_chain_decides() {
+        let err = anyhow::Error::new(integrity("hash mismatch"))
+            .context("reading auth.db")
+            .context("verifying backup X");
+        assert_eq!(classify(&err), Exit::Integrity);
+    }
+
+    #[test]
+    fn plain_errors_are_failures_and_broken_pipes_are_not() {
+        let plain = anyhow::anyhow!("boom");
+        assert_eq!(classify(&plain), Exit::Failure);
+        let pipe: anyhow::Result<()> =
+            Err(std::io::Error::from(std::io::ErrorKind::BrokenPipe)).context("writing list");
+        assert_eq!(classify(&pipe.unwrap_err()), Exit::Success);
+    }
+
+    #[test]
+    fn hint_is_found_through_context() {
+        let err = anyhow::Error::new(config("bad key").hint("fix it")).context("loading config");
+        assert_eq!(hint(&err), Some("fix it"));
+    }
+}

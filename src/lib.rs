@@ -1,0 +1,27 @@
+//! litevault: consistent backups of live SQLite stores and config files, in an open format.
+//!
+//! The road of a backup: `config` (validated `Settings`) -> `state` (lock) -> `source` (snapshots)
+//! -> `archive` (tar -> zstd|gzip -> age, hashed) -> `storage` (OpenDAL, one upload per
+//! destination) -> `catalog` (sidecar last: visible only when complete). Restore is the same road
+//! backwards. `commands` orchestrate these stages; `ui` is the only module that prints.
+//!
+//! - `cli`: clap definitions only.          - `config`: the TOML file -> `Settings`.
+//! - `exit`: exit codes and error kinds.     - `crypto`: age recipients and identities.
+//! - `retention`: the pure prune policy.     - `progress`: how stages report progress.
+//! - `docs`: completions and man pages.      - `app`: dispatch and rendering of reports.
+
+pub mod app;
+pub mod archive;
+pub mod catalog;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod crypto;
+pub mod docs;
+pub mod exit;
+pub mod progress;
+pub mod retention;
+pub mod source;
+pub mod state;
+pub mod storage;
+pub mod ui;

@@ -1,0 +1,13 @@
+//! The litevault binary: parse, run, map the outcome to an exit code. Nothing else.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    // Everything litevault creates (archives on file:// destinations, scratch files, state,
+    // restored files) is private: 0600 files in 0700 folders.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+    let cli = litevault::cli::Cli::parse();
+    ExitCode::from(litevault::app::run(cli).code())
+}

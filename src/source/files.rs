@@ -1,0 +1,135 @@
+//! Plain files and folders (config files, certificates): found, then read exactly once.
+//!
+//! A file that changes while it is read is an error, not a silently torn copy: its size and
+//! modification time are compared before and after.
+
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use anyhow::{bail, Context, Result};
+
+/// One regular file to store, and the path it takes inside the archive.
+#[derive(Debug, Clone)]
+pub struct FileItem {
+    pub archive_path: String,
+    pub fs_path: PathBuf,
+}
+
+/// What a folder walk passed over (links, sockets, names that are not UTF-8), for the report.
+#[derive(Debug, Default)]
+pub struct Skipped(pub Vec<String>);
+
+/// The files of a `file` source (itself) or a `dir` source (every regular file below it, in
+/// name order so that two backups of the same tree produce the same tar).
+pub fn collect(
+    name: &str,
+    path: &Path,
+    is_dir: bool,
+    skipped: &mut Skipped,
+) -> Result<Vec<FileItem>> {
+    let meta = fs::symlink_metadata(path)
+        .with_context(|| format!("source {name}: cannot read {}", path.display()))?;
+    if !is_dir {
+        let meta = fs::metadata(path)
+            .with_context(|| format!("source {name}: cannot read {}", path.display()))?;
+        if !meta.is_file() {
+            bail!(
+                "source {name}: {} is not a regular file (kind = \"file\")",
+                path.display()
+            );
+        }
+        return Ok(vec![FileItem {
+            archive_path: name.to_string(),
+            fs_path: path.to_path_buf(),
+        }]);
+    }
+    if !meta.is_dir() {
+        bail!(
+            "source {name}: {} is not a folder (kind = \"dir\")",
+            path.display()
+        );
+    }
+    let mut out = Vec::new();
+    walk(path, name, &mut out, skipped)
+        .with_context(|| format!("source {name}: walking {}", path.display()))?;
+    Ok(out)
+}
+
+fn walk(dir: &Path, prefix: &str, out: &mut Vec<FileItem>, skipped: &mut Skipped) -> Result<()> {
+    let mut entries: Vec<fs::DirEntry> = fs::read_dir(dir)
+        .with_context(|| format!("cannot list {}", dir.display()))?
+        .collect::<io::Result<_>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let path = entry.path();
+        let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+            skipped
+                .0
+                .push(format!("{} (name is not UTF-8)", path.display()));
+            continue;
+        };
+        let kind = entry.file_type()?;
+        let archive_path = format!("{prefix}/{name}");
+        if kind.is_dir() {
+            walk(&path, &archive_path, out, skipped)?;
+        } else if kind.is_file() {
+            out.push(FileItem {
+                archive_path,
+                fs_path: path,
+            });
+        } else {
+            // Restore refuses links and devices, so storing them would make an unrestorable backup.
+            skipped
+                .0
+                .push(format!("{} (not a regular file)", path.display()));
+        }
+    }
+    Ok(())
+}
+
+/// An open file with the size and time it had when opened.
+pub struct OpenFile {
+    pub file: File,
+    pub size: u64,
+    pub mode: u32,
+    modified: Option<SystemTime>,
+    path: PathBuf,
+}
+
+pub fn open(item: &FileItem) -> Result<OpenFile> {
+    let file = File::open(&item.fs_path)
+        .with_context(|| format!("cannot open {}", item.fs_path.display()))?;
+    let meta = file.metadata()?;
+    Ok(OpenFile {
+        size: meta.len(),
+        mode: meta.permissions().mode() & 0o7777,
+        modified: meta.modified().ok(),
+        file,
+        path: item.fs_path.clone(),
+    })
+}
+
+impl OpenFile {
+    /// After reading: the file must not have changed underneath.
+    pub fn confirm_unchanged(&self) -> Result<()> {
+        // The open handle's own metadata: a file replaced by rename (how editors save) left us
+        // reading the complete old version, which is fine.
+        let now = self.file.metadata()?;
+        if now.len() != self.size || now.modified().ok() != self.modified {
+            bail!(
+                "{} changed while it was being read; run the backup again",
+                self.path.display()
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Read for OpenFile {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.file.read(buf)
+    }
+}

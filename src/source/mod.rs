@@ -1,0 +1,4 @@
+//! What is backed up: consistent snapshots of SQLite databases, and plain files and folders.
+
+pub mod files;
+pub mod sqlite;

@@ -1,0 +1,298 @@
+//! A consistent snapshot of a live SQLite database, streamed page by page.
+//!
+//! Method: open the database through SQLite itself, begin a read transaction, run the configured
+//! check (`quick_check` or `integrity_check`) inside it, then read every page of that same
+//! transaction through the `sqlite_dbpage` virtual table. A read transaction sees one committed
+//! state however much a writer commits meanwhile (in WAL mode the writer goes on; in rollback
+//! mode it waits for our shared lock), so the pages form the database as it was at one instant,
+//! including changes still in the WAL. Unlike copying the file, this never tears; unlike the
+//! backup API into a temporary file, each page is read once and goes straight into the archive,
+//! and what was checked is exactly what is stored.
+//!
+//! The pages are read on a thread of their own and handed over in chunks through a bounded
+//! channel, so reading the database overlaps hashing and compression and memory stays bounded.
+
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use rusqlite::{Connection, OpenFlags};
+
+use crate::config::Check;
+use crate::exit::integrity;
+
+/// Pages are handed over in chunks of about this size; the channel holds a few of them.
+const CHUNK: usize = 1 << 20;
+const CHANNEL_DEPTH: usize = 4;
+
+/// How long to wait for a writer's lock before giving up on a database.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone)]
+pub struct DbInfo {
+    pub page_size: u32,
+    pub page_count: u64,
+    pub sqlite_version: String,
+    pub user_version: i64,
+    pub journal_mode: String,
+}
+
+impl DbInfo {
+    pub fn size(&self) -> u64 {
+        self.page_size as u64 * self.page_count
+    }
+}
+
+enum Msg {
+    Ready(DbInfo),
+    Pages(Vec<u8>),
+    Done,
+    Failed(anyhow::Error),
+}
+
+/// A snapshot being taken on its own thread. Read it like a file of `info().size()` bytes.
+pub struct Snapshot {
+    label: String,
+    rx: Receiver<Msg>,
+    thread: Option<JoinHandle<()>>,
+    info: Option<DbInfo>,
+    chunk: Vec<u8>,
+    pos: usize,
+    finished: bool,
+}
+
+impl Snapshot {
+    /// Start the snapshot; it opens, locks a read transaction and checks in the background.
+    pub fn start(label: &str, path: &Path, check: Check) -> Snapshot {
+        let (tx, rx) = sync_channel(CHANNEL_DEPTH);
+        let path = path.to_path_buf();
+        let thread_label = label.to_string();
+        let thread = std::thread::Builder::new()
+            .name(format!("snapshot {label}"))
+            .spawn(move || {
+                if let Err(e) = produce(&path, check, &tx) {
+                    let _ = tx.send(Msg::Failed(e.context(format!(
+                        "snapshot of database {thread_label} ({})",
+                        path.display()
+                    ))));
+                }
+            })
+            .expect("spawning a snapshot thread");
+        Snapshot {
+            label: label.to_string(),
+            rx,
+            thread: Some(thread),
+            info: None,
+            chunk: Vec::new(),
+            pos: 0,
+            finished: false,
+        }
+    }
+
+    /// Wait until the transaction is open and the check has passed.
+    pub fn ready(&mut self) -> Result<DbInfo> {
+        if let Some(info) = &self.info {
+            return Ok(info.clone());
+        }
+        match self.rx.recv() {
+            Ok(Msg::Ready(info)) => {
+                self.info = Some(info.clone());
+                Ok(info)
+            }
+            Ok(Msg::Failed(e)) => Err(e),
+            Ok(_) => bail!("snapshot of {}: protocol error", self.label),
+            Err(_) => bail!("snapshot of {}: the snapshot thread stopped", self.label),
+        }
+    }
+
+    /// After the last byte: the read transaction was closed cleanly.
+    pub fn finish(mut self) -> Result<()> {
+        // The reader stops at the size announced; the producer must agree that was all.
+        let mut probe = [0u8; 1];
+        if self.read(&mut probe)? != 0 || !self.finished {
+            bail!(
+                "snapshot of {} produced more pages than it announced",
+                self.label
+            );
+        }
+        if let Some(t) = self.thread.take() {
+            t.join()
+                .map_err(|_| anyhow::anyhow!("snapshot thread of {} panicked", self.label))?;
+        }
+        Ok(())
+    }
+}
+
+impl Read for Snapshot {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if self.pos < self.chunk.len() {
+                let n = buf.len().min(self.chunk.len() - self.pos);
+                buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+                self.pos += n;
+                return Ok(n);
+            }
+            if self.finished {
+                return Ok(0);
+            }
+            match self.rx.recv() {
+                Ok(Msg::Pages(chunk)) => {
+                    self.chunk = chunk;
+                    self.pos = 0;
+                }
+                Ok(Msg::Done) => self.finished = true,
+                Ok(Msg::Failed(e)) => return Err(io::Error::other(format!("{e:#}"))),
+                Ok(Msg::Ready(_)) | Err(_) => {
+                    return Err(io::Error::other(format!(
+                        "snapshot of {} stopped early",
+                        self.label
+                    )))
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Snapshot {
+    fn drop(&mut self) {
+        // Dropping the receiver makes the producer's next send fail, so it rolls back and exits.
+        let (_, rx) = sync_channel(0);
+        drop(std::mem::replace(&mut self.rx, rx));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn produce(path: &PathBuf, check: Check, tx: &SyncSender<Msg>) -> Result<()> {
+    let meta = std::fs::metadata(path).context("cannot read the database file")?;
+    if !meta.is_file() {
+        bail!("not a regular file");
+    }
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .context("cannot open the database")?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.execute_batch("BEGIN DEFERRED")?;
+    // The first read fixes the transaction's snapshot; everything below sees that one state.
+    conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))
+        .map_err(|e| corrupt_or(e, "cannot read the schema"))?;
+
+    run_check(&conn, check)?;
+
+    let info = DbInfo {
+        page_size: conn.query_row("PRAGMA page_size", [], |r| r.get(0))?,
+        page_count: conn.query_row("PRAGMA page_count", [], |r| r.get::<_, i64>(0))? as u64,
+        sqlite_version: conn.query_row("SELECT sqlite_version()", [], |r| r.get(0))?,
+        user_version: conn.query_row("PRAGMA user_version", [], |r| r.get(0))?,
+        journal_mode: conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?,
+    };
+    let page_size = info.page_size as usize;
+    let page_count = info.page_count;
+    if tx.send(Msg::Ready(info)).is_err() {
+        return Ok(());
+    }
+
+    let mut stmt = conn
+        .prepare("SELECT pgno, data FROM sqlite_dbpage('main')")
+        .context(
+            "this build of SQLite lacks the sqlite_dbpage table litevault snapshots through",
+        )?;
+    let mut rows = stmt.query([])?;
+    let mut chunk = Vec::with_capacity(CHUNK + page_size);
+    let mut next: u64 = 1;
+    let zero = vec![0u8; page_size];
+    while let Some(row) = rows.next()? {
+        let pgno: i64 = row.get(0)?;
+        let data = row.get_ref(1)?.as_blob()?;
+        if data.len() != page_size {
+            bail!("page {pgno} has {} bytes, expected {page_size}", data.len());
+        }
+        // SQLite never uses the page holding the lock byte (at 1 GiB); keep the file's geometry.
+        while next < pgno as u64 {
+            chunk.extend_from_slice(&zero);
+            next += 1;
+        }
+        chunk.extend_from_slice(data);
+        next += 1;
+        if chunk.len() >= CHUNK {
+            let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK + page_size));
+            if tx.send(Msg::Pages(full)).is_err() {
+                return Ok(());
+            }
+        }
+    }
+    if next - 1 != page_count {
+        bail!("read {} pages, but the database has {page_count}", next - 1);
+    }
+    drop(rows);
+    drop(stmt);
+    if !chunk.is_empty() && tx.send(Msg::Pages(chunk)).is_err() {
+        return Ok(());
+    }
+    conn.execute_batch("COMMIT")?;
+    let _ = tx.send(Msg::Done);
+    Ok(())
+}
+
+fn run_check(conn: &Connection, check: Check) -> Result<()> {
+    let pragma = match check {
+        Check::Quick => "quick_check",
+        Check::Integrity => "integrity_check",
+    };
+    let problems = check_problems(conn, pragma)?;
+    if !problems.is_empty() {
+        return Err(integrity(format!("{pragma} failed: {}", problems.join("; "))).into());
+    }
+    Ok(())
+}
+
+/// Run `PRAGMA quick_check`/`integrity_check`; an empty list means "ok". A database too damaged
+/// to run the check at all is reported as a problem too.
+pub fn check_problems(conn: &Connection, pragma: &str) -> Result<Vec<String>> {
+    let sql = format!("PRAGMA {pragma}(20)");
+    let run = || -> rusqlite::Result<Vec<String>> {
+        let mut stmt = conn.prepare(&sql)?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        rows.collect()
+    };
+    match run() {
+        Ok(lines) if lines.len() == 1 && lines[0] == "ok" => Ok(Vec::new()),
+        Ok(lines) => Ok(lines),
+        Err(e) if is_corruption(&e) => Ok(vec![e.to_string()]),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn is_corruption(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseCorrupt) | Some(rusqlite::ErrorCode::NotADatabase)
+    )
+}
+
+fn corrupt_or(e: rusqlite::Error, what: &str) -> anyhow::Error {
+    if is_corruption(&e) {
+        anyhow::Error::new(integrity(format!("{what}: {e}")))
+    } else {
+        anyhow::Error::new(e).context(what.to_string())
+    }
+}
+
+/// Check a database file at rest (after restore): `quick_check` or `integrity_check`.
+///
+/// Opened read-write (never written) because a WAL-mode file cannot always be opened read-only
+/// without its `-shm`; the caller runs this only on files in its own private folder.
+pub fn check_file(path: &Path, pragma: &str) -> Result<Vec<String>> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .with_context(|| format!("cannot open {}", path.display()))?;
+    check_problems(&conn, pragma)
+}

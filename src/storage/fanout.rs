@@ -1,0 +1,156 @@
+//! One archive stream, sent to several destinations at once.
+//!
+//! The archive is built once; each destination gets its own upload thread fed through a bounded
+//! channel of shared chunks, so a slow destination slows the pipeline (backpressure) instead of
+//! growing memory, and a failed one is dropped while the others go on.
+
+use std::io::{self, Write};
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::thread::{self, ScopedJoinHandle};
+
+use anyhow::{anyhow, Result};
+use bytes::{Bytes, BytesMut};
+
+use super::destination::Destination;
+
+const CHUNK: usize = 2 << 20;
+const DEPTH: usize = 4;
+
+enum Msg {
+    Data(Bytes),
+    /// The archive is complete: commit it, then store the sidecar.
+    Commit {
+        sidecar_name: String,
+        sidecar: Bytes,
+    },
+}
+
+/// The outcome on one destination: the stored archive size, or why it failed.
+pub type Outcome = Result<u64>;
+
+pub struct FanOut<'scope> {
+    buf: BytesMut,
+    lanes: Vec<Lane<'scope>>,
+    written: u64,
+}
+
+struct Lane<'scope> {
+    tx: Option<SyncSender<Msg>>,
+    handle: ScopedJoinHandle<'scope, Outcome>,
+}
+
+impl<'scope> FanOut<'scope> {
+    /// Start one upload thread per destination, writing `object` on each.
+    pub fn start<'env>(
+        scope: &'scope thread::Scope<'scope, 'env>,
+        dests: &'env [Destination],
+        object: &str,
+    ) -> Self {
+        let lanes = dests
+            .iter()
+            .map(|dest| {
+                let (tx, rx) = sync_channel::<Msg>(DEPTH);
+                let object = object.to_string();
+                let handle = scope.spawn(move || -> Outcome {
+                    let mut upload = dest.upload(&object)?;
+                    for msg in rx {
+                        match msg {
+                            Msg::Data(chunk) => upload.write(chunk)?,
+                            Msg::Commit {
+                                sidecar_name,
+                                sidecar,
+                            } => {
+                                let stored = upload.commit()?;
+                                dest.put(&sidecar_name, sidecar.to_vec())?;
+                                return Ok(stored);
+                            }
+                        }
+                    }
+                    // The sender went away without a commit: the backup failed; dropping the
+                    // upload aborts it.
+                    Err(anyhow!("backup aborted before the archive was complete"))
+                });
+                Lane {
+                    tx: Some(tx),
+                    handle,
+                }
+            })
+            .collect();
+        FanOut {
+            buf: BytesMut::with_capacity(CHUNK),
+            lanes,
+            written: 0,
+        }
+    }
+
+    fn send(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = self.buf.split().freeze();
+        self.buf.reserve(CHUNK);
+        let mut alive = 0;
+        for lane in &mut self.lanes {
+            if let Some(tx) = &lane.tx {
+                if tx.send(Msg::Data(chunk.clone())).is_ok() {
+                    alive += 1;
+                } else {
+                    lane.tx = None; // that upload failed; its thread holds the reason
+                }
+            }
+        }
+        if alive == 0 {
+            return Err(io::Error::other("every destination failed"));
+        }
+        Ok(())
+    }
+
+    /// Flush the last chunk, commit on every destination, and collect each outcome in order.
+    /// With `sidecar = None` (the archive failed), every upload is aborted.
+    pub fn finish(mut self, commit: Option<(String, Vec<u8>)>) -> Vec<Outcome> {
+        let flushed = if commit.is_some() {
+            self.send()
+        } else {
+            Ok(())
+        };
+        let commit = commit.map(|(name, body)| (name, Bytes::from(body)));
+        for lane in &mut self.lanes {
+            if let (Some(tx), Some((name, body)), true) = (lane.tx.take(), &commit, flushed.is_ok())
+            {
+                let _ = tx.send(Msg::Commit {
+                    sidecar_name: name.clone(),
+                    sidecar: body.clone(),
+                });
+            }
+        }
+        self.lanes
+            .into_iter()
+            .map(|lane| {
+                lane.handle
+                    .join()
+                    .unwrap_or_else(|_| Err(anyhow!("upload thread panicked")))
+            })
+            .collect()
+    }
+
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+}
+
+impl Write for FanOut<'_> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let room = CHUNK - self.buf.len();
+        let n = data.len().min(room);
+        self.buf.extend_from_slice(&data[..n]);
+        self.written += n as u64;
+        if self.buf.len() >= CHUNK {
+            self.send()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}

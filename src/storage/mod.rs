@@ -1,0 +1,9 @@
+//! Where backups are stored: one [`Destination`] type over Apache OpenDAL serves every backend,
+//! so commands never know which backend they talk to.
+
+pub mod destination;
+pub mod fanout;
+pub mod runtime;
+pub mod url;
+
+pub use destination::Destination;

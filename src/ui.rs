@@ -1,0 +1,157 @@
+//! The only module that talks to the person: progress bars on a terminal, one plain line per
+//! result under cron, nothing with `--quiet`, one JSON document with `--json`. Errors always go
+//! to stderr with their whole context chain and a hint.
+
+use std::io::{self, IsTerminal, Write};
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+
+use crate::progress::{Progress, Silent};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Human,
+    Quiet,
+    Json,
+}
+
+pub struct Ui {
+    pub mode: Mode,
+    terminal: bool,
+}
+
+impl Ui {
+    pub fn new(quiet: bool, json: bool) -> Ui {
+        let mode = if json {
+            Mode::Json
+        } else if quiet {
+            Mode::Quiet
+        } else {
+            Mode::Human
+        };
+        Ui {
+            mode,
+            terminal: io::stderr().is_terminal(),
+        }
+    }
+
+    /// A bar on a terminal; nothing otherwise (cron mail must not fill with redraws).
+    pub fn progress(&self, label: &str) -> Box<dyn Progress> {
+        if self.mode == Mode::Human && self.terminal {
+            let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{prefix} {msg:12} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            bar.set_prefix(label.to_string());
+            bar.enable_steady_tick(Duration::from_millis(200));
+            Box::new(Bar(bar))
+        } else {
+            Box::new(Silent)
+        }
+    }
+
+    /// A line for people (suppressed by --quiet and --json).
+    pub fn say(&self, line: &str) {
+        if self.mode == Mode::Human {
+            let mut out = io::stdout().lock();
+            let _ = writeln!(out, "{line}");
+        }
+    }
+
+    /// Several lines for people, written at once.
+    pub fn say_all(&self, lines: &[String]) -> io::Result<()> {
+        if self.mode == Mode::Human {
+            let mut out = io::stdout().lock();
+            for line in lines {
+                writeln!(out, "{line}")?;
+            }
+            out.flush()?;
+        }
+        Ok(())
+    }
+
+    /// The one JSON document of a run.
+    pub fn json<T: Serialize>(&self, doc: &T) -> io::Result<()> {
+        if self.mode == Mode::Json {
+            let mut out = io::stdout().lock();
+            serde_json::to_writer_pretty(&mut out, doc)?;
+            writeln!(out)?;
+            out.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Warnings go to stderr in every mode but --quiet, where only failures speak.
+    pub fn warn(&self, line: &str) {
+        if self.mode != Mode::Quiet {
+            eprintln!("warning: {line}");
+        }
+    }
+
+    /// A failure: always printed, to stderr.
+    pub fn error(&self, line: &str) {
+        eprintln!("error: {line}");
+    }
+
+    pub fn fatal(err: &anyhow::Error) {
+        eprintln!("error: {err:#}");
+        if let Some(hint) = crate::exit::hint(err) {
+            eprintln!("hint: {hint}");
+        }
+    }
+}
+
+struct Bar(ProgressBar);
+
+impl Progress for Bar {
+    fn stage(&self, label: &str) {
+        self.0.set_message(label.to_string());
+    }
+    fn set_total(&self, total: u64) {
+        self.0.set_length(total);
+    }
+    fn advance(&self, bytes: u64) {
+        self.0.inc(bytes);
+    }
+}
+
+impl Drop for Bar {
+    fn drop(&mut self) {
+        self.0.finish_and_clear();
+    }
+}
+
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+pub fn secs(d: Duration) -> String {
+    format!("{:.1}s", d.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes_read_well() {
+        assert_eq!(super::bytes(512), "512 B");
+        assert_eq!(super::bytes(1536), "1.5 KiB");
+        assert_eq!(super::bytes(3 << 30), "3.0 GiB");
+    }
+}
