@@ -64,6 +64,9 @@ pub struct Backup {
     pub created: SystemTime,
     pub destination: String,
     pub sidecar: Sidecar,
+    /// Set when the stored archive is missing or not the size the sidecar says: the backup was
+    /// complete once, and has been damaged since.
+    pub damage: Option<String>,
 }
 
 impl Backup {
@@ -74,9 +77,9 @@ impl Backup {
 
 #[derive(Debug, Default)]
 pub struct Listing {
-    /// Complete backups, newest first.
+    /// Complete backups (those with a sidecar), newest first.
     pub backups: Vec<Backup>,
-    /// Sidecars that cannot be trusted (unreadable, archive missing or of the wrong size).
+    /// Sidecars that cannot be read as ours.
     pub problems: Vec<String>,
 }
 
@@ -92,22 +95,23 @@ pub fn list(dest: &Destination) -> Result<Listing> {
             continue;
         }
         match load_sidecar(dest, id) {
-            Ok((sidecar, created)) => match sizes.get(sidecar.archive.object.as_str()) {
-                Some(&size) if size == sidecar.archive.bytes => listing.backups.push(Backup {
+            Ok((sidecar, created)) => {
+                let damage = match sizes.get(sidecar.archive.object.as_str()) {
+                    Some(&size) if size == sidecar.archive.bytes => None,
+                    Some(&size) => Some(format!(
+                        "the stored archive has {size} bytes, the sidecar says {}",
+                        sidecar.archive.bytes
+                    )),
+                    None => Some(format!("the archive {} is missing", sidecar.archive.object)),
+                };
+                listing.backups.push(Backup {
                     id: id.to_string(),
                     created,
                     destination: dest.name.clone(),
                     sidecar,
-                }),
-                Some(&size) => listing.problems.push(format!(
-                    "backup {id} on {}: archive has {size} bytes, the sidecar says {}",
-                    dest.name, sidecar.archive.bytes
-                )),
-                None => listing.problems.push(format!(
-                    "backup {id} on {}: archive {} is missing",
-                    dest.name, sidecar.archive.object
-                )),
-            },
+                    damage,
+                });
+            }
             Err(e) => listing
                 .problems
                 .push(format!("backup {id} on {}: {e:#}", dest.name)),

@@ -516,7 +516,7 @@ url = "file:///var/backups/litevault"
         let text = GOOD.replace("keep_last = 3", "keep_lats = 3");
         let msg = err_of(&text);
         assert!(msg.contains("keep_lats"), "{msg}");
-        assert!(msg.contains("line 17"), "{msg}");
+        assert!(msg.contains("line 16"), "{msg}");
     }
 
     #[test]

@@ -75,7 +75,24 @@ pub fn run(settings: &Settings, args: &BackupArgs, progress: &dyn Progress) -> R
     let _lock = state.lock(args.wait)?;
     state.clean_scratch();
 
-    let dests = super::open_destinations(settings, &args.dest)?;
+    // A destination that cannot even be opened is a failed destination, not a failed run.
+    let mut dests = Vec::new();
+    let mut unopened = Vec::new();
+    for cfg in settings.select_destinations(&args.dest)? {
+        match super::open_destination(settings, cfg) {
+            Ok(d) => dests.push(d),
+            Err(e) => unopened.push(DestinationResult {
+                name: cfg.name.clone(),
+                ok: false,
+                bytes: None,
+                error: Some(format!("{e:#}")),
+            }),
+        }
+    }
+    if dests.is_empty() {
+        let why: Vec<String> = unopened.iter().filter_map(|d| d.error.clone()).collect();
+        anyhow::bail!("no destination could be opened: {}", why.join("; "));
+    }
     let sealer = settings.encryption.as_ref().map(Sealer::load).transpose()?;
     let mut warnings = Vec::new();
     for dest in &dests {
@@ -110,9 +127,21 @@ pub fn run(settings: &Settings, args: &BackupArgs, progress: &dyn Progress) -> R
         });
         (fan.finish(commit), built)
     });
-    let (sidecar, skipped, source_bytes) = built?;
+    let (sidecar, skipped, source_bytes) = match built {
+        Ok(b) => b,
+        Err(e) => {
+            // When every upload failed, their reasons are the story; the pipeline only noticed.
+            let why: Vec<String> = dests
+                .iter()
+                .zip(&outcomes)
+                .filter_map(|(d, o)| o.as_ref().err().map(|e| format!("{}: {e:#}", d.name)))
+                .filter(|m| !m.contains("aborted before the archive was complete"))
+                .collect();
+            return Err(if why.is_empty() { e } else { e.context(why.join("; ")) });
+        }
+    };
 
-    let destinations: Vec<DestinationResult> = dests
+    let mut destinations: Vec<DestinationResult> = dests
         .iter()
         .zip(outcomes)
         .map(|(dest, outcome)| match outcome {
@@ -130,6 +159,7 @@ pub fn run(settings: &Settings, args: &BackupArgs, progress: &dyn Progress) -> R
             },
         })
         .collect();
+    destinations.extend(unopened);
 
     let mut report = Report {
         id: id.clone(),
@@ -187,7 +217,7 @@ fn build(
         format: "litevault".into(),
         format_version: FORMAT_VERSION,
         backup_id: id.to_string(),
-        created: humantime::format_rfc3339_seconds(created).to_string(),
+        created: humantime::format_rfc3339_millis(created).to_string(),
         host: settings.name.clone(),
         hostname: hostname(),
         tool_version: env!("CARGO_PKG_VERSION").to_string(),

@@ -19,6 +19,8 @@ pub struct Item {
     pub encrypted: bool,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub damage: Option<String>,
 }
 
 pub struct Report {
@@ -53,6 +55,7 @@ pub fn run(settings: &Settings, args: &ListArgs) -> Result<Report> {
             compression: b.sidecar.archive.compression.clone(),
             encrypted: b.sidecar.archive.encryption != "none",
             tags: b.sidecar.manifest.tags.clone(),
+            damage: b.damage.clone(),
             destination: b.destination,
             id: b.id,
         })

@@ -17,12 +17,16 @@ use crate::storage::Destination;
 
 /// Open the destinations a command works on (all, or those named with `--dest`).
 pub fn open_destinations(settings: &Settings, names: &[String]) -> Result<Vec<Destination>> {
-    let base = settings.config_path.parent().unwrap_or(Path::new("/"));
     settings
         .select_destinations(names)?
         .into_iter()
-        .map(|d| Destination::open(d, base, &settings.name))
+        .map(|d| open_destination(settings, d))
         .collect()
+}
+
+pub fn open_destination(settings: &Settings, cfg: &crate::config::Destination) -> Result<Destination> {
+    let base = settings.config_path.parent().unwrap_or(Path::new("/"));
+    Destination::open(cfg, base, &settings.name)
 }
 
 /// Find `id` (or `latest`) on the given destinations: the first that holds it, or the newest
@@ -77,6 +81,12 @@ pub fn unpack_checked(
     progress: &dyn crate::progress::Progress,
 ) -> Result<Vec<String>> {
     use anyhow::Context;
+    if let Some(damage) = &backup.damage {
+        return Err(anyhow::Error::new(
+            crate::exit::integrity(format!("backup {} on {} is damaged: {damage}", backup.id, dest.name))
+                .hint("restore an older backup (`litevault list`), or one from another destination"),
+        ));
+    }
     let stored = dest.reader(&backup.sidecar.archive.object)?;
     progress.set_total(backup.sidecar.manifest.total_size());
     crate::archive::reader::extract(stored, &backup.sidecar, opener, into, progress)

@@ -1,0 +1,92 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_litevault_global_optspecs
+    string join \n c/config= q/quiet json h/help V/version
+end
+
+function __fish_litevault_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_litevault_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_litevault_using_subcommand
+    set -l cmd (__fish_litevault_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c litevault -n "__fish_litevault_needs_command" -s c -l config -d 'Configuration file [default: $LITEVAULT_CONFIG, else /etc/litevault/litevault.toml]' -r -F
+complete -c litevault -n "__fish_litevault_needs_command" -s q -l quiet -d 'Print nothing on success; errors still go to stderr'
+complete -c litevault -n "__fish_litevault_needs_command" -l json -d 'Print one JSON document on stdout instead of text'
+complete -c litevault -n "__fish_litevault_needs_command" -s h -l help -d 'Print help'
+complete -c litevault -n "__fish_litevault_needs_command" -s V -l version -d 'Print version'
+complete -c litevault -n "__fish_litevault_needs_command" -f -a "backup" -d 'Take a backup and store it on every (or each named) destination'
+complete -c litevault -n "__fish_litevault_needs_command" -f -a "list" -d 'List complete backups, newest first'
+complete -c litevault -n "__fish_litevault_needs_command" -f -a "ls" -d 'List complete backups, newest first'
+complete -c litevault -n "__fish_litevault_needs_command" -f -a "restore" -d 'Restore a backup into a folder'
+complete -c litevault -n "__fish_litevault_needs_command" -f -a "verify" -d 'Prove that backups are intact and restorable'
+complete -c litevault -n "__fish_litevault_needs_command" -f -a "prune" -d 'Delete backups that the retention policy no longer keeps'
+complete -c litevault -n "__fish_litevault_needs_command" -f -a "completions" -d 'Print a shell completion script'
+complete -c litevault -n "__fish_litevault_needs_command" -f -a "man" -d 'Write the man pages into a folder'
+complete -c litevault -n "__fish_litevault_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c litevault -n "__fish_litevault_using_subcommand backup" -s d -l dest -d 'Store only on this destination (repeat for several) [default: all]' -r
+complete -c litevault -n "__fish_litevault_using_subcommand backup" -l wait -d 'If another run holds the lock, wait this long for it (e.g. 10m) instead of exiting 5' -r
+complete -c litevault -n "__fish_litevault_using_subcommand backup" -s c -l config -d 'Configuration file [default: $LITEVAULT_CONFIG, else /etc/litevault/litevault.toml]' -r -F
+complete -c litevault -n "__fish_litevault_using_subcommand backup" -s q -l quiet -d 'Print nothing on success; errors still go to stderr'
+complete -c litevault -n "__fish_litevault_using_subcommand backup" -l json -d 'Print one JSON document on stdout instead of text'
+complete -c litevault -n "__fish_litevault_using_subcommand backup" -s h -l help -d 'Print help'
+complete -c litevault -n "__fish_litevault_using_subcommand list" -s d -l dest -d 'List only this destination [default: all]' -r
+complete -c litevault -n "__fish_litevault_using_subcommand list" -s c -l config -d 'Configuration file [default: $LITEVAULT_CONFIG, else /etc/litevault/litevault.toml]' -r -F
+complete -c litevault -n "__fish_litevault_using_subcommand list" -s q -l quiet -d 'Print nothing on success; errors still go to stderr'
+complete -c litevault -n "__fish_litevault_using_subcommand list" -l json -d 'Print one JSON document on stdout instead of text'
+complete -c litevault -n "__fish_litevault_using_subcommand list" -s h -l help -d 'Print help'
+complete -c litevault -n "__fish_litevault_using_subcommand ls" -s d -l dest -d 'List only this destination [default: all]' -r
+complete -c litevault -n "__fish_litevault_using_subcommand ls" -s c -l config -d 'Configuration file [default: $LITEVAULT_CONFIG, else /etc/litevault/litevault.toml]' -r -F
+complete -c litevault -n "__fish_litevault_using_subcommand ls" -s q -l quiet -d 'Print nothing on success; errors still go to stderr'
+complete -c litevault -n "__fish_litevault_using_subcommand ls" -l json -d 'Print one JSON document on stdout instead of text'
+complete -c litevault -n "__fish_litevault_using_subcommand ls" -s h -l help -d 'Print help'
+complete -c litevault -n "__fish_litevault_using_subcommand restore" -l to -d 'Folder to restore into; each source becomes DIR/<source name>' -r -F
+complete -c litevault -n "__fish_litevault_using_subcommand restore" -s d -l dest -d 'Destination to restore from [default: the first that holds the backup]' -r
+complete -c litevault -n "__fish_litevault_using_subcommand restore" -s c -l config -d 'Configuration file [default: $LITEVAULT_CONFIG, else /etc/litevault/litevault.toml]' -r -F
+complete -c litevault -n "__fish_litevault_using_subcommand restore" -l deep -d 'Run integrity_check on each database instead of quick_check'
+complete -c litevault -n "__fish_litevault_using_subcommand restore" -s q -l quiet -d 'Print nothing on success; errors still go to stderr'
+complete -c litevault -n "__fish_litevault_using_subcommand restore" -l json -d 'Print one JSON document on stdout instead of text'
+complete -c litevault -n "__fish_litevault_using_subcommand restore" -s h -l help -d 'Print help'
+complete -c litevault -n "__fish_litevault_using_subcommand verify" -s d -l dest -d 'Verify on this destination only [default: all]' -r
+complete -c litevault -n "__fish_litevault_using_subcommand verify" -s c -l config -d 'Configuration file [default: $LITEVAULT_CONFIG, else /etc/litevault/litevault.toml]' -r -F
+complete -c litevault -n "__fish_litevault_using_subcommand verify" -l all -d 'Verify every backup'
+complete -c litevault -n "__fish_litevault_using_subcommand verify" -s q -l quiet -d 'Print nothing on success; errors still go to stderr'
+complete -c litevault -n "__fish_litevault_using_subcommand verify" -l json -d 'Print one JSON document on stdout instead of text'
+complete -c litevault -n "__fish_litevault_using_subcommand verify" -s h -l help -d 'Print help'
+complete -c litevault -n "__fish_litevault_using_subcommand prune" -s d -l dest -d 'Prune this destination only [default: all]' -r
+complete -c litevault -n "__fish_litevault_using_subcommand prune" -l wait -d 'If another run holds the lock, wait this long for it instead of exiting 5' -r
+complete -c litevault -n "__fish_litevault_using_subcommand prune" -s c -l config -d 'Configuration file [default: $LITEVAULT_CONFIG, else /etc/litevault/litevault.toml]' -r -F
+complete -c litevault -n "__fish_litevault_using_subcommand prune" -s n -l dry-run -d 'Show what would be deleted and why, delete nothing'
+complete -c litevault -n "__fish_litevault_using_subcommand prune" -s q -l quiet -d 'Print nothing on success; errors still go to stderr'
+complete -c litevault -n "__fish_litevault_using_subcommand prune" -l json -d 'Print one JSON document on stdout instead of text'
+complete -c litevault -n "__fish_litevault_using_subcommand prune" -s h -l help -d 'Print help'
+complete -c litevault -n "__fish_litevault_using_subcommand completions" -s c -l config -d 'Configuration file [default: $LITEVAULT_CONFIG, else /etc/litevault/litevault.toml]' -r -F
+complete -c litevault -n "__fish_litevault_using_subcommand completions" -s q -l quiet -d 'Print nothing on success; errors still go to stderr'
+complete -c litevault -n "__fish_litevault_using_subcommand completions" -l json -d 'Print one JSON document on stdout instead of text'
+complete -c litevault -n "__fish_litevault_using_subcommand completions" -s h -l help -d 'Print help'
+complete -c litevault -n "__fish_litevault_using_subcommand man" -s c -l config -d 'Configuration file [default: $LITEVAULT_CONFIG, else /etc/litevault/litevault.toml]' -r -F
+complete -c litevault -n "__fish_litevault_using_subcommand man" -s q -l quiet -d 'Print nothing on success; errors still go to stderr'
+complete -c litevault -n "__fish_litevault_using_subcommand man" -l json -d 'Print one JSON document on stdout instead of text'
+complete -c litevault -n "__fish_litevault_using_subcommand man" -s h -l help -d 'Print help'
+complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune completions man help" -f -a "backup" -d 'Take a backup and store it on every (or each named) destination'
+complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune completions man help" -f -a "list" -d 'List complete backups, newest first'
+complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune completions man help" -f -a "restore" -d 'Restore a backup into a folder'
+complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune completions man help" -f -a "verify" -d 'Prove that backups are intact and restorable'
+complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune completions man help" -f -a "prune" -d 'Delete backups that the retention policy no longer keeps'
+complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune completions man help" -f -a "completions" -d 'Print a shell completion script'
+complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune completions man help" -f -a "man" -d 'Write the man pages into a folder'
+complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -1,0 +1,13 @@
+//! Integration tests: the real `litevault` binary against real SQLite files, real tools (`age`,
+//! `zstd`, `gzip`, `tar`, `b3sum`) and, for remote destinations, real servers on 127.0.0.1.
+//! One test binary with modules, so the harness is built once.
+
+mod harness;
+
+mod backup;
+mod bad_input;
+mod cli;
+mod format;
+mod hostile;
+mod prune;
+mod runs;
