@@ -415,8 +415,8 @@ const LAST: [&str; 48] = [
     "Martin", "Bernard", "Schmidt", "Lopez", "Kowalski", "Novak", "Horvat", "Berg", "Larsen",
     "Dubois", "Weber", "Costa", "Fischer", "Romano", "Tanaka", "Sato", "Patel", "Khan", "Ali",
     "Brown", "Wilson", "Taylor", "Meyer", "Wagner", "Becker", "Hoffmann", "Ferrari", "Moreau",
-    "Lambert", "Peeters", "Virtanen", "Nielsen", "Hansen", "Olsen", "Popescu", "Horvath",
-    "Yilmaz", "Cohen",
+    "Lambert", "Peeters", "Virtanen", "Nielsen", "Hansen", "Olsen", "Popescu", "Horvath", "Yilmaz",
+    "Cohen",
 ];
 
 /// Realms with weights; most subscribers are on the ISP's own realm.
@@ -645,7 +645,7 @@ impl Plan {
         // Only a subset of NAS devices is polled; samples grow mostly along
         // the time axis, as in a real TSDB-in-SQLite setup.
         let metric_devices = (devices / 40).clamp(2, 1000);
-        let samples = n(4_800_000.0, 48);
+        let samples = n(6_000_000.0, 48);
         let metric_steps = (samples / (metric_devices * METRICS.len() as u64)).max(1);
         Plan {
             extra_realms: n(200.0, 0),
@@ -655,10 +655,10 @@ impl Plan {
             extra_groups: n(300.0, 0),
             users: n(250_000.0, 20),
             auth_attempts: n(500_000.0, 20),
-            sessions: n(600_000.0, 20),
+            sessions: n(650_000.0, 20),
             metric_devices,
             metric_steps,
-            audit: n(140_000.0, 10),
+            audit: n(200_000.0, 10),
         }
     }
 }
@@ -790,9 +790,9 @@ impl Entities for DbEntities {
 
     fn device(&self, rng: &mut Rng) -> Res<DeviceRef> {
         let id = pick_index(rng, self.max_device) as i64 + 1;
-        let mut st = self.devices.prepare_cached(
-            "SELECT ip, shortname, vendor, model FROM nas_devices WHERE id = ?1",
-        )?;
+        let mut st = self
+            .devices
+            .prepare_cached("SELECT ip, shortname, vendor, model FROM nas_devices WHERE id = ?1")?;
         let row = st
             .query_row([id], |r| {
                 Ok((
@@ -1275,7 +1275,10 @@ fn gen_config(tx: &Connection, w: &World, rng: &mut Rng) -> Res<u64> {
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
     for (i, site) in SITES.iter().enumerate() {
-        settings.push((format!("pool.{site}.servers"), format!("10.250.{i}.10,10.250.{i}.11")));
+        settings.push((
+            format!("pool.{site}.servers"),
+            format!("10.250.{i}.10,10.250.{i}.11"),
+        ));
         settings.push((format!("pool.{site}.response_window_ms"), "4000".into()));
         settings.push((format!("pool.{site}.status_check"), "status-server".into()));
     }
@@ -1333,10 +1336,18 @@ fn gen_config(tx: &Connection, w: &World, rng: &mut Rng) -> Res<u64> {
             d.shortname,
             d.ip,
             if rng.chance(0.1) { 29 } else { 32 },
-            format!("vault:kv/radius/clients/{}#v{}", d.shortname, 1 + rng.below(4)),
+            format!(
+                "vault:kv/radius/clients/{}#v{}",
+                d.shortname,
+                1 + rng.below(4)
+            ),
             d.kind.nas_type,
             rng.chance(0.7),
-            if rng.chance(0.3) { Some(16 + rng.below_i(240)) } else { None },
+            if rng.chance(0.3) {
+                Some(16 + rng.below_i(240))
+            } else {
+                None
+            },
             1 + rng.below_i(n_realms as i64),
             spread_ts(rng, END_TS - 5 * 365 * DAY, END_TS - DAY, i, n),
             comment
@@ -1425,8 +1436,14 @@ fn insert_device_events(
             ("radius_timeout", 8),
         ]);
         let (severity, detail) = match kind {
-            "link_down" => ("warning", format!("{} changed state to down", port_id(d.kind, rng))),
-            "link_up" => ("info", format!("{} changed state to up", port_id(d.kind, rng))),
+            "link_down" => (
+                "warning",
+                format!("{} changed state to down", port_id(d.kind, rng)),
+            ),
+            "link_up" => (
+                "info",
+                format!("{} changed state to up", port_id(d.kind, rng)),
+            ),
             "coa_sent" => (
                 "info",
                 format!(
@@ -1454,10 +1471,7 @@ fn insert_device_events(
             ),
             "reboot" => (
                 "critical",
-                format!(
-                    "uptime reset; firmware {}",
-                    rng.pick(d.kind.firmware)
-                ),
+                format!("uptime reset; firmware {}", rng.pick(d.kind.firmware)),
             ),
             "heartbeat_missed" => (
                 "warning",
@@ -1548,9 +1562,7 @@ fn gen_auth(tx: &Connection, w: &World, rng: &mut Rng) -> Res<u64> {
             ("expired", 3),
             ("pending", 1),
         ]);
-        let email = rng
-            .chance(0.8)
-            .then(|| format!("{}@{}", u.name, u.realm));
+        let email = rng.chance(0.8).then(|| format!("{}@{}", u.name, u.realm));
         st_user.execute(params![
             u.id,
             u.name,
@@ -1601,7 +1613,11 @@ fn insert_auth_attempts(
         // A few percent of requests are for names that do not exist
         // (typos, scanners, misconfigured supplicants).
         let (name, user_id, mac) = if rng.chance(0.03) {
-            let name = format!("{}{}", rng.pick(&["admin", "test", "user", "guest"]), rng.below(1000));
+            let name = format!(
+                "{}{}",
+                rng.pick(&["admin", "test", "user", "guest"]),
+                rng.below(1000)
+            );
             let mac = mac_for(rng.next_u64());
             (name, None, mac)
         } else {
@@ -1840,7 +1856,13 @@ fn insert_session(
     rows += 1;
     for k in (n_interims - KEPT_INTERIMS + 1).max(1)..=n_interims {
         let t = k * interval;
-        st.record(session_id, "Interim-Update", start + t, &traffic.at(t), delay(rng))?;
+        st.record(
+            session_id,
+            "Interim-Update",
+            start + t,
+            &traffic.at(t),
+            delay(rng),
+        )?;
         rows += 1;
     }
     if closed {
@@ -1881,7 +1903,14 @@ fn next_value(metric: usize, prev: Option<f64>, rng: &mut Rng) -> f64 {
         (2 | 3, None) => (rng.next_u64() >> 24) as f64,
         (2, Some(p)) => p + rng.log_uniform(1e5, 3e9).round(),
         (3, Some(p)) => p + rng.log_uniform(1e6, 3e10).round(),
-        (4, p) => p.unwrap_or(0.0) + if rng.chance(0.1) { rng.below(20) as f64 } else { 0.0 },
+        (4, p) => {
+            p.unwrap_or(0.0)
+                + if rng.chance(0.1) {
+                    rng.below(20) as f64
+                } else {
+                    0.0
+                }
+        }
         (5 | 7, p) => p.unwrap_or((rng.next_u64() >> 40) as f64) + rng.below(5000) as f64,
         (6, p) => p.unwrap_or((rng.next_u64() >> 44) as f64) + rng.below(200) as f64,
         (8, None) => rng.below(2000) as f64,
@@ -1924,9 +1953,8 @@ fn insert_samples(
     first_ts: i64,
     steps: u64,
 ) -> Res<u64> {
-    let mut st = tx.prepare(
-        "INSERT INTO samples (ts, device_id, metric_id, value) VALUES (?1, ?2, ?3, ?4)",
-    )?;
+    let mut st = tx
+        .prepare("INSERT INTO samples (ts, device_id, metric_id, value) VALUES (?1, ?2, ?3, ?4)")?;
     let n_metrics = METRICS.len();
     let mut rows = 0;
     for step in 0..steps as i64 {
@@ -2070,7 +2098,11 @@ fn insert_audit(
                         rng.pick(d.kind.firmware)
                     ),
                 };
-                (action.split('.').next().unwrap_or("device"), d.id.to_string(), details)
+                (
+                    action.split('.').next().unwrap_or("device"),
+                    d.id.to_string(),
+                    details,
+                )
             }
             Some("realm") => {
                 let realm = rng.weighted(&REALMS);
@@ -2104,7 +2136,11 @@ fn insert_audit(
                 ("admin", actor.to_string(), details)
             }
         };
-        let outcome = if rng.chance(0.97) { "success" } else { "denied" };
+        let outcome = if rng.chance(0.97) {
+            "success"
+        } else {
+            "denied"
+        };
         st.execute(params![
             ts,
             actor,
@@ -2177,8 +2213,14 @@ log {{ destination = syslog level = info auth_failures = yes }}
     let files = [
         ("etc/server.conf", server),
         ("etc/clients.conf", clients),
-        ("etc/tls/ca.pem", fake_pem(&mut rng, "Example AAA Root CA", 18)),
-        ("etc/tls/server.pem", fake_pem(&mut rng, "aaa-1.example.net", 22)),
+        (
+            "etc/tls/ca.pem",
+            fake_pem(&mut rng, "Example AAA Root CA", 18),
+        ),
+        (
+            "etc/tls/server.pem",
+            fake_pem(&mut rng, "aaa-1.example.net", 22),
+        ),
     ];
     let mut bytes = 0;
     for (name, text) in files {
@@ -2281,8 +2323,14 @@ fn mutate(dir: &Path, fraction: f64, seed: u64) -> Res<()> {
                 changed += st.execute(params![id, now - rng.below_i(POLL_SECS)])? as u64;
             }
         }
-        changed +=
-            insert_device_events(&tx, &ents, &mut rng, share(events, fraction), now - POLL_SECS, now)?;
+        changed += insert_device_events(
+            &tx,
+            &ents,
+            &mut rng,
+            share(events, fraction),
+            now - POLL_SECS,
+            now,
+        )?;
         tx.commit()?;
         drop(conn);
         report("devices", "changed", changed, store_bytes(&path));
@@ -2309,8 +2357,11 @@ fn mutate(dir: &Path, fraction: f64, seed: u64) -> Res<()> {
             )?;
             for _ in 0..share(users, fraction / 4.0) {
                 let id = 1 + rng.below_i(users as i64);
-                changed += pw.execute(params![id, password_hash(&mut rng), now - rng.below_i(now - last + 1)])?
-                    as u64;
+                changed += pw.execute(params![
+                    id,
+                    password_hash(&mut rng),
+                    now - rng.below_i(now - last + 1)
+                ])? as u64;
             }
             let mut login = tx.prepare("UPDATE users SET last_login = ?2 WHERE id = ?1")?;
             for _ in 0..share(users, fraction) {
@@ -2318,7 +2369,14 @@ fn mutate(dir: &Path, fraction: f64, seed: u64) -> Res<()> {
                 changed += login.execute(params![id, now - rng.below_i(now - last + 1)])? as u64;
             }
         }
-        changed += insert_auth_attempts(&tx, &ents, &mut rng, share(attempts, fraction), last + 1, now)?;
+        changed += insert_auth_attempts(
+            &tx,
+            &ents,
+            &mut rng,
+            share(attempts, fraction),
+            last + 1,
+            now,
+        )?;
         tx.commit()?;
         report("auth", "changed", changed, store_bytes(&path));
     }
@@ -2328,8 +2386,9 @@ fn mutate(dir: &Path, fraction: f64, seed: u64) -> Res<()> {
         let mut conn = open_existing(&path)?;
         let sessions = max_id(&conn, "acct_sessions")?;
         let mut rng = stream(3, sessions);
-        let last: i64 =
-            conn.query_row("SELECT max(start_time) FROM acct_sessions", [], |r| r.get(0))?;
+        let last: i64 = conn.query_row("SELECT max(start_time) FROM acct_sessions", [], |r| {
+            r.get(0)
+        })?;
         let now = last + step_secs(&conn, "acct_sessions", fraction)?;
         let tx = conn.transaction()?;
         let changed = mutate_accounting(&tx, &ents, &mut rng, sessions, fraction, last, now)?;
@@ -2343,11 +2402,10 @@ fn mutate(dir: &Path, fraction: f64, seed: u64) -> Res<()> {
         let mut conn = open_existing(&path)?;
         let samples = max_id(&conn, "samples")?;
         let mut rng = stream(4, samples);
-        let (last, devices): (i64, i64) = conn.query_row(
-            "SELECT max(ts), max(device_id) FROM samples",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
+        let (last, devices): (i64, i64) =
+            conn.query_row("SELECT max(ts), max(device_id) FROM samples", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?;
         let n_metrics = METRICS.len();
         let series = devices as usize * n_metrics;
         let tx = conn.transaction()?;
@@ -2397,7 +2455,11 @@ fn mutate(dir: &Path, fraction: f64, seed: u64) -> Res<()> {
 /// How far the clock advances in one step: `fraction` of the history the
 /// table already covers, so appended rows keep the table's rate.
 fn step_secs(conn: &Connection, table: &str, fraction: f64) -> Res<i64> {
-    let col = if table == "acct_sessions" { "start_time" } else { "ts" };
+    let col = if table == "acct_sessions" {
+        "start_time"
+    } else {
+        "ts"
+    };
     let (lo, hi): (Option<i64>, Option<i64>) = conn.query_row(
         &format!("SELECT min({col}), max({col}) FROM {table}"),
         [],
@@ -2453,7 +2515,11 @@ fn mutate_accounting(
         let delta = Traffic::random(rng).at(t - time);
         let stopping = rng.chance(0.4);
         let updated = if stopping {
-            let cause = *rng.weighted(&[("User-Request", 6), ("Idle-Timeout", 3), ("Lost-Carrier", 1)]);
+            let cause = *rng.weighted(&[
+                ("User-Request", 6),
+                ("Idle-Timeout", 3),
+                ("Lost-Carrier", 1),
+            ]);
             close.execute(params![
                 id,
                 start + t,

@@ -76,7 +76,10 @@ fn dispatch(cli: &Cli, ui: &Ui) -> Result<Exit> {
                 flags.extend(it.tags.iter().cloned());
                 if let Some(damage) = &it.damage {
                     flags.push("DAMAGED".into());
-                    ui.warn(&format!("backup {} on {} is damaged: {damage}", it.id, it.destination));
+                    ui.warn(&format!(
+                        "backup {} on {} is damaged: {damage}",
+                        it.id, it.destination
+                    ));
                 }
                 lines.push(format!(
                     "{:<22} {:<20} {:>10} {:>10}  {:<12} {}",

@@ -572,6 +572,15 @@ url = "file:///var/backups/litevault"
     }
 
     #[test]
+    fn the_shipped_example_config_is_valid() {
+        let text = include_str!("../examples/litevault.toml");
+        let s = parse(text, Path::new("/etc/litevault/litevault.toml")).unwrap();
+        assert_eq!(s.sources.len(), 7);
+        assert!(s.encryption.is_some());
+        assert!(!s.retention.is_empty());
+    }
+
+    #[test]
     fn config_path_precedence() {
         let flag = Path::new("/a.toml");
         assert_eq!(locate(Some(flag), Some("/b.toml".into())), flag);

@@ -137,7 +137,11 @@ pub fn run(settings: &Settings, args: &BackupArgs, progress: &dyn Progress) -> R
                 .filter_map(|(d, o)| o.as_ref().err().map(|e| format!("{}: {e:#}", d.name)))
                 .filter(|m| !m.contains("aborted before the archive was complete"))
                 .collect();
-            return Err(if why.is_empty() { e } else { e.context(why.join("; ")) });
+            return Err(if why.is_empty() {
+                e
+            } else {
+                e.context(why.join("; "))
+            });
         }
     };
 

@@ -24,7 +24,10 @@ pub fn open_destinations(settings: &Settings, names: &[String]) -> Result<Vec<De
         .collect()
 }
 
-pub fn open_destination(settings: &Settings, cfg: &crate::config::Destination) -> Result<Destination> {
+pub fn open_destination(
+    settings: &Settings,
+    cfg: &crate::config::Destination,
+) -> Result<Destination> {
     let base = settings.config_path.parent().unwrap_or(Path::new("/"));
     Destination::open(cfg, base, &settings.name)
 }
@@ -83,8 +86,11 @@ pub fn unpack_checked(
     use anyhow::Context;
     if let Some(damage) = &backup.damage {
         return Err(anyhow::Error::new(
-            crate::exit::integrity(format!("backup {} on {} is damaged: {damage}", backup.id, dest.name))
-                .hint("restore an older backup (`litevault list`), or one from another destination"),
+            crate::exit::integrity(format!(
+                "backup {} on {} is damaged: {damage}",
+                backup.id, dest.name
+            ))
+            .hint("restore an older backup (`litevault list`), or one from another destination"),
         ));
     }
     let stored = dest.reader(&backup.sidecar.archive.object)?;

@@ -47,9 +47,15 @@ impl Destination {
             Location::File { root } => {
                 let root = root.join(namespace);
                 let builder = opendal::services::Fs::default().root(&root.to_string_lossy());
-                Operator::new(builder).map_err(storage_error).with_context(|| {
-                    format!("destination {} ({display}): cannot open {}", cfg.name, root.display())
-                })?
+                Operator::new(builder)
+                    .map_err(storage_error)
+                    .with_context(|| {
+                        format!(
+                            "destination {} ({display}): cannot open {}",
+                            cfg.name,
+                            root.display()
+                        )
+                    })?
             }
         };
         // Timeout before retry, so a hung request is retried rather than waited on forever.

@@ -21,18 +21,14 @@ impl Location {
                     bail!("{url:?} names no folder; write file:///path/to/folder");
                 }
                 let path = Path::new(rest);
-                let root = if path.is_absolute() {
+                let joined = if path.is_absolute() {
                     path.to_path_buf()
                 } else {
                     base.join(path)
                 };
-                if root
-                    .components()
-                    .any(|c| matches!(c, std::path::Component::ParentDir))
-                {
-                    bail!("{url:?}: write the folder without '..'");
-                }
-                Ok(Location::File { root })
+                Ok(Location::File {
+                    root: normalize(&joined),
+                })
             }
             other => bail!("{other}:// is not a supported destination (use file://)"),
         }
@@ -44,6 +40,21 @@ impl Location {
             Location::File { root } => format!("file://{}", root.display()),
         }
     }
+}
+
+/// `a/b/../c` -> `a/c`, without touching the filesystem (the folder may not exist yet).
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -65,7 +76,13 @@ mod tests {
                 root: "/etc/litevault/backups".into()
             }
         );
-        for bad in ["/var/backups", "file://", "file:///a/../b", "gopher://x"] {
+        assert_eq!(
+            Location::parse("file://../backups", base).unwrap(),
+            Location::File {
+                root: "/etc/backups".into()
+            }
+        );
+        for bad in ["/var/backups", "file://", "gopher://x"] {
             assert!(Location::parse(bad, base).is_err(), "{bad}");
         }
     }

@@ -17,22 +17,33 @@ fn consistent_under_writer(journal_mode: &str) {
         ids.push(env.backup());
     }
     let committed = writer.stop();
-    assert!(committed > 20_000, "the writer made no progress during the backups");
+    assert!(
+        committed > 20_000,
+        "the writer made no progress during the backups"
+    );
 
     let mut seen = Vec::new();
     for id in &ids {
         let out = env.path(&format!("restore-{id}"));
-        env.run(&["restore", id, "--to", out.to_str().unwrap()]).ok();
+        env.run(&["restore", id, "--to", out.to_str().unwrap()])
+            .ok();
         let n = check_ledger(&out.join("ledger.db"));
-        assert!((20_000..=committed).contains(&n), "restored state {n} was never committed");
+        assert!(
+            (20_000..=committed).contains(&n),
+            "restored state {n} was never committed"
+        );
         seen.push(n);
     }
     // The journal mode is recorded as it was.
     let list = env.list();
     assert_eq!(list.len(), ids.len());
     let sidecar: serde_json::Value =
-        serde_json::from_slice(&fs::read(env.store().join(format!("{}.json", ids[0]))).unwrap()).unwrap();
-    assert_eq!(sidecar["manifest"]["databases"][0]["journal_mode"], journal_mode.to_lowercase());
+        serde_json::from_slice(&fs::read(env.store().join(format!("{}.json", ids[0]))).unwrap())
+            .unwrap();
+    assert_eq!(
+        sidecar["manifest"]["databases"][0]["journal_mode"],
+        journal_mode.to_lowercase()
+    );
 }
 
 #[test]
@@ -58,10 +69,14 @@ fn changes_still_in_the_wal_are_in_the_backup() {
         ledger_step(&tx, k);
         tx.commit().unwrap();
     }
-    assert!(fs::metadata(db.with_extension("db-wal")).unwrap().len() > 0, "the WAL should hold commits");
+    assert!(
+        fs::metadata(db.with_extension("db-wal")).unwrap().len() > 0,
+        "the WAL should hold commits"
+    );
     let id = env.backup();
     let out = env.path("out");
-    env.run(&["restore", &id, "--to", out.to_str().unwrap()]).ok();
+    env.run(&["restore", &id, "--to", out.to_str().unwrap()])
+        .ok();
     assert_eq!(check_ledger(&out.join("ledger.db")), 60);
     drop(conn);
 }
@@ -106,9 +121,18 @@ fn files_and_folders_are_backed_up_and_links_are_skipped_with_a_warning() {
     r.ok().stderr_has("link");
     let out = env.path("out");
     env.run(&["restore", "--to", out.to_str().unwrap()]).ok();
-    assert_eq!(fs::read_to_string(out.join("etc/server.conf")).unwrap(), "listen = 1812\n");
-    assert_eq!(fs::read_to_string(out.join("etc/tls/private/key.pem")).unwrap(), "-----BEGIN KEY-----\n");
-    assert_eq!(fs::read_to_string(out.join("clients.conf")).unwrap(), "client a { secret = x }\n");
+    assert_eq!(
+        fs::read_to_string(out.join("etc/server.conf")).unwrap(),
+        "listen = 1812\n"
+    );
+    assert_eq!(
+        fs::read_to_string(out.join("etc/tls/private/key.pem")).unwrap(),
+        "-----BEGIN KEY-----\n"
+    );
+    assert_eq!(
+        fs::read_to_string(out.join("clients.conf")).unwrap(),
+        "client a { secret = x }\n"
+    );
     assert!(!out.join("etc/link").exists());
 }
 
@@ -125,7 +149,8 @@ fn everything_written_is_private() {
         assert_eq!(mode_of(&env.store().join(&f)), 0o600, "{f}");
     }
     let out = env.path("out");
-    env.run(&["restore", &id, "--to", out.to_str().unwrap()]).ok();
+    env.run(&["restore", &id, "--to", out.to_str().unwrap()])
+        .ok();
     assert_eq!(mode_of(&out.join("a.db")), 0o600);
 }
 
@@ -147,9 +172,12 @@ fn quick_check_by_default_integrity_check_on_request_and_in_verify() {
     }
     let id = env.backup();
     let out = env.path("out");
-    env.run(&["restore", &id, "--to", out.to_str().unwrap()]).ok();
+    env.run(&["restore", &id, "--to", out.to_str().unwrap()])
+        .ok();
     let deep = env.path("deep");
-    env.run(&["restore", &id, "--to", deep.to_str().unwrap(), "--deep"]).code(4).stderr_has("integrity_check");
+    env.run(&["restore", &id, "--to", deep.to_str().unwrap(), "--deep"])
+        .code(4)
+        .stderr_has("integrity_check");
     assert!(!deep.join("idx.db").exists());
     env.run(&["verify", &id]).code(4).stderr_has(&id);
 

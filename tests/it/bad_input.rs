@@ -11,10 +11,17 @@ fn a_missing_config_exits_2_and_names_the_file() {
     let missing = env.path("nope.toml");
     let mut cmd = Command::new(BIN);
     cmd.arg("--config").arg(&missing).arg("list");
-    run_cmd(cmd).code(2).stderr_has("nope.toml").stderr_has("hint:");
+    run_cmd(cmd)
+        .code(2)
+        .stderr_has("nope.toml")
+        .stderr_has("hint:");
 
     // $LITEVAULT_CONFIG is used when --config is absent.
-    let out = Command::new(BIN).arg("list").env("LITEVAULT_CONFIG", &missing).output().unwrap();
+    let out = Command::new(BIN)
+        .arg("list")
+        .env("LITEVAULT_CONFIG", &missing)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("nope.toml"));
 }
@@ -35,7 +42,9 @@ fn an_invalid_value_exits_2_naming_the_key() {
     env.extra = "[compression]\nalgorithm = \"zstd\"\nlevel = 42\n".into();
     env.run(&["backup"]).code(2).stderr_has("compression.level");
     env.extra = "[retention]\nkeep_within = \"a while\"\n".into();
-    env.run(&["prune"]).code(2).stderr_has("retention.keep_within");
+    env.run(&["prune"])
+        .code(2)
+        .stderr_has("retention.keep_within");
 }
 
 #[test]
@@ -64,7 +73,9 @@ fn an_unknown_destination_name_is_a_usage_error_listing_the_known_ones() {
     let mut env = Env::new();
     let db = env.add_sqlite("a.db");
     create_ledger(&db, "WAL", 5);
-    env.run(&["backup", "--dest", "offsite"]).code(2).stderr_has("known: local");
+    env.run(&["backup", "--dest", "offsite"])
+        .code(2)
+        .stderr_has("known: local");
 }
 
 #[test]
@@ -73,7 +84,9 @@ fn a_bad_recipient_is_refused_before_anything_is_read() {
     let db = env.add_sqlite("a.db");
     create_ledger(&db, "WAL", 5);
     env.encryption = Some("[encryption]\nrecipients = [\"age1notakey\"]\n".into());
-    env.run(&["backup"]).code(2).stderr_has("encryption.recipients[0]");
+    env.run(&["backup"])
+        .code(2)
+        .stderr_has("encryption.recipients[0]");
     assert!(env.stored_files().is_empty());
 }
 
@@ -84,7 +97,8 @@ fn stored_on_some_destinations_only_exits_3() {
     create_ledger(&db, "WAL", 50);
     // The second destination's root is a regular file: nothing can be created under it.
     fs::write(env.path("blocked"), "not a folder").unwrap();
-    env.destinations.push(dest("broken", "file://__ROOT__/blocked/inside"));
+    env.destinations
+        .push(dest("broken", "file://__ROOT__/blocked/inside"));
     let r = env.run(&["--json", "backup"]);
     r.code(3);
     let doc = r.json();
@@ -94,8 +108,17 @@ fn stored_on_some_destinations_only_exits_3() {
     assert_eq!(dests[1]["name"], "broken");
     assert_eq!(dests[1]["ok"], false);
     assert!(dests[1]["error"].as_str().unwrap().contains("broken"));
-    assert_eq!(env.run(&["--json", "list", "--dest", "local"]).json().as_array().unwrap().len(), 1);
+    assert_eq!(
+        env.run(&["--json", "list", "--dest", "local"])
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 
     // Only the broken one: exit 1.
-    env.run(&["backup", "--dest", "broken"]).code(1).stderr_has("broken");
+    env.run(&["backup", "--dest", "broken"])
+        .code(1)
+        .stderr_has("broken");
 }

@@ -35,9 +35,13 @@ fn recover_with_tools(compression: &str, encrypted: bool, pipeline: &str) {
         .replace("F", &archive.display().to_string())
         .replace("KEY", &env.path("key.txt").display().to_string());
     sh(&script, &out).ok();
-    sh("b3sum --check BLAKE3SUMS", &out).ok().stdout_has("auth.db: OK").stdout_has("etc/tls/ca.pem: OK");
+    sh("b3sum --check BLAKE3SUMS", &out)
+        .ok()
+        .stdout_has("auth.db: OK")
+        .stdout_has("etc/tls/ca.pem: OK");
     assert_eq!(check_ledger(&out.join("auth.db")), 3000);
-    let manifest: serde_json::Value = serde_json::from_slice(&fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&fs::read(out.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["backup_id"], id.as_str());
     assert_eq!(manifest["format_version"], 1);
     assert_eq!(manifest["host"], "test-host");
@@ -47,8 +51,16 @@ fn recover_with_tools(compression: &str, encrypted: bool, pipeline: &str) {
     assert_eq!(db["journal_mode"], "wal");
     assert!(db["sqlite_version"].as_str().unwrap().starts_with('3'));
     assert!(db["user_version"].is_i64());
-    let file = manifest["files"].as_array().unwrap().iter().find(|f| f["path"] == "auth.db").unwrap();
-    assert_eq!(file["size"], fs::metadata(out.join("auth.db")).unwrap().len());
+    let file = manifest["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == "auth.db")
+        .unwrap();
+    assert_eq!(
+        file["size"],
+        fs::metadata(out.join("auth.db")).unwrap().len()
+    );
 }
 
 #[test]
@@ -74,7 +86,10 @@ fn a_passphrase_backup_opens_with_the_same_passphrase() {
     let pass = env.path("pass.txt");
     fs::write(&pass, "correct horse battery staple\n").unwrap();
     fs::set_permissions(&pass, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    env.encryption = Some(format!("[encryption]\npassphrase_file = \"{}\"\n", pass.display()));
+    env.encryption = Some(format!(
+        "[encryption]\npassphrase_file = \"{}\"\n",
+        pass.display()
+    ));
     let r = env.run(&["--json", "backup"]);
     r.ok();
     assert!(!r.stdout.contains("horse") && !r.stderr.contains("horse"));
@@ -88,6 +103,10 @@ fn a_passphrase_backup_opens_with_the_same_passphrase() {
     fs::write(&pass, "wrong horse\n").unwrap();
     let r = env.run(&["restore", &id, "--to", env.path("out2").to_str().unwrap()]);
     r.code(4);
-    assert!(!r.stderr.contains("horse"), "the passphrase leaked: {}", r.stderr);
+    assert!(
+        !r.stderr.contains("horse"),
+        "the passphrase leaked: {}",
+        r.stderr
+    );
     assert!(!env.path("out2/a.db").exists());
 }

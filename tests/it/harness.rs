@@ -38,7 +38,10 @@ pub struct Env {
 impl Env {
     /// An empty environment: data/, backups/, state/ under a fresh temporary folder.
     pub fn new() -> Env {
-        let tmp = tempfile::Builder::new().prefix("litevault-it-").tempdir().unwrap();
+        let tmp = tempfile::Builder::new()
+            .prefix("litevault-it-")
+            .tempdir()
+            .unwrap();
         fs::create_dir_all(tmp.path().join("data")).unwrap();
         Env {
             tmp,
@@ -82,8 +85,16 @@ impl Env {
     /// Encrypt to a fresh age key made by the real `age-keygen`; returns the key file.
     pub fn with_age_key(&mut self) -> PathBuf {
         let key = self.path("key.txt");
-        let out = Command::new(require_tool("age-keygen")).arg("-o").arg(&key).output().unwrap();
-        assert!(out.status.success(), "age-keygen: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(require_tool("age-keygen"))
+            .arg("-o")
+            .arg(&key)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "age-keygen: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
         let recipient = public_key(&key);
         self.encryption = Some(format!(
@@ -94,7 +105,11 @@ impl Env {
     }
 
     pub fn write_config(&self) -> PathBuf {
-        let mut text = format!("name = \"test-host\"\nstate_dir = \"{}\"\n{}\n", self.path("state").display(), self.extra);
+        let mut text = format!(
+            "name = \"test-host\"\nstate_dir = \"{}\"\n{}\n",
+            self.path("state").display(),
+            self.extra
+        );
         for s in &self.sources {
             text.push_str(s);
         }
@@ -119,7 +134,10 @@ impl Env {
     pub fn command(&self, args: &[&str]) -> Command {
         self.write_config();
         let mut cmd = Command::new(BIN);
-        cmd.arg("--config").arg(self.config_path()).args(args).env_remove("LITEVAULT_CONFIG");
+        cmd.arg("--config")
+            .arg(self.config_path())
+            .args(args)
+            .env_remove("LITEVAULT_CONFIG");
         cmd
     }
 
@@ -127,7 +145,8 @@ impl Env {
     pub fn list(&self) -> Vec<serde_json::Value> {
         let r = self.run(&["--json", "list"]);
         r.ok();
-        serde_json::from_str::<Vec<serde_json::Value>>(&r.stdout).unwrap_or_else(|e| panic!("list --json: {e}: {}", r.stdout))
+        serde_json::from_str::<Vec<serde_json::Value>>(&r.stdout)
+            .unwrap_or_else(|e| panic!("list --json: {e}: {}", r.stdout))
     }
 
     /// Take a backup that must succeed; returns its id.
@@ -148,7 +167,9 @@ impl Env {
 }
 
 fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
-    let Ok(entries) = fs::read_dir(dir) else { return };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
     for e in entries.flatten() {
         let p = e.path();
         if p.is_dir() {
@@ -179,32 +200,53 @@ pub struct Run {
 
 impl Run {
     pub fn ok(&self) -> &Run {
-        assert_eq!(self.code, 0, "expected success\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, 0,
+            "expected success\nstdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
         self
     }
 
     pub fn code(&self, code: i32) -> &Run {
-        assert_eq!(self.code, code, "expected exit {code}\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, code,
+            "expected exit {code}\nstdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
         self
     }
 
     pub fn stderr_has(&self, needle: &str) -> &Run {
-        assert!(self.stderr.contains(needle), "stderr lacks {needle:?}:\n{}", self.stderr);
+        assert!(
+            self.stderr.contains(needle),
+            "stderr lacks {needle:?}:\n{}",
+            self.stderr
+        );
         self
     }
 
     pub fn stdout_has(&self, needle: &str) -> &Run {
-        assert!(self.stdout.contains(needle), "stdout lacks {needle:?}:\n{}", self.stdout);
+        assert!(
+            self.stdout.contains(needle),
+            "stdout lacks {needle:?}:\n{}",
+            self.stdout
+        );
         self
     }
 
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.stdout))
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.stdout))
     }
 }
 
 pub fn run_cmd(mut cmd: Command) -> Run {
-    let out: Output = cmd.env_remove("LITEVAULT_CONFIG").stdin(Stdio::null()).output().unwrap();
+    let out: Output = cmd
+        .env_remove("LITEVAULT_CONFIG")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
     Run {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -215,7 +257,11 @@ pub fn run_cmd(mut cmd: Command) -> Run {
 /// Run a shell pipeline (for the real-tools tests).
 pub fn sh(script: &str, dir: &Path) -> Run {
     let mut cmd = Command::new("bash");
-    cmd.arg("-o").arg("pipefail").arg("-c").arg(script).current_dir(dir);
+    cmd.arg("-o")
+        .arg("pipefail")
+        .arg("-c")
+        .arg(script)
+        .current_dir(dir);
     run_cmd(cmd)
 }
 
@@ -227,7 +273,11 @@ pub fn sh(script: &str, dir: &Path) -> Run {
 /// instant exactly when these hold and the rows are 1..=n with the derived values.
 pub fn create_ledger(path: &Path, journal_mode: &str, rows: i64) {
     let conn = Connection::open(path).unwrap();
-    let mode: String = conn.query_row(&format!("PRAGMA journal_mode={journal_mode}"), [], |r| r.get(0)).unwrap();
+    let mode: String = conn
+        .query_row(&format!("PRAGMA journal_mode={journal_mode}"), [], |r| {
+            r.get(0)
+        })
+        .unwrap();
     assert_eq!(mode, journal_mode.to_lowercase());
     conn.execute_batch(
         "CREATE TABLE entries(id INTEGER PRIMARY KEY, body TEXT NOT NULL);
@@ -250,9 +300,15 @@ pub fn ledger_body(k: i64) -> String {
 }
 
 pub fn ledger_step(conn: &Connection, k: i64) {
-    conn.execute("INSERT INTO entries(id, body) VALUES (?1, ?2)", rusqlite::params![k, ledger_body(k)]).unwrap();
-    conn.execute("UPDATE accounts SET balance = balance - 1 WHERE id = 1", []).unwrap();
-    conn.execute("UPDATE accounts SET balance = balance + 1 WHERE id = 2", []).unwrap();
+    conn.execute(
+        "INSERT INTO entries(id, body) VALUES (?1, ?2)",
+        rusqlite::params![k, ledger_body(k)],
+    )
+    .unwrap();
+    conn.execute("UPDATE accounts SET balance = balance - 1 WHERE id = 1", [])
+        .unwrap();
+    conn.execute("UPDATE accounts SET balance = balance + 1 WHERE id = 2", [])
+        .unwrap();
     conn.execute("UPDATE counter SET n = ?1", [k]).unwrap();
 }
 
@@ -260,11 +316,19 @@ pub fn ledger_step(conn: &Connection, k: i64) {
 /// Returns n.
 pub fn check_ledger(path: &Path) -> i64 {
     let conn = Connection::open(path).unwrap();
-    let ic: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    let ic: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(ic, "ok", "{}", path.display());
-    let n: i64 = conn.query_row("SELECT n FROM counter", [], |r| r.get(0)).unwrap();
-    let count: i64 = conn.query_row("SELECT count(*) FROM entries", [], |r| r.get(0)).unwrap();
-    let max: i64 = conn.query_row("SELECT coalesce(max(id), 0) FROM entries", [], |r| r.get(0)).unwrap();
+    let n: i64 = conn
+        .query_row("SELECT n FROM counter", [], |r| r.get(0))
+        .unwrap();
+    let count: i64 = conn
+        .query_row("SELECT count(*) FROM entries", [], |r| r.get(0))
+        .unwrap();
+    let max: i64 = conn
+        .query_row("SELECT coalesce(max(id), 0) FROM entries", [], |r| r.get(0))
+        .unwrap();
     let (a, b): (i64, i64) = conn
         .query_row("SELECT (SELECT balance FROM accounts WHERE id=1), (SELECT balance FROM accounts WHERE id=2)", [], |r| {
             Ok((r.get(0)?, r.get(1)?))
@@ -274,11 +338,19 @@ pub fn check_ledger(path: &Path) -> i64 {
     assert_eq!(max, n, "row ids are not 1..=n");
     assert_eq!(a + b, 1_000_000, "balances do not sum: a torn state");
     assert_eq!(b, n, "balance moved {b} times but {n} transactions are in");
-    let mut stmt = conn.prepare("SELECT id, body FROM entries ORDER BY id").unwrap();
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT id, body FROM entries ORDER BY id")
+        .unwrap();
+    let rows = stmt
+        .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+        .unwrap();
     for row in rows {
         let (id, body) = row.unwrap();
-        assert_eq!(body, ledger_body(id), "row {id} differs from what the writer wrote");
+        assert_eq!(
+            body,
+            ledger_body(id),
+            "row {id} differs from what the writer wrote"
+        );
     }
     n
 }
@@ -298,7 +370,9 @@ impl Writer {
         let handle = std::thread::spawn(move || {
             let conn = Connection::open(&p).unwrap();
             conn.busy_timeout(Duration::from_secs(120)).unwrap();
-            let mut k: i64 = conn.query_row("SELECT n FROM counter", [], |r| r.get(0)).unwrap();
+            let mut k: i64 = conn
+                .query_row("SELECT n FROM counter", [], |r| r.get(0))
+                .unwrap();
             while !s.load(Ordering::Relaxed) {
                 k += 1;
                 let tx = conn.unchecked_transaction().unwrap();
@@ -307,7 +381,11 @@ impl Writer {
                 c.store(k, Ordering::SeqCst);
             }
         });
-        Writer { stop, committed, handle: Some(handle) }
+        Writer {
+            stop,
+            committed,
+            handle: Some(handle),
+        }
     }
 
     /// Let the writer commit `n` more transactions, then stop it.
@@ -321,7 +399,11 @@ impl Writer {
 
     pub fn stop(mut self) -> i64 {
         self.stop.store(true, Ordering::Relaxed);
-        self.handle.take().unwrap().join().expect("writer thread failed");
+        self.handle
+            .take()
+            .unwrap()
+            .join()
+            .expect("writer thread failed");
         self.committed.load(Ordering::SeqCst)
     }
 }
@@ -329,7 +411,10 @@ impl Writer {
 /// A plain database of about `mb` MiB, for tests that need a backup to take a while.
 pub fn create_bulk(path: &Path, mb: usize) {
     let conn = Connection::open(path).unwrap();
-    conn.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE blobs(id INTEGER PRIMARY KEY, data BLOB);").unwrap();
+    conn.execute_batch(
+        "PRAGMA journal_mode=WAL; CREATE TABLE blobs(id INTEGER PRIMARY KEY, data BLOB);",
+    )
+    .unwrap();
     let tx = conn.unchecked_transaction().unwrap();
     for i in 0..(mb * 16) {
         // Hash-derived bytes: not compressible, so the archive is as big as the data.
@@ -339,7 +424,8 @@ pub fn create_bulk(path: &Path, mb: usize) {
         let mut xof = h.finalize_xof();
         data.resize(65536, 0);
         xof.fill(&mut data);
-        tx.execute("INSERT INTO blobs(data) VALUES (?1)", [data]).unwrap();
+        tx.execute("INSERT INTO blobs(data) VALUES (?1)", [data])
+            .unwrap();
     }
     tx.commit().unwrap();
 }

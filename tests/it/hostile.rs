@@ -46,7 +46,8 @@ fn a_flipped_byte_in_the_stored_archive_is_found_by_verify_and_refused_by_restor
     env.run(&["verify", &id]).code(4).stderr_has(&id);
     env.run(&["--json", "verify", "--all"]).code(4);
     let out = env.path("out");
-    env.run(&["restore", &id, "--to", out.to_str().unwrap()]).code(4);
+    env.run(&["restore", &id, "--to", out.to_str().unwrap()])
+        .code(4);
     assert_untouched(&env, &out);
 }
 
@@ -58,7 +59,8 @@ fn a_truncated_archive_is_found_by_verify_and_refused_by_restore() {
     fs::write(&path, &bytes[..bytes.len() - 1000]).unwrap();
     env.run(&["verify", &id]).code(4).stderr_has(&id);
     let out = env.path("out");
-    env.run(&["restore", &id, "--to", out.to_str().unwrap()]).code(4);
+    env.run(&["restore", &id, "--to", out.to_str().unwrap()])
+        .code(4);
     assert_untouched(&env, &out);
 }
 
@@ -66,7 +68,11 @@ fn a_truncated_archive_is_found_by_verify_and_refused_by_restore() {
 fn a_wrong_identity_is_refused_with_a_clear_message_and_nothing_is_written() {
     let (mut env, id) = with_backup();
     let other = env.path("other.txt");
-    let out = Command::new(require_tool("age-keygen")).arg("-o").arg(&other).output().unwrap();
+    let out = Command::new(require_tool("age-keygen"))
+        .arg("-o")
+        .arg(&other)
+        .output()
+        .unwrap();
     assert!(out.status.success());
     fs::set_permissions(&other, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let recipient = public_key(&env.path("key.txt"));
@@ -77,21 +83,33 @@ fn a_wrong_identity_is_refused_with_a_clear_message_and_nothing_is_written() {
     let target = env.path("out");
     let r = env.run(&["restore", &id, "--to", target.to_str().unwrap()]);
     r.code(4).stderr_has("none of the configured identities");
-    assert!(!r.stderr.contains("AGE-SECRET-KEY"), "a secret key leaked: {}", r.stderr);
+    assert!(
+        !r.stderr.contains("AGE-SECRET-KEY"),
+        "a secret key leaked: {}",
+        r.stderr
+    );
     assert_untouched(&env, &target);
 
     // No identity configured at all: a configuration error that says what to set.
     env.encryption = Some(format!("[encryption]\nrecipients = [\"{recipient}\"]\n"));
-    env.run(&["restore", &id, "--to", target.to_str().unwrap()]).code(2).stderr_has("identity_file");
+    env.run(&["restore", &id, "--to", target.to_str().unwrap()])
+        .code(2)
+        .stderr_has("identity_file");
     assert_untouched(&env, &target);
 
     // An identity file others can read is refused, like ssh refuses a loose key.
-    fs::set_permissions(env.path("key.txt"), std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    fs::set_permissions(
+        env.path("key.txt"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
     env.encryption = Some(format!(
         "[encryption]\nrecipients = [\"{recipient}\"]\nidentity_file = \"{}\"\n",
         env.path("key.txt").display()
     ));
-    env.run(&["restore", &id, "--to", target.to_str().unwrap()]).code(2).stderr_has("chmod 600");
+    env.run(&["restore", &id, "--to", target.to_str().unwrap()])
+        .code(2)
+        .stderr_has("chmod 600");
     assert_untouched(&env, &target);
 }
 
@@ -135,14 +153,20 @@ fn plant(env: &Env, id: &str, entries: &[Entry]) {
     assert!(out.status.success());
     fs::write(archive_path(env, id), &out.stdout).unwrap();
     let sidecar_path = env.store().join(format!("{id}.json"));
-    let mut sidecar: serde_json::Value = serde_json::from_slice(&fs::read(&sidecar_path).unwrap()).unwrap();
+    let mut sidecar: serde_json::Value =
+        serde_json::from_slice(&fs::read(&sidecar_path).unwrap()).unwrap();
     sidecar["archive"]["bytes"] = out.stdout.len().into();
     sidecar["archive"]["blake3"] = blake3::hash(&out.stdout).to_hex().to_string().into();
     fs::write(&sidecar_path, serde_json::to_vec(&sidecar).unwrap()).unwrap();
 }
 
 fn file(name: &'static str, data: &[u8]) -> Entry {
-    Entry { name, kind: tar::EntryType::Regular, data: data.to_vec(), link: None }
+    Entry {
+        name,
+        kind: tar::EntryType::Regular,
+        data: data.to_vec(),
+        link: None,
+    }
 }
 
 #[test]
@@ -158,24 +182,52 @@ fn hostile_archives_are_refused_before_anything_reaches_the_target() {
         ("nested parent path", vec![file("auth.db/../../evil", b"x")]),
         (
             "symlink",
-            vec![Entry { name: "auth.db", kind: tar::EntryType::Symlink, data: vec![], link: Some("/etc/passwd") }],
+            vec![Entry {
+                name: "auth.db",
+                kind: tar::EntryType::Symlink,
+                data: vec![],
+                link: Some("/etc/passwd"),
+            }],
         ),
         (
             "hard link",
-            vec![Entry { name: "auth.db", kind: tar::EntryType::Link, data: vec![], link: Some("/etc/passwd") }],
+            vec![Entry {
+                name: "auth.db",
+                kind: tar::EntryType::Link,
+                data: vec![],
+                link: Some("/etc/passwd"),
+            }],
         ),
-        ("device", vec![Entry { name: "auth.db", kind: tar::EntryType::Char, data: vec![], link: None }]),
+        (
+            "device",
+            vec![Entry {
+                name: "auth.db",
+                kind: tar::EntryType::Char,
+                data: vec![],
+                link: None,
+            }],
+        ),
         ("not in the manifest", vec![file("extra.txt", b"surprise")]),
-        ("longer than the manifest says", vec![file("auth.db", &vec![0u8; size + 512])]),
+        (
+            "longer than the manifest says",
+            vec![file("auth.db", &vec![0u8; size + 512])],
+        ),
     ];
     for (what, entries) in cases {
         plant(&env, &id, &entries);
         let out = env.path("out");
         let r = env.run(&["restore", &id, "--to", out.to_str().unwrap()]);
         assert_eq!(r.code, 4, "{what}: expected exit 4\n{}", r.stderr);
-        assert!(r.stderr.contains("refusing") || r.stderr.contains("not a regular file"), "{what}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("refusing") || r.stderr.contains("not a regular file"),
+            "{what}: {}",
+            r.stderr
+        );
         assert_untouched(&env, &out);
-        assert!(!env.path("evil").exists(), "{what}: wrote outside the target");
+        assert!(
+            !env.path("evil").exists(),
+            "{what}: wrote outside the target"
+        );
         env.run(&["verify", &id]).code(4);
     }
     // Put the real archive back: it still restores, so the refusals were about the content.
@@ -183,7 +235,8 @@ fn hostile_archives_are_refused_before_anything_reaches_the_target() {
     let sidecar_path = env.store().join(format!("{id}.json"));
     fs::write(&sidecar_path, serde_json::to_vec(&sidecar).unwrap()).unwrap();
     let out = env.path("out");
-    env.run(&["restore", &id, "--to", out.to_str().unwrap()]).ok();
+    env.run(&["restore", &id, "--to", out.to_str().unwrap()])
+        .ok();
     assert_eq!(check_ledger(&out.join("auth.db")), 200);
 }
 
@@ -193,14 +246,18 @@ fn restore_never_overwrites_and_removes_stale_journals() {
     let out = env.path("out");
     fs::create_dir_all(&out).unwrap();
     fs::write(out.join("auth.db"), "precious").unwrap();
-    env.run(&["restore", &id, "--to", out.to_str().unwrap()]).code(2).stderr_has("already exists");
+    env.run(&["restore", &id, "--to", out.to_str().unwrap()])
+        .code(2)
+        .stderr_has("already exists");
     assert_eq!(fs::read_to_string(out.join("auth.db")).unwrap(), "precious");
 
     // A stale WAL beside an empty target would be replayed onto the restored database.
     let out2 = env.path("out2");
     fs::create_dir_all(&out2).unwrap();
     fs::write(out2.join("auth.db-wal"), vec![7u8; 5000]).unwrap();
-    env.run(&["restore", &id, "--to", out2.to_str().unwrap()]).ok().stderr_has("stale");
+    env.run(&["restore", &id, "--to", out2.to_str().unwrap()])
+        .ok()
+        .stderr_has("stale");
     assert!(!out2.join("auth.db-wal").exists());
     assert_eq!(check_ledger(&out2.join("auth.db")), 200);
 }

@@ -14,7 +14,10 @@ fn env_with_backups(n: usize, retention: &str) -> (Env, Vec<String>) {
 }
 
 fn listed(env: &Env) -> Vec<String> {
-    env.list().iter().map(|b| b["id"].as_str().unwrap().to_string()).collect()
+    env.list()
+        .iter()
+        .map(|b| b["id"].as_str().unwrap().to_string())
+        .collect()
 }
 
 #[test]
@@ -27,7 +30,10 @@ fn prune_keeps_what_the_policy_says_and_dry_run_deletes_nothing() {
     let r = env.run(&["--json", "prune"]);
     r.ok();
     let doc = r.json();
-    assert_eq!(doc["destinations"][0]["deleted"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        doc["destinations"][0]["deleted"].as_array().unwrap().len(),
+        2
+    );
     let mut expect = vec![ids[3].clone(), ids[2].clone()];
     expect.sort();
     let mut got = listed(&env);
@@ -55,10 +61,14 @@ fn the_newest_backup_is_never_deleted() {
 fn a_backup_from_the_future_stops_prune_before_anything_is_deleted() {
     let (env, ids) = env_with_backups(3, "[retention]\nkeep_last = 1\n");
     let sidecar_path = env.store().join(format!("{}.json", ids[0]));
-    let mut sidecar: serde_json::Value = serde_json::from_slice(&fs::read(&sidecar_path).unwrap()).unwrap();
+    let mut sidecar: serde_json::Value =
+        serde_json::from_slice(&fs::read(&sidecar_path).unwrap()).unwrap();
     sidecar["manifest"]["created"] = "2099-01-01T00:00:00Z".into();
     fs::write(&sidecar_path, serde_json::to_vec(&sidecar).unwrap()).unwrap();
-    env.run(&["prune"]).code(1).stderr_has("future").stderr_has("clock");
+    env.run(&["prune"])
+        .code(1)
+        .stderr_has("future")
+        .stderr_has("clock");
     assert_eq!(listed(&env).len(), 3);
 }
 
@@ -83,6 +93,20 @@ fn a_destination_may_override_the_policy() {
         env.backup();
     }
     env.run(&["prune"]).ok();
-    assert_eq!(env.run(&["--json", "list", "--dest", "local"]).json().as_array().unwrap().len(), 3);
-    assert_eq!(env.run(&["--json", "list", "--dest", "short"]).json().as_array().unwrap().len(), 1);
+    assert_eq!(
+        env.run(&["--json", "list", "--dest", "local"])
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    assert_eq!(
+        env.run(&["--json", "list", "--dest", "short"])
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 }

@@ -14,19 +14,37 @@ fn a_second_run_exits_5_at_once_or_waits_with_wait() {
     create_ledger(&db, "WAL", 10);
     env.extra = "[retention]\nkeep_last = 5\n".into();
     env.backup(); // creates the state folder
-    let lock = OpenOptions::new().write(true).open(env.path("state/lock")).unwrap();
+    let lock = OpenOptions::new()
+        .write(true)
+        .open(env.path("state/lock"))
+        .unwrap();
     lock.lock().unwrap();
 
     let started = Instant::now();
-    env.run(&["backup"]).code(5).stderr_has("lock").stderr_has("--wait");
+    env.run(&["backup"])
+        .code(5)
+        .stderr_has("lock")
+        .stderr_has("--wait");
     env.run(&["prune"]).code(5);
-    assert!(started.elapsed() < Duration::from_secs(10), "exit 5 must come at once");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "exit 5 must come at once"
+    );
 
-    let waiter = env.command(&["backup", "--wait", "30s"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let waiter = env
+        .command(&["backup", "--wait", "30s"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     std::thread::sleep(Duration::from_millis(700));
     lock.unlock().unwrap();
     let out = waiter.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(env.list().len(), 2);
 }
 
@@ -48,7 +66,12 @@ fn kill_9_at_any_moment_leaves_no_partial_backup_and_the_next_run_cleans_up() {
     let mut killed_mid_way = 0;
     for i in 1..=8u32 {
         let delay = full.mul_f64(f64::from(i) / 9.0);
-        let mut child = env.command(&["backup"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let mut child = env
+            .command(&["backup"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
         std::thread::sleep(delay);
         if child.try_wait().unwrap().is_none() {
             killed_mid_way += 1;
@@ -60,17 +83,26 @@ fn kill_9_at_any_moment_leaves_no_partial_backup_and_the_next_run_cleans_up() {
             assert!(b["damage"].is_null(), "a listed backup is damaged: {b}");
         }
     }
-    assert!(killed_mid_way >= 4, "only {killed_mid_way} kills landed mid-backup; the test proves nothing");
+    assert!(
+        killed_mid_way >= 4,
+        "only {killed_mid_way} kills landed mid-backup; the test proves nothing"
+    );
     let listed = env.list().len();
     assert!(listed >= complete_before);
 
     // The next run succeeds and leaves no leftovers in the destination or the state folder.
     env.backup();
     let stored = env.stored_files();
-    assert!(stored.iter().all(|f| !f.starts_with("tmp/")), "leftovers: {stored:?}");
+    assert!(
+        stored.iter().all(|f| !f.starts_with("tmp/")),
+        "leftovers: {stored:?}"
+    );
     let archives = stored.iter().filter(|f| f.contains(".tar")).count();
     let sidecars = stored.iter().filter(|f| f.ends_with(".json")).count();
-    assert_eq!(archives, sidecars, "an archive without a sidecar was left: {stored:?}");
+    assert_eq!(
+        archives, sidecars,
+        "an archive without a sidecar was left: {stored:?}"
+    );
     assert_eq!(sidecars, env.list().len());
     env.run(&["verify", "--all"]).ok();
     let scratch = env.path("state/tmp");
@@ -89,7 +121,11 @@ fn without_a_terminal_a_backup_prints_one_summary_line_and_no_bars() {
     r.ok();
     let lines: Vec<&str> = r.stdout.lines().collect();
     assert_eq!(lines.len(), 1, "{}", r.stdout);
-    assert!(lines[0].starts_with("backup ") && lines[0].contains("stored on local"), "{}", lines[0]);
+    assert!(
+        lines[0].starts_with("backup ") && lines[0].contains("stored on local"),
+        "{}",
+        lines[0]
+    );
     assert!(r.stderr.is_empty(), "{}", r.stderr);
     assert!(!r.stdout.contains('\r') && !r.stdout.contains('\x1b'));
 }
@@ -99,7 +135,10 @@ fn an_unencrypted_backup_says_so() {
     let mut env = Env::new();
     let db = env.add_sqlite("a.db");
     create_ledger(&db, "WAL", 10);
-    env.run(&["backup"]).ok().stderr_has("NOT encrypted").stdout_has("unencrypted");
+    env.run(&["backup"])
+        .ok()
+        .stderr_has("NOT encrypted")
+        .stdout_has("unencrypted");
 }
 
 #[test]
@@ -109,7 +148,11 @@ fn quiet_prints_nothing_on_success_and_still_reports_failures() {
     create_ledger(&db, "WAL", 10);
     let r = env.run(&["--quiet", "backup"]);
     r.ok();
-    assert!(r.stdout.is_empty() && r.stderr.is_empty(), "{r:?}", r = (&r.stdout, &r.stderr));
+    assert!(
+        r.stdout.is_empty() && r.stderr.is_empty(),
+        "{r:?}",
+        r = (&r.stdout, &r.stderr)
+    );
     let r = env.run(&["--quiet", "list"]);
     assert!(r.stdout.is_empty() && r.stderr.is_empty());
     env.sources.clear();
@@ -147,9 +190,19 @@ fn list_is_newest_first_and_a_broken_pipe_is_quiet() {
     create_ledger(&db, "WAL", 10);
     let a = env.backup();
     let b = env.backup();
-    let ids: Vec<String> = env.list().iter().map(|x| x["id"].as_str().unwrap().to_string()).collect();
+    let ids: Vec<String> = env
+        .list()
+        .iter()
+        .map(|x| x["id"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(ids, vec![b, a]);
-    let r = sh(&format!("{BIN} --config {} list | head -c 1 >/dev/null", env.config_path().display()), env.root());
+    let r = sh(
+        &format!(
+            "{BIN} --config {} list | head -c 1 >/dev/null",
+            env.config_path().display()
+        ),
+        env.root(),
+    );
     r.ok();
     assert!(!r.stderr.contains("error"), "{}", r.stderr);
 }
