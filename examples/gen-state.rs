@@ -18,6 +18,8 @@
 //! 1 MiB. The second form applies one "step" of a live server to an existing
 //! DIR: it appends and updates about `--fraction` of the rows in ordinary
 //! transactions, which is what an incremental backup sees between two runs.
+//! Like a running server, it leaves those commits in each store's `-wal` file
+//! (no checkpoint on close), so backups must capture the WAL to be correct.
 //!
 //! Output is a pure function of `--seed` (and, for `mutate`, of the state being
 //! mutated), so benchmark runs on different machines compare like with like.
@@ -29,6 +31,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
+use rusqlite::config::DbConfig;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Statement};
 
 type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -2271,6 +2274,15 @@ fn open_existing(path: &Path) -> Res<Connection> {
     // concurrent reader (such as a running backup) instead of failing.
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // A server-sized page cache: with the 2 MiB default, one step's
+    // transaction spills and rewrites the same index pages into the WAL
+    // many times over.
+    conn.pragma_update(None, "cache_size", -65536)?;
+    // A live server keeps its connections open, so its latest commits sit in
+    // the -wal file rather than in the main database. Skipping the checkpoint
+    // on close leaves DIR in that state, which is what a backup of a running
+    // server has to capture correctly.
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
     let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(format!("{}: journal_mode is {mode}, expected wal", path.display()).into());
@@ -2298,19 +2310,17 @@ fn mutate(dir: &Path, fraction: f64, seed: u64) -> Res<()> {
 
     // config.db is deliberately left alone: between two backups most
     // configuration does not change, and an incremental run should see that.
-    let config = dir.join("config.db");
-    open_existing(&config)?;
-    report("config", "changed", 0, store_bytes(&config));
+    // It is opened only to check that it exists and is in WAL mode.
+    let mut changes: Vec<(&str, u64)> = vec![("config", 0)];
+    open_existing(&dir.join("config.db"))?;
 
     {
-        let path = dir.join("devices.db");
-        let mut conn = open_existing(&path)?;
+        let mut conn = open_existing(&dir.join("devices.db"))?;
         let n = max_id(&conn, "nas_devices")?;
         let events = max_id(&conn, "device_events")?;
         let mut rng = stream(1, events);
-        let now: i64 =
-            conn.query_row("SELECT max(last_seen) FROM nas_devices", [], |r| r.get(0))?;
-        let now = now + POLL_SECS;
+        let last: i64 = conn.query_row("SELECT max(ts) FROM device_events", [], |r| r.get(0))?;
+        let now = last + step_secs(&conn, "device_events", fraction)?;
         let tx = conn.transaction()?;
         let k = share(n, fraction);
         let mut changed = 0;
@@ -2323,21 +2333,14 @@ fn mutate(dir: &Path, fraction: f64, seed: u64) -> Res<()> {
                 changed += st.execute(params![id, now - rng.below_i(POLL_SECS)])? as u64;
             }
         }
-        changed += insert_device_events(
-            &tx,
-            &ents,
-            &mut rng,
-            share(events, fraction),
-            now - POLL_SECS,
-            now,
-        )?;
+        changed +=
+            insert_device_events(&tx, &ents, &mut rng, share(events, fraction), last + 1, now)?;
         tx.commit()?;
         drop(conn);
-        report("devices", "changed", changed, store_bytes(&path));
+        changes.push(("devices", changed));
     }
 
     {
-        let path = dir.join("auth.db");
         // Writes go through ents.auth so that its lookups see a single
         // connection; a second writer connection would just contend.
         let conn = &ents.auth;
@@ -2378,12 +2381,11 @@ fn mutate(dir: &Path, fraction: f64, seed: u64) -> Res<()> {
             now,
         )?;
         tx.commit()?;
-        report("auth", "changed", changed, store_bytes(&path));
+        changes.push(("auth", changed));
     }
 
     {
-        let path = dir.join("accounting.db");
-        let mut conn = open_existing(&path)?;
+        let mut conn = open_existing(&dir.join("accounting.db"))?;
         let sessions = max_id(&conn, "acct_sessions")?;
         let mut rng = stream(3, sessions);
         let last: i64 = conn.query_row("SELECT max(start_time) FROM acct_sessions", [], |r| {
@@ -2394,12 +2396,11 @@ fn mutate(dir: &Path, fraction: f64, seed: u64) -> Res<()> {
         let changed = mutate_accounting(&tx, &ents, &mut rng, sessions, fraction, last, now)?;
         tx.commit()?;
         drop(conn);
-        report("accounting", "changed", changed, store_bytes(&path));
+        changes.push(("accounting", changed));
     }
 
     {
-        let path = dir.join("metrics.db");
-        let mut conn = open_existing(&path)?;
+        let mut conn = open_existing(&dir.join("metrics.db"))?;
         let samples = max_id(&conn, "samples")?;
         let mut rng = stream(4, samples);
         let (last, devices): (i64, i64) =
@@ -2428,12 +2429,11 @@ fn mutate(dir: &Path, fraction: f64, seed: u64) -> Res<()> {
         let changed = insert_samples(&tx, &mut rng, &mut prev, first, steps)?;
         tx.commit()?;
         drop(conn);
-        report("metrics", "changed", changed, store_bytes(&path));
+        changes.push(("metrics", changed));
     }
 
     {
-        let path = dir.join("audit.db");
-        let mut conn = open_existing(&path)?;
+        let mut conn = open_existing(&dir.join("audit.db"))?;
         let n = max_id(&conn, "audit_log")?;
         let mut rng = stream(5, n);
         let last: i64 = conn.query_row("SELECT max(ts) FROM audit_log", [], |r| r.get(0))?;
@@ -2442,9 +2442,20 @@ fn mutate(dir: &Path, fraction: f64, seed: u64) -> Res<()> {
         let changed = insert_audit(&tx, &ents, &mut rng, share(n, fraction), last + 1, now)?;
         tx.commit()?;
         drop(conn);
-        report("audit", "changed", changed, store_bytes(&path));
+        changes.push(("audit", changed));
     }
 
+    // Report sizes only once every connection is closed, so they show what a
+    // backup would find on disk (database plus the WAL left behind).
+    drop(ents);
+    for (store, changed) in changes {
+        report(
+            store,
+            "changed",
+            changed,
+            store_bytes(&dir.join(format!("{store}.db"))),
+        );
+    }
     println!(
         "mutate         fraction={fraction} seed={seed} in {:.2}s",
         t0.elapsed().as_secs_f64()

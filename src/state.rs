@@ -97,7 +97,7 @@ impl StateDir {
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             let pid = name
-                .rsplitn(3, '-')
+                .rsplit('-')
                 .nth(1)
                 .and_then(|p| p.parse::<u32>().ok());
             if let Some(pid) = pid {

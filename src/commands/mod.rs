@@ -28,8 +28,7 @@ pub fn open_destination(
     settings: &Settings,
     cfg: &crate::config::Destination,
 ) -> Result<Destination> {
-    let base = settings.config_path.parent().unwrap_or(Path::new("/"));
-    Destination::open(cfg, base, &settings.name)
+    Destination::open(cfg, &settings.name)
 }
 
 /// Find `id` (or `latest`) on the given destinations: the first that holds it, or the newest
