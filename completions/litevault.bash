@@ -19,6 +19,9 @@ _litevault() {
             litevault,backup)
                 cmd="litevault__subcmd__backup"
                 ;;
+            litevault,check)
+                cmd="litevault__subcmd__check"
+                ;;
             litevault,completions)
                 cmd="litevault__subcmd__completions"
                 ;;
@@ -45,6 +48,9 @@ _litevault() {
                 ;;
             litevault__subcmd__help,backup)
                 cmd="litevault__subcmd__help__subcmd__backup"
+                ;;
+            litevault__subcmd__help,check)
+                cmd="litevault__subcmd__help__subcmd__check"
                 ;;
             litevault__subcmd__help,completions)
                 cmd="litevault__subcmd__help__subcmd__completions"
@@ -74,7 +80,7 @@ _litevault() {
 
     case "${cmd}" in
         litevault)
-            opts="-c -q -h -V --config --quiet --json --help --version backup list ls restore verify prune completions man help"
+            opts="-c -q -h -V --config --quiet --json --help --version backup list ls restore verify prune check completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -129,6 +135,36 @@ _litevault() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        litevault__subcmd__check)
+            opts="-d -c -q -h --dest --config --quiet --json --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --dest)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -d)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         litevault__subcmd__completions)
             opts="-c -q -h --config --quiet --json --help bash zsh fish"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -152,7 +188,7 @@ _litevault() {
             return 0
             ;;
         litevault__subcmd__help)
-            opts="backup list restore verify prune completions man help"
+            opts="backup list restore verify prune check completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -166,6 +202,20 @@ _litevault() {
             return 0
             ;;
         litevault__subcmd__help__subcmd__backup)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        litevault__subcmd__help__subcmd__check)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

@@ -11,7 +11,9 @@ use crate::ui::{self, Mode, Ui};
 
 pub fn run(cli: Cli) -> Exit {
     let ui = Ui::new(cli.quiet, cli.json);
-    match dispatch(&cli, &ui) {
+    let outcome = dispatch(&cli, &ui);
+    crate::storage::runtime::shutdown();
+    match outcome {
         Ok(code) => code,
         Err(err) => {
             let code = exit::classify(&err);
@@ -62,7 +64,7 @@ fn dispatch(cli: &Cli, ui: &Ui) -> Result<Exit> {
                 lines.push("no complete backups".to_string());
             } else {
                 lines.push(format!(
-                    "{:<22} {:<20} {:>10} {:>10}  {:<12} {}",
+                    "{:<22} {:<24} {:>10} {:>10}  {:<12} {}",
                     "ID", "CREATED", "DATA", "STORED", "DESTINATION", "FLAGS"
                 ));
             }
@@ -82,7 +84,7 @@ fn dispatch(cli: &Cli, ui: &Ui) -> Result<Exit> {
                     ));
                 }
                 lines.push(format!(
-                    "{:<22} {:<20} {:>10} {:>10}  {:<12} {}",
+                    "{:<22} {:<24} {:>10} {:>10}  {:<12} {}",
                     it.id,
                     it.created,
                     ui::bytes(it.source_bytes),
@@ -140,6 +142,21 @@ fn dispatch(cli: &Cli, ui: &Ui) -> Result<Exit> {
                     ));
                 }
             }
+            Ok(report.exit())
+        }
+        Command::Check(args) => {
+            let s = settings(cli)?;
+            let report = commands::check::run(&s, args)?;
+            ui.json(&report)?;
+            let mut lines = vec![format!("ok   config {}", report.config)];
+            for p in std::iter::once(&report.keys).chain(&report.destinations) {
+                if p.ok {
+                    lines.push(format!("ok   {}: {}", p.name, p.detail));
+                } else {
+                    ui.error(&format!("{}: {}", p.name, p.detail));
+                }
+            }
+            ui.say_all(&lines)?;
             Ok(report.exit())
         }
         Command::Prune(args) => {

@@ -166,6 +166,13 @@ pub fn clean_leftovers(dest: &Destination) -> Result<Vec<String>> {
         .iter()
         .filter_map(|o| o.name.strip_suffix(SIDECAR_SUFFIX))
         .collect();
+    for obj in objects
+        .iter()
+        .filter(|o| o.name.starts_with("check-") && o.name.ends_with(".probe"))
+    {
+        dest.delete(&obj.name)?;
+        removed.push(obj.name.clone());
+    }
     for obj in &objects {
         let Some((id, ext)) = obj.name.split_once('.') else {
             continue;

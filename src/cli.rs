@@ -48,6 +48,8 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Delete backups that the retention policy no longer keeps
     Prune(PruneArgs),
+    /// Check the config and test each destination with a probe object
+    Check(CheckArgs),
     /// Print a shell completion script
     Completions(CompletionsArgs),
     /// Write the man pages into a folder
@@ -122,6 +124,13 @@ pub struct PruneArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Check only this destination (repeat for several) [default: all]
+    #[arg(long = "dest", short = 'd', value_name = "NAME")]
+    pub dest: Vec<String>,
+}
+
+#[derive(Debug, Args)]
 pub struct CompletionsArgs {
     #[arg(value_enum)]
     pub shell: Shell,
@@ -176,6 +185,7 @@ mod tests {
             &["litevault", "verify", "20261126T091938Z-ab12"],
             &["litevault", "prune", "--dest", "a", "--dry-run"],
             &["litevault", "backup", "--wait", "10m"],
+            &["litevault", "check", "--dest", "a"],
         ] {
             Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
         }

@@ -86,6 +86,15 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
     })
 }
 
+/// The error on one line with its context chain, and its hint when it has one: for reports that
+/// carry an error as data (one destination's outcome) rather than ending the run.
+pub fn describe(err: &anyhow::Error) -> String {
+    match hint(err) {
+        Some(h) => format!("{err:#} (hint: {h})"),
+        None => format!("{err:#}"),
+    }
+}
+
 /// The hint attached to the first [`Fault`] in the chain that has one.
 pub fn hint(err: &anyhow::Error) -> Option<&str> {
     err.chain()

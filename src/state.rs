@@ -96,10 +96,7 @@ impl StateDir {
         };
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let pid = name
-                .rsplit('-')
-                .nth(1)
-                .and_then(|p| p.parse::<u32>().ok());
+            let pid = name.rsplit('-').nth(1).and_then(|p| p.parse::<u32>().ok());
             if let Some(pid) = pid {
                 if pid != std::process::id()
                     && !Path::new(&format!("/proc/{pid}")).exists()

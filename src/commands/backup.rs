@@ -18,6 +18,7 @@ use crate::exit::Exit;
 use crate::progress::Progress;
 use crate::state::StateDir;
 use crate::storage::fanout::FanOut;
+use crate::storage::Destination;
 
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -78,27 +79,51 @@ pub fn run(settings: &Settings, args: &BackupArgs, progress: &dyn Progress) -> R
     // A destination that cannot even be opened is a failed destination, not a failed run.
     let mut dests = Vec::new();
     let mut unopened = Vec::new();
+    let mut first_error = None;
     for cfg in settings.select_destinations(&args.dest)? {
         match super::open_destination(settings, cfg) {
             Ok(d) => dests.push(d),
-            Err(e) => unopened.push(DestinationResult {
-                name: cfg.name.clone(),
-                ok: false,
-                bytes: None,
-                error: Some(format!("{e:#}")),
-            }),
+            Err(e) => {
+                unopened.push(DestinationResult {
+                    name: cfg.name.clone(),
+                    ok: false,
+                    bytes: None,
+                    error: Some(crate::exit::describe(&e)),
+                });
+                first_error.get_or_insert(e);
+            }
         }
     }
     if dests.is_empty() {
-        let why: Vec<String> = unopened.iter().filter_map(|d| d.error.clone()).collect();
-        anyhow::bail!("no destination could be opened: {}", why.join("; "));
+        if let Some(e) = first_error {
+            // Nothing to store on: the (first) reason is the run's error, with its exit code.
+            return Err(e.context(format!("destination {}", unopened[0].name)));
+        }
     }
     let sealer = settings.encryption.as_ref().map(Sealer::load).transpose()?;
-    let mut warnings = Vec::new();
-    for dest in &dests {
-        if let Err(e) = catalog::clean_leftovers(dest) {
-            warnings.push(format!("could not clean leftovers on {}: {e:#}", dest.name));
-        }
+    let warnings = Vec::new();
+    // Cleaning up is also the preflight: a destination that cannot even be listed (no such
+    // bucket, no permission, server down) is failed now, before the sources are read.
+    let (dests, unlisted): (Vec<_>, Vec<_>) = dests
+        .into_iter()
+        .map(|dest| {
+            let cleaned = catalog::clean_leftovers(&dest);
+            (dest, cleaned)
+        })
+        .partition(|(_, cleaned)| cleaned.is_ok());
+    let dests: Vec<Destination> = dests.into_iter().map(|(d, _)| d).collect();
+    for (dest, cleaned) in unlisted {
+        let e = cleaned.expect_err("partitioned on errors");
+        unopened.push(DestinationResult {
+            name: dest.name.clone(),
+            ok: false,
+            bytes: None,
+            error: Some(crate::exit::describe(&e)),
+        });
+        first_error.get_or_insert(e);
+    }
+    if let (true, Some(e)) = (dests.is_empty(), first_error) {
+        return Err(e);
     }
 
     let created = SystemTime::now();
@@ -159,7 +184,7 @@ pub fn run(settings: &Settings, args: &BackupArgs, progress: &dyn Progress) -> R
                 name: dest.name.clone(),
                 ok: false,
                 bytes: None,
-                error: Some(format!("{e:#}")),
+                error: Some(crate::exit::describe(&e)),
             },
         })
         .collect();

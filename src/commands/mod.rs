@@ -2,6 +2,7 @@
 //! the stage modules. Commands return reports; the UI turns them into words.
 
 pub mod backup;
+pub mod check;
 pub mod list;
 pub mod prune;
 pub mod restore;

@@ -106,7 +106,7 @@ pub fn run(settings: &Settings, args: &VerifyArgs, progress: &dyn Progress) -> R
                 ok: false,
                 databases_checked: Vec::new(),
                 exit: crate::exit::classify(&e),
-                error: Some(format!("{e:#}")),
+                error: Some(crate::exit::describe(&e)),
             },
         });
     }

@@ -48,7 +48,8 @@ impl Destination {
             anyhow::Error::new(storage_fault(e, hint))
                 .context(format!("destination {} ({display}): cannot open", cfg.name))
         };
-        let _guard = runtime::get().enter();
+        let handle = runtime::handle();
+        let _guard = handle.enter();
         opendal::install_default();
         let (op, chunk) = match &cfg.location {
             Location::File { root } => {
@@ -343,7 +344,7 @@ fn error_hint(e: &opendal::Error, location: &Location) -> Option<String> {
             port = s.port,
             user = s.user
         ),
-        (_, Location::S3(s3)) if e.is_temporary() => format!(
+        (ErrorKind::Unexpected, Location::S3(s3)) => format!(
             "the S3 endpoint {} did not answer; check that it is up and reachable",
             s3.endpoint.as_deref().unwrap_or("(AWS)")
         ),

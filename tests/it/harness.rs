@@ -33,6 +33,8 @@ pub struct Env {
     pub encryption: Option<String>,
     pub sources: Vec<String>,
     pub destinations: Vec<String>,
+    /// Extra environment for the binary (S3 credentials).
+    pub vars: Vec<(String, String)>,
 }
 
 impl Env {
@@ -49,6 +51,7 @@ impl Env {
             encryption: None,
             sources: Vec::new(),
             destinations: vec![dest("local", &format!("file://{}/backups", "__ROOT__"))],
+            vars: Vec::new(),
         }
     }
 
@@ -126,9 +129,7 @@ impl Env {
     /// Run the binary with this environment's config (written afresh) and no terminal.
     pub fn run(&self, args: &[&str]) -> Run {
         self.write_config();
-        let mut cmd = Command::new(BIN);
-        cmd.arg("--config").arg(self.config_path()).args(args);
-        run_cmd(cmd)
+        run_cmd(self.command(args))
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
@@ -138,6 +139,18 @@ impl Env {
             .arg(self.config_path())
             .args(args)
             .env_remove("LITEVAULT_CONFIG");
+        // Only what the test gives: no stray credentials from the environment running the tests.
+        for k in [
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+            "AWS_PROFILE",
+        ] {
+            cmd.env_remove(k);
+        }
+        for (k, v) in &self.vars {
+            cmd.env(k, v);
+        }
         cmd
     }
 

@@ -10,4 +10,6 @@ mod cli;
 mod format;
 mod hostile;
 mod prune;
+mod remote;
 mod runs;
+mod servers;
