@@ -28,6 +28,9 @@ _litevault() {
             litevault,help)
                 cmd="litevault__subcmd__help"
                 ;;
+            litevault,history)
+                cmd="litevault__subcmd__history"
+                ;;
             litevault,list)
                 cmd="litevault__subcmd__list"
                 ;;
@@ -58,6 +61,9 @@ _litevault() {
             litevault__subcmd__help,help)
                 cmd="litevault__subcmd__help__subcmd__help"
                 ;;
+            litevault__subcmd__help,history)
+                cmd="litevault__subcmd__help__subcmd__history"
+                ;;
             litevault__subcmd__help,list)
                 cmd="litevault__subcmd__help__subcmd__list"
                 ;;
@@ -80,7 +86,7 @@ _litevault() {
 
     case "${cmd}" in
         litevault)
-            opts="-c -q -h -V --config --quiet --json --help --version backup list ls restore verify prune check completions man help"
+            opts="-c -q -h -V --config --quiet --json --metrics-file --help --version backup list ls restore verify prune check history completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -94,6 +100,10 @@ _litevault() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --metrics-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -102,7 +112,7 @@ _litevault() {
             return 0
             ;;
         litevault__subcmd__backup)
-            opts="-d -c -q -h --dest --wait --config --quiet --json --help"
+            opts="-d -c -q -h --dest --wait --if-older-than --retries --retry-delay --config --quiet --json --metrics-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -120,11 +130,27 @@ _litevault() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --if-older-than)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --retries)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --retry-delay)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --metrics-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -136,7 +162,7 @@ _litevault() {
             return 0
             ;;
         litevault__subcmd__check)
-            opts="-d -c -q -h --dest --config --quiet --json --help"
+            opts="-d -c -q -h --dest --config --quiet --json --metrics-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -158,6 +184,10 @@ _litevault() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --metrics-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -166,7 +196,7 @@ _litevault() {
             return 0
             ;;
         litevault__subcmd__completions)
-            opts="-c -q -h --config --quiet --json --help bash zsh fish"
+            opts="-c -q -h --config --quiet --json --metrics-file --help bash zsh fish"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -180,6 +210,10 @@ _litevault() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --metrics-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -188,7 +222,7 @@ _litevault() {
             return 0
             ;;
         litevault__subcmd__help)
-            opts="backup list restore verify prune check completions man help"
+            opts="backup list restore verify prune check history completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -244,6 +278,20 @@ _litevault() {
             return 0
             ;;
         litevault__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        litevault__subcmd__help__subcmd__history)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -327,8 +375,42 @@ _litevault() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        litevault__subcmd__history)
+            opts="-n -c -q -h --limit --config --quiet --json --metrics-file --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --limit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -n)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --metrics-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         litevault__subcmd__list)
-            opts="-d -c -q -h --dest --config --quiet --json --help"
+            opts="-d -c -q -h --dest --config --quiet --json --metrics-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -350,6 +432,10 @@ _litevault() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --metrics-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -358,7 +444,7 @@ _litevault() {
             return 0
             ;;
         litevault__subcmd__man)
-            opts="-c -q -h --config --quiet --json --help"
+            opts="-c -q -h --config --quiet --json --metrics-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -372,6 +458,10 @@ _litevault() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --metrics-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -380,7 +470,7 @@ _litevault() {
             return 0
             ;;
         litevault__subcmd__prune)
-            opts="-d -n -c -q -h --dest --dry-run --wait --config --quiet --json --help"
+            opts="-d -n -c -q -h --dest --dry-run --wait --config --quiet --json --metrics-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -406,6 +496,10 @@ _litevault() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --metrics-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -414,7 +508,7 @@ _litevault() {
             return 0
             ;;
         litevault__subcmd__restore)
-            opts="-d -c -q -h --to --dest --deep --config --quiet --json --help"
+            opts="-d -c -q -h --to --dest --deep --config --quiet --json --metrics-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -440,6 +534,10 @@ _litevault() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --metrics-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -448,7 +546,7 @@ _litevault() {
             return 0
             ;;
         litevault__subcmd__verify)
-            opts="-d -c -q -h --all --dest --config --quiet --json --help"
+            opts="-d -c -q -h --all --dest --config --quiet --json --metrics-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -467,6 +565,10 @@ _litevault() {
                     return 0
                     ;;
                 -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --metrics-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

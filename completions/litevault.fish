@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_litevault_global_optspecs
-    string join \n c/config= q/quiet json h/help V/version
+    string join \n c/config= q/quiet json metrics-file= h/help V/version
 end
 
 function __fish_litevault_needs_command
@@ -25,6 +25,7 @@ function __fish_litevault_using_subcommand
 end
 
 complete -c litevault -n "__fish_litevault_needs_command" -s c -l config -d 'Configuration file [default: $LITEVAULT_CONFIG, else /etc/litevault/litevault.toml]' -r -F
+complete -c litevault -n "__fish_litevault_needs_command" -l metrics-file -d 'Write Prometheus metrics here after the run [default: metrics_file in the config]' -r -F
 complete -c litevault -n "__fish_litevault_needs_command" -s q -l quiet -d 'Print nothing on success; errors still go to stderr'
 complete -c litevault -n "__fish_litevault_needs_command" -l json -d 'Print one JSON document on stdout instead of text'
 complete -c litevault -n "__fish_litevault_needs_command" -s h -l help -d 'Print help'
@@ -36,34 +37,43 @@ complete -c litevault -n "__fish_litevault_needs_command" -f -a "restore" -d 'Re
 complete -c litevault -n "__fish_litevault_needs_command" -f -a "verify" -d 'Prove that backups are intact and restorable'
 complete -c litevault -n "__fish_litevault_needs_command" -f -a "prune" -d 'Delete backups that the retention policy no longer keeps'
 complete -c litevault -n "__fish_litevault_needs_command" -f -a "check" -d 'Check the config and test each destination with a probe object'
+complete -c litevault -n "__fish_litevault_needs_command" -f -a "history" -d 'Show recorded runs from the execution store, newest first'
 complete -c litevault -n "__fish_litevault_needs_command" -f -a "completions" -d 'Print a shell completion script'
 complete -c litevault -n "__fish_litevault_needs_command" -f -a "man" -d 'Write the man pages into a folder'
 complete -c litevault -n "__fish_litevault_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c litevault -n "__fish_litevault_using_subcommand backup" -s d -l dest -d 'Store only on this destination (repeat for several) [default: all]' -r
 complete -c litevault -n "__fish_litevault_using_subcommand backup" -l wait -d 'If another run holds the lock, wait this long for it (e.g. 10m) instead of exiting 5' -r
+complete -c litevault -n "__fish_litevault_using_subcommand backup" -l if-older-than -d 'Do nothing (exit 0) when every selected destination has a backup younger than this' -r
+complete -c litevault -n "__fish_litevault_using_subcommand backup" -l retries -d 'Retry a failed run this many times (on top of each request\'s own retries)' -r
+complete -c litevault -n "__fish_litevault_using_subcommand backup" -l retry-delay -d 'Wait before the first retry; doubled before each next one' -r
 complete -c litevault -n "__fish_litevault_using_subcommand backup" -s c -l config -d 'Configuration file [default: $LITEVAULT_CONFIG, else /etc/litevault/litevault.toml]' -r -F
+complete -c litevault -n "__fish_litevault_using_subcommand backup" -l metrics-file -d 'Write Prometheus metrics here after the run [default: metrics_file in the config]' -r -F
 complete -c litevault -n "__fish_litevault_using_subcommand backup" -s q -l quiet -d 'Print nothing on success; errors still go to stderr'
 complete -c litevault -n "__fish_litevault_using_subcommand backup" -l json -d 'Print one JSON document on stdout instead of text'
 complete -c litevault -n "__fish_litevault_using_subcommand backup" -s h -l help -d 'Print help'
 complete -c litevault -n "__fish_litevault_using_subcommand list" -s d -l dest -d 'List only this destination [default: all]' -r
 complete -c litevault -n "__fish_litevault_using_subcommand list" -s c -l config -d 'Configuration file [default: $LITEVAULT_CONFIG, else /etc/litevault/litevault.toml]' -r -F
+complete -c litevault -n "__fish_litevault_using_subcommand list" -l metrics-file -d 'Write Prometheus metrics here after the run [default: metrics_file in the config]' -r -F
 complete -c litevault -n "__fish_litevault_using_subcommand list" -s q -l quiet -d 'Print nothing on success; errors still go to stderr'
 complete -c litevault -n "__fish_litevault_using_subcommand list" -l json -d 'Print one JSON document on stdout instead of text'
 complete -c litevault -n "__fish_litevault_using_subcommand list" -s h -l help -d 'Print help'
 complete -c litevault -n "__fish_litevault_using_subcommand ls" -s d -l dest -d 'List only this destination [default: all]' -r
 complete -c litevault -n "__fish_litevault_using_subcommand ls" -s c -l config -d 'Configuration file [default: $LITEVAULT_CONFIG, else /etc/litevault/litevault.toml]' -r -F
+complete -c litevault -n "__fish_litevault_using_subcommand ls" -l metrics-file -d 'Write Prometheus metrics here after the run [default: metrics_file in the config]' -r -F
 complete -c litevault -n "__fish_litevault_using_subcommand ls" -s q -l quiet -d 'Print nothing on success; errors still go to stderr'
 complete -c litevault -n "__fish_litevault_using_subcommand ls" -l json -d 'Print one JSON document on stdout instead of text'
 complete -c litevault -n "__fish_litevault_using_subcommand ls" -s h -l help -d 'Print help'
 complete -c litevault -n "__fish_litevault_using_subcommand restore" -l to -d 'Folder to restore into; each source becomes DIR/<source name>' -r -F
 complete -c litevault -n "__fish_litevault_using_subcommand restore" -s d -l dest -d 'Destination to restore from [default: the first that holds the backup]' -r
 complete -c litevault -n "__fish_litevault_using_subcommand restore" -s c -l config -d 'Configuration file [default: $LITEVAULT_CONFIG, else /etc/litevault/litevault.toml]' -r -F
+complete -c litevault -n "__fish_litevault_using_subcommand restore" -l metrics-file -d 'Write Prometheus metrics here after the run [default: metrics_file in the config]' -r -F
 complete -c litevault -n "__fish_litevault_using_subcommand restore" -l deep -d 'Run integrity_check on each database instead of quick_check'
 complete -c litevault -n "__fish_litevault_using_subcommand restore" -s q -l quiet -d 'Print nothing on success; errors still go to stderr'
 complete -c litevault -n "__fish_litevault_using_subcommand restore" -l json -d 'Print one JSON document on stdout instead of text'
 complete -c litevault -n "__fish_litevault_using_subcommand restore" -s h -l help -d 'Print help'
 complete -c litevault -n "__fish_litevault_using_subcommand verify" -s d -l dest -d 'Verify on this destination only [default: all]' -r
 complete -c litevault -n "__fish_litevault_using_subcommand verify" -s c -l config -d 'Configuration file [default: $LITEVAULT_CONFIG, else /etc/litevault/litevault.toml]' -r -F
+complete -c litevault -n "__fish_litevault_using_subcommand verify" -l metrics-file -d 'Write Prometheus metrics here after the run [default: metrics_file in the config]' -r -F
 complete -c litevault -n "__fish_litevault_using_subcommand verify" -l all -d 'Verify every backup'
 complete -c litevault -n "__fish_litevault_using_subcommand verify" -s q -l quiet -d 'Print nothing on success; errors still go to stderr'
 complete -c litevault -n "__fish_litevault_using_subcommand verify" -l json -d 'Print one JSON document on stdout instead of text'
@@ -71,29 +81,40 @@ complete -c litevault -n "__fish_litevault_using_subcommand verify" -s h -l help
 complete -c litevault -n "__fish_litevault_using_subcommand prune" -s d -l dest -d 'Prune this destination only [default: all]' -r
 complete -c litevault -n "__fish_litevault_using_subcommand prune" -l wait -d 'If another run holds the lock, wait this long for it instead of exiting 5' -r
 complete -c litevault -n "__fish_litevault_using_subcommand prune" -s c -l config -d 'Configuration file [default: $LITEVAULT_CONFIG, else /etc/litevault/litevault.toml]' -r -F
+complete -c litevault -n "__fish_litevault_using_subcommand prune" -l metrics-file -d 'Write Prometheus metrics here after the run [default: metrics_file in the config]' -r -F
 complete -c litevault -n "__fish_litevault_using_subcommand prune" -s n -l dry-run -d 'Show what would be deleted and why, delete nothing'
 complete -c litevault -n "__fish_litevault_using_subcommand prune" -s q -l quiet -d 'Print nothing on success; errors still go to stderr'
 complete -c litevault -n "__fish_litevault_using_subcommand prune" -l json -d 'Print one JSON document on stdout instead of text'
 complete -c litevault -n "__fish_litevault_using_subcommand prune" -s h -l help -d 'Print help'
 complete -c litevault -n "__fish_litevault_using_subcommand check" -s d -l dest -d 'Check only this destination (repeat for several) [default: all]' -r
 complete -c litevault -n "__fish_litevault_using_subcommand check" -s c -l config -d 'Configuration file [default: $LITEVAULT_CONFIG, else /etc/litevault/litevault.toml]' -r -F
+complete -c litevault -n "__fish_litevault_using_subcommand check" -l metrics-file -d 'Write Prometheus metrics here after the run [default: metrics_file in the config]' -r -F
 complete -c litevault -n "__fish_litevault_using_subcommand check" -s q -l quiet -d 'Print nothing on success; errors still go to stderr'
 complete -c litevault -n "__fish_litevault_using_subcommand check" -l json -d 'Print one JSON document on stdout instead of text'
 complete -c litevault -n "__fish_litevault_using_subcommand check" -s h -l help -d 'Print help'
+complete -c litevault -n "__fish_litevault_using_subcommand history" -s n -l limit -d 'Show this many runs, newest first' -r
+complete -c litevault -n "__fish_litevault_using_subcommand history" -s c -l config -d 'Configuration file [default: $LITEVAULT_CONFIG, else /etc/litevault/litevault.toml]' -r -F
+complete -c litevault -n "__fish_litevault_using_subcommand history" -l metrics-file -d 'Write Prometheus metrics here after the run [default: metrics_file in the config]' -r -F
+complete -c litevault -n "__fish_litevault_using_subcommand history" -s q -l quiet -d 'Print nothing on success; errors still go to stderr'
+complete -c litevault -n "__fish_litevault_using_subcommand history" -l json -d 'Print one JSON document on stdout instead of text'
+complete -c litevault -n "__fish_litevault_using_subcommand history" -s h -l help -d 'Print help'
 complete -c litevault -n "__fish_litevault_using_subcommand completions" -s c -l config -d 'Configuration file [default: $LITEVAULT_CONFIG, else /etc/litevault/litevault.toml]' -r -F
+complete -c litevault -n "__fish_litevault_using_subcommand completions" -l metrics-file -d 'Write Prometheus metrics here after the run [default: metrics_file in the config]' -r -F
 complete -c litevault -n "__fish_litevault_using_subcommand completions" -s q -l quiet -d 'Print nothing on success; errors still go to stderr'
 complete -c litevault -n "__fish_litevault_using_subcommand completions" -l json -d 'Print one JSON document on stdout instead of text'
 complete -c litevault -n "__fish_litevault_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c litevault -n "__fish_litevault_using_subcommand man" -s c -l config -d 'Configuration file [default: $LITEVAULT_CONFIG, else /etc/litevault/litevault.toml]' -r -F
+complete -c litevault -n "__fish_litevault_using_subcommand man" -l metrics-file -d 'Write Prometheus metrics here after the run [default: metrics_file in the config]' -r -F
 complete -c litevault -n "__fish_litevault_using_subcommand man" -s q -l quiet -d 'Print nothing on success; errors still go to stderr'
 complete -c litevault -n "__fish_litevault_using_subcommand man" -l json -d 'Print one JSON document on stdout instead of text'
 complete -c litevault -n "__fish_litevault_using_subcommand man" -s h -l help -d 'Print help'
-complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune check completions man help" -f -a "backup" -d 'Take a backup and store it on every (or each named) destination'
-complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune check completions man help" -f -a "list" -d 'List complete backups, newest first'
-complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune check completions man help" -f -a "restore" -d 'Restore a backup into a folder'
-complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune check completions man help" -f -a "verify" -d 'Prove that backups are intact and restorable'
-complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune check completions man help" -f -a "prune" -d 'Delete backups that the retention policy no longer keeps'
-complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune check completions man help" -f -a "check" -d 'Check the config and test each destination with a probe object'
-complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune check completions man help" -f -a "completions" -d 'Print a shell completion script'
-complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune check completions man help" -f -a "man" -d 'Write the man pages into a folder'
-complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune check completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune check history completions man help" -f -a "backup" -d 'Take a backup and store it on every (or each named) destination'
+complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune check history completions man help" -f -a "list" -d 'List complete backups, newest first'
+complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune check history completions man help" -f -a "restore" -d 'Restore a backup into a folder'
+complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune check history completions man help" -f -a "verify" -d 'Prove that backups are intact and restorable'
+complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune check history completions man help" -f -a "prune" -d 'Delete backups that the retention policy no longer keeps'
+complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune check history completions man help" -f -a "check" -d 'Check the config and test each destination with a probe object'
+complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune check history completions man help" -f -a "history" -d 'Show recorded runs from the execution store, newest first'
+complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune check history completions man help" -f -a "completions" -d 'Print a shell completion script'
+complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune check history completions man help" -f -a "man" -d 'Write the man pages into a folder'
+complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune check history completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -7,6 +7,7 @@ use crate::cli::{Cli, Command};
 use crate::commands;
 use crate::config::{self, Settings};
 use crate::exit::{self, Exit};
+use crate::runner::Runner;
 use crate::ui::{self, Mode, Ui};
 
 pub fn run(cli: Cli) -> Exit {
@@ -46,9 +47,12 @@ fn dispatch(cli: &Cli, ui: &Ui) -> Result<Exit> {
         }
         Command::Backup(args) => {
             let s = settings(cli)?;
+            let mut runner = Runner::new(&s, cli.metrics_file.as_deref());
             let progress = ui.progress("backup");
-            let report = commands::backup::run(&s, args, progress.as_ref())?;
+            let report = runner.backup(args, progress.as_ref());
             drop(progress);
+            warn_all(ui, &runner.warnings);
+            let report = report?;
             render_backup(ui, &report)?;
             Ok(report.exit())
         }
@@ -98,9 +102,14 @@ fn dispatch(cli: &Cli, ui: &Ui) -> Result<Exit> {
         }
         Command::Restore(args) => {
             let s = settings(cli)?;
+            let mut runner = Runner::new(&s, cli.metrics_file.as_deref());
             let progress = ui.progress("restore");
-            let report = commands::restore::run(&s, args, progress.as_ref())?;
+            let report = runner.record("restore", |_| {
+                commands::restore::run(&s, args, progress.as_ref())
+            });
             drop(progress);
+            warn_all(ui, &runner.warnings);
+            let report = report?;
             ui.json(&report)?;
             for stale in &report.removed_stale {
                 ui.warn(&format!(
@@ -121,9 +130,14 @@ fn dispatch(cli: &Cli, ui: &Ui) -> Result<Exit> {
         }
         Command::Verify(args) => {
             let s = settings(cli)?;
+            let mut runner = Runner::new(&s, cli.metrics_file.as_deref());
             let progress = ui.progress("verify");
-            let report = commands::verify::run(&s, args, progress.as_ref())?;
+            let report = runner.record("verify", |_| {
+                commands::verify::run(&s, args, progress.as_ref())
+            });
             drop(progress);
+            warn_all(ui, &runner.warnings);
+            let report = report?;
             ui.json(&report)?;
             for r in &report.results {
                 if r.ok {
@@ -146,7 +160,10 @@ fn dispatch(cli: &Cli, ui: &Ui) -> Result<Exit> {
         }
         Command::Check(args) => {
             let s = settings(cli)?;
-            let report = commands::check::run(&s, args)?;
+            let mut runner = Runner::new(&s, cli.metrics_file.as_deref());
+            let report = runner.record("check", |_| commands::check::run(&s, args));
+            warn_all(ui, &runner.warnings);
+            let report = report?;
             ui.json(&report)?;
             let mut lines = vec![format!("ok   config {}", report.config)];
             for p in std::iter::once(&report.keys).chain(&report.destinations) {
@@ -159,9 +176,49 @@ fn dispatch(cli: &Cli, ui: &Ui) -> Result<Exit> {
             ui.say_all(&lines)?;
             Ok(report.exit())
         }
+        Command::History(args) => {
+            let s = settings(cli)?;
+            let state = crate::state::StateDir::open(&s.state_dir)?;
+            let runs = crate::journal::Journal::open(&state.path)?.history(args.limit)?;
+            ui.json(&runs)?;
+            let mut lines = Vec::new();
+            if runs.is_empty() {
+                lines.push("no recorded runs".to_string());
+            }
+            for r in &runs {
+                let mut line = format!(
+                    "{:>5}  {:<24}  {:<8} {:<11} {:>7}",
+                    r.id,
+                    r.started,
+                    r.command,
+                    r.status,
+                    r.seconds
+                        .map(|x| format!("{x:.1}s"))
+                        .unwrap_or_else(|| "-".into())
+                );
+                if r.attempt > 1 {
+                    line.push_str(&format!("  attempt {}", r.attempt));
+                }
+                if let Some(id) = &r.backup_id {
+                    line.push_str(&format!("  {id}"));
+                }
+                if let Some(b) = r.bytes {
+                    line.push_str(&format!("  {}", ui::bytes(b as u64)));
+                }
+                if let Some(e) = &r.error {
+                    line.push_str(&format!("  error: {e}"));
+                }
+                lines.push(line);
+            }
+            ui.say_all(&lines)?;
+            Ok(Exit::Success)
+        }
         Command::Prune(args) => {
             let s = settings(cli)?;
-            let report = commands::prune::run(&s, args)?;
+            let mut runner = Runner::new(&s, cli.metrics_file.as_deref());
+            let report = runner.record("prune", |_| commands::prune::run(&s, args));
+            warn_all(ui, &runner.warnings);
+            let report = report?;
             render_prune(ui, &report)?;
             ui.json(&report)?;
             Ok(report.exit())
@@ -169,8 +226,18 @@ fn dispatch(cli: &Cli, ui: &Ui) -> Result<Exit> {
     }
 }
 
+fn warn_all(ui: &Ui, warnings: &[String]) {
+    for w in warnings {
+        ui.warn(w);
+    }
+}
+
 fn render_backup(ui: &Ui, r: &commands::backup::Report) -> Result<()> {
     ui.json(r)?;
+    if let Some(why) = &r.skipped_run {
+        ui.say(&format!("skipped: {why}"));
+        return Ok(());
+    }
     for s in &r.skipped {
         ui.warn(&format!("skipped {s}"));
     }

@@ -150,6 +150,47 @@ fn load_sidecar(dest: &Destination, id: &str) -> Result<(Sidecar, SystemTime)> {
     Ok((sidecar, created))
 }
 
+/// How many backups a destination holds and how old the newest is, from the object names alone
+/// (ids carry their time), without reading any sidecar: cheap enough for every cron run.
+pub struct Summary {
+    pub backups: u64,
+    pub newest_age: Option<std::time::Duration>,
+}
+
+pub fn summary(dest: &Destination) -> Result<Summary> {
+    let ids: Vec<String> = dest
+        .list("")?
+        .into_iter()
+        .filter_map(|o| o.name.strip_suffix(SIDECAR_SUFFIX).map(str::to_string))
+        .filter(|id| is_id(id))
+        .collect();
+    let newest = ids.iter().max().and_then(|id| id_time(id));
+    Ok(Summary {
+        backups: ids.len() as u64,
+        newest_age: newest.map(|t| SystemTime::now().duration_since(t).unwrap_or_default()),
+    })
+}
+
+/// The time an id was made, to the second.
+pub fn id_time(id: &str) -> Option<SystemTime> {
+    let n = |r: std::ops::Range<usize>| id.get(r)?.parse::<i64>().ok();
+    let (y, m, d) = (n(0..4)?, n(4..6)?, n(6..8)?);
+    let (hh, mm, ss) = (n(9..11)?, n(11..13)?, n(13..15)?);
+    let days = days_from_civil(y, m, d);
+    let secs = days * 86400 + hh * 3600 + mm * 60 + ss;
+    Some(UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0) as u64))
+}
+
+/// Inverse of `retention::civil`.
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// Remove what a killed run left behind: anything under `tmp/`, and archives whose sidecar was
 /// never written (the run died between storing the archive and completing it). Call only while
 /// holding the state lock: then no other run of this host is writing here.
@@ -204,6 +245,7 @@ mod tests {
         let id = new_id(t);
         assert!(id.starts_with("20261126T105938Z-"), "{id}");
         assert!(is_id(&id));
+        assert_eq!(id_time(&id), Some(t));
         let later = new_id(t + Duration::from_secs(1));
         assert!(later > id);
         for bad in [

@@ -31,6 +31,10 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub json: bool,
 
+    /// Write Prometheus metrics here after the run [default: metrics_file in the config]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -50,13 +54,15 @@ pub enum Command {
     Prune(PruneArgs),
     /// Check the config and test each destination with a probe object
     Check(CheckArgs),
+    /// Show recorded runs from the execution store, newest first
+    History(HistoryArgs),
     /// Print a shell completion script
     Completions(CompletionsArgs),
     /// Write the man pages into a folder
     Man(ManArgs),
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct BackupArgs {
     /// Store only on this destination (repeat for several) [default: all]
     #[arg(long = "dest", short = 'd', value_name = "NAME")]
@@ -65,6 +71,25 @@ pub struct BackupArgs {
     /// If another run holds the lock, wait this long for it (e.g. 10m) instead of exiting 5
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub wait: Option<Duration>,
+
+    /// Do nothing (exit 0) when every selected destination has a backup younger than this
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub if_older_than: Option<Duration>,
+
+    /// Retry a failed run this many times (on top of each request's own retries)
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub retries: u32,
+
+    /// Wait before the first retry; doubled before each next one
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30s")]
+    pub retry_delay: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Show this many runs, newest first
+    #[arg(long, short = 'n', value_name = "N", default_value_t = 20)]
+    pub limit: u32,
 }
 
 #[derive(Debug, Args)]
@@ -186,9 +211,44 @@ mod tests {
             &["litevault", "prune", "--dest", "a", "--dry-run"],
             &["litevault", "backup", "--wait", "10m"],
             &["litevault", "check", "--dest", "a"],
+            &["litevault", "history", "--limit", "5"],
+            &[
+                "litevault",
+                "backup",
+                "--if-older-than",
+                "24h",
+                "--retries",
+                "2",
+                "--retry-delay",
+                "1s",
+            ],
+            &["litevault", "--metrics-file", "/tmp/m.prom", "prune"],
         ] {
             Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
         }
+    }
+
+    /// The shipped crontab and systemd unit use spellings that parse.
+    #[test]
+    fn example_invocations_parse() {
+        let crontab = include_str!("../examples/crontab");
+        let service = include_str!("../examples/systemd/litevault-backup.service");
+        let lines = crontab
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split_once("litevault ").map(|(_, rest)| rest))
+            .chain(
+                service
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("ExecStart=/usr/local/bin/litevault ")),
+            );
+        let mut n = 0;
+        for rest in lines {
+            let args = std::iter::once("litevault").chain(rest.split_whitespace());
+            Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{rest}: {e}"));
+            n += 1;
+        }
+        assert_eq!(n, 4);
     }
 
     #[test]

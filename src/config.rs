@@ -37,6 +37,30 @@ struct RawConfig {
     retention: RawRetention,
     #[serde(default, rename = "destination")]
     destinations: Vec<RawDestination>,
+    #[serde(default)]
+    hooks: RawHooks,
+    #[serde(default)]
+    history: RawHistory,
+    metrics_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHooks {
+    before_backup: Option<String>,
+    after_backup: Option<String>,
+    on_success: Option<String>,
+    on_failure: Option<String>,
+    before_restore: Option<String>,
+    after_restore: Option<String>,
+    timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHistory {
+    keep_runs: Option<u32>,
+    keep_days: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -177,6 +201,11 @@ pub struct Settings {
     pub retention: Policy,
     pub prune_after_backup: bool,
     pub destinations: Vec<Destination>,
+    pub hooks: crate::hooks::Hooks,
+    /// How much of the execution store to keep.
+    pub history: crate::journal::Keep,
+    /// Where to write Prometheus metrics after each run (node_exporter's textfile collector).
+    pub metrics_file: Option<PathBuf>,
 }
 
 impl Settings {
@@ -460,7 +489,40 @@ fn validate(raw: RawConfig, path: &Path, base: &Path) -> Result<Settings> {
         });
     }
 
+    let hook_timeout = match &raw.hooks.timeout {
+        None => Duration::from_secs(300),
+        Some(t) => humantime::parse_duration(t)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                fail(
+                    "hooks.timeout",
+                    format!("is {t:?}; write a duration such as \"5m\""),
+                )
+            })?,
+    };
+    let h = raw.hooks;
+    let hooks = crate::hooks::Hooks {
+        before_backup: h.before_backup,
+        after_backup: h.after_backup,
+        on_success: h.on_success,
+        on_failure: h.on_failure,
+        before_restore: h.before_restore,
+        after_restore: h.after_restore,
+        timeout: hook_timeout,
+    };
+    let history = crate::journal::Keep {
+        runs: raw.history.keep_runs.unwrap_or(1000),
+        days: raw.history.keep_days.unwrap_or(180),
+    };
+    if history.runs == 0 {
+        return Err(fail("history.keep_runs", "must be at least 1".into()));
+    }
+
     Ok(Settings {
+        hooks,
+        history,
+        metrics_file: raw.metrics_file.map(|p| resolve(base, &p)),
         config_path: std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()),
         name: raw.name,
         state_dir,

@@ -9,6 +9,8 @@
 //! - `exit`: exit codes and error kinds.     - `crypto`: age recipients and identities.
 //! - `retention`: the pure prune policy.     - `progress`: how stages report progress.
 //! - `docs`: completions and man pages.      - `app`: dispatch and rendering of reports.
+//! - `journal`: the execution store, metrics. - `hooks`: maintenance and notification commands.
+//! - `runner`: a run's life: journal, hooks, retries, metrics around a command.
 
 pub mod app;
 pub mod archive;
@@ -19,8 +21,11 @@ pub mod config;
 pub mod crypto;
 pub mod docs;
 pub mod exit;
+pub mod hooks;
+pub mod journal;
 pub mod progress;
 pub mod retention;
+pub mod runner;
 pub mod source;
 pub mod state;
 pub mod storage;

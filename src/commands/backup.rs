@@ -1,7 +1,7 @@
 //! `litevault backup`: snapshot every source, build the archive once, store it on each
 //! destination, and only then make it visible with its sidecar.
 
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result};
 use serde::Serialize;
@@ -20,7 +20,7 @@ use crate::state::StateDir;
 use crate::storage::fanout::FanOut;
 use crate::storage::Destination;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Default, Serialize)]
 pub struct Report {
     pub id: String,
     pub created: String,
@@ -35,6 +35,9 @@ pub struct Report {
     pub encrypted: bool,
     pub seconds: f64,
     pub destinations: Vec<DestinationResult>,
+    /// Why nothing was done (`--if-older-than` found recent backups everywhere).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped_run: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub skipped: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -43,7 +46,7 @@ pub struct Report {
     pub prune: Option<crate::commands::prune::Report>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct DestinationResult {
     pub name: String,
     pub ok: bool,
@@ -51,6 +54,17 @@ pub struct DestinationResult {
     pub bytes: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+impl DestinationResult {
+    pub fn failed(name: &str, err: &anyhow::Error) -> Self {
+        DestinationResult {
+            name: name.to_string(),
+            ok: false,
+            bytes: None,
+            error: Some(crate::exit::describe(err)),
+        }
+    }
 }
 
 impl Report {
@@ -70,62 +84,122 @@ impl Report {
     }
 }
 
-pub fn run(settings: &Settings, args: &BackupArgs, progress: &dyn Progress) -> Result<Report> {
+/// Take one backup: lock, open and preflight the destinations, skip if recent enough, run the
+/// `before_backup` hook, store, run `after_backup`, prune if configured.
+pub fn run(
+    settings: &Settings,
+    args: &BackupArgs,
+    progress: &dyn Progress,
+    hook_env: &[(String, String)],
+) -> Result<Report> {
     let started = Instant::now();
     let state = StateDir::open(&settings.state_dir)?;
     let _lock = state.lock(args.wait)?;
     state.clean_scratch();
 
-    // A destination that cannot even be opened is a failed destination, not a failed run.
+    // A destination that cannot be opened or listed (no such bucket, no permission, server
+    // down) is a failed destination, found now, before the sources are read.
     let mut dests = Vec::new();
-    let mut unopened = Vec::new();
+    let mut failed = Vec::new();
     let mut first_error = None;
     for cfg in settings.select_destinations(&args.dest)? {
-        match super::open_destination(settings, cfg) {
+        let opened = super::open_destination(settings, cfg).and_then(|d| {
+            catalog::clean_leftovers(&d)?;
+            Ok(d)
+        });
+        match opened {
             Ok(d) => dests.push(d),
             Err(e) => {
-                unopened.push(DestinationResult {
-                    name: cfg.name.clone(),
-                    ok: false,
-                    bytes: None,
-                    error: Some(crate::exit::describe(&e)),
-                });
-                first_error.get_or_insert(e);
+                failed.push(DestinationResult::failed(&cfg.name, &e));
+                first_error.get_or_insert(e.context(format!("destination {}", cfg.name)));
             }
         }
     }
-    if dests.is_empty() {
-        if let Some(e) = first_error {
-            // Nothing to store on: the (first) reason is the run's error, with its exit code.
-            return Err(e.context(format!("destination {}", unopened[0].name)));
-        }
-    }
-    let sealer = settings.encryption.as_ref().map(Sealer::load).transpose()?;
-    let warnings = Vec::new();
-    // Cleaning up is also the preflight: a destination that cannot even be listed (no such
-    // bucket, no permission, server down) is failed now, before the sources are read.
-    let (dests, unlisted): (Vec<_>, Vec<_>) = dests
-        .into_iter()
-        .map(|dest| {
-            let cleaned = catalog::clean_leftovers(&dest);
-            (dest, cleaned)
-        })
-        .partition(|(_, cleaned)| cleaned.is_ok());
-    let dests: Vec<Destination> = dests.into_iter().map(|(d, _)| d).collect();
-    for (dest, cleaned) in unlisted {
-        let e = cleaned.expect_err("partitioned on errors");
-        unopened.push(DestinationResult {
-            name: dest.name.clone(),
-            ok: false,
-            bytes: None,
-            error: Some(crate::exit::describe(&e)),
-        });
-        first_error.get_or_insert(e);
-    }
     if let (true, Some(e)) = (dests.is_empty(), first_error) {
+        // Nothing to store on: the (first) reason is the run's error, with its exit code.
         return Err(e);
     }
 
+    if let Some(max_age) = args.if_older_than {
+        if failed.is_empty() {
+            if let Some(reason) = recent_everywhere(&dests, max_age)? {
+                return Ok(Report {
+                    skipped_run: Some(reason),
+                    seconds: started.elapsed().as_secs_f64(),
+                    ..Report::default()
+                });
+            }
+        }
+    }
+
+    let sealer = settings.encryption.as_ref().map(Sealer::load).transpose()?;
+    if let Some(hook) = &settings.hooks.before_backup {
+        crate::hooks::run("before_backup", hook, hook_env, settings.hooks.timeout)
+            .context("the before_backup hook failed, so nothing was backed up")?;
+    }
+    let stored = store(settings, &dests, sealer.as_ref(), progress);
+    let mut warnings = Vec::new();
+    if let Some(hook) = &settings.hooks.after_backup {
+        let mut env = hook_env.to_vec();
+        env.push((
+            "LITEVAULT_STATUS".into(),
+            if stored.is_ok() { "stored" } else { "failure" }.into(),
+        ));
+        if let Err(e) = crate::hooks::run("after_backup", hook, &env, settings.hooks.timeout) {
+            warnings.push(format!("{e:#}"));
+        }
+    }
+    let mut report = stored?;
+    report.warnings.extend(warnings);
+    report.destinations.extend(failed);
+
+    if settings.prune_after_backup && report.destinations.iter().any(|d| d.ok) {
+        let ok: Vec<&str> = report
+            .destinations
+            .iter()
+            .filter(|d| d.ok)
+            .map(|d| d.name.as_str())
+            .collect();
+        let stored_on: Vec<Destination> = dests
+            .into_iter()
+            .filter(|d| ok.contains(&d.name.as_str()))
+            .collect();
+        report.prune = Some(
+            super::prune::apply(settings, &stored_on, false).context("pruning after the backup")?,
+        );
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// `Some(why)` when every destination holds a backup younger than `max_age`.
+fn recent_everywhere(dests: &[Destination], max_age: Duration) -> Result<Option<String>> {
+    let mut oldest_newest = Duration::ZERO;
+    for dest in dests {
+        match catalog::summary(dest)?.newest_age {
+            Some(age) if age < max_age => oldest_newest = oldest_newest.max(age),
+            _ => return Ok(None),
+        }
+    }
+    let age = humantime::format_duration(Duration::from_secs(oldest_newest.as_secs()));
+    let every = if dests.len() == 1 {
+        "the newest backup on the destination"
+    } else {
+        "the newest backup on every destination"
+    };
+    Ok(Some(format!(
+        "{every} is at most {age} old (--if-older-than {})",
+        humantime::format_duration(max_age)
+    )))
+}
+
+/// Build the archive once and store it on every destination.
+fn store(
+    settings: &Settings,
+    dests: &[Destination],
+    sealer: Option<&Sealer>,
+    progress: &dyn Progress,
+) -> Result<Report> {
     let created = SystemTime::now();
     let id = catalog::new_id(created);
     let compression = compression_name(settings.compression).to_string();
@@ -133,12 +207,12 @@ pub fn run(settings: &Settings, args: &BackupArgs, progress: &dyn Progress) -> R
     progress.set_total(estimate(settings));
 
     let (outcomes, built) = std::thread::scope(|scope| {
-        let mut fan = FanOut::start(scope, &dests, &object);
+        let mut fan = FanOut::start(scope, dests, &object);
         let built = build(
             settings,
             &id,
             created,
-            sealer.as_ref(),
+            sealer,
             &mut fan,
             progress,
             &object,
@@ -169,8 +243,7 @@ pub fn run(settings: &Settings, args: &BackupArgs, progress: &dyn Progress) -> R
             });
         }
     };
-
-    let mut destinations: Vec<DestinationResult> = dests
+    let destinations = dests
         .iter()
         .zip(outcomes)
         .map(|(dest, outcome)| match outcome {
@@ -180,18 +253,11 @@ pub fn run(settings: &Settings, args: &BackupArgs, progress: &dyn Progress) -> R
                 bytes: Some(bytes),
                 error: None,
             },
-            Err(e) => DestinationResult {
-                name: dest.name.clone(),
-                ok: false,
-                bytes: None,
-                error: Some(crate::exit::describe(&e)),
-            },
+            Err(e) => DestinationResult::failed(&dest.name, &e),
         })
         .collect();
-    destinations.extend(unopened);
-
-    let mut report = Report {
-        id: id.clone(),
+    Ok(Report {
+        id,
         created: sidecar.manifest.created.clone(),
         sources: sidecar.manifest.sources.len(),
         files: sidecar.manifest.files.len(),
@@ -200,30 +266,10 @@ pub fn run(settings: &Settings, args: &BackupArgs, progress: &dyn Progress) -> R
         stored_bytes: sidecar.archive.bytes,
         compression,
         encrypted: sealer.is_some(),
-        seconds: 0.0,
         destinations,
         skipped,
-        warnings,
-        prune: None,
-    };
-
-    if settings.prune_after_backup && report.destinations.iter().any(|d| d.ok) {
-        let stored: Vec<String> = report
-            .destinations
-            .iter()
-            .filter(|d| d.ok)
-            .map(|d| d.name.clone())
-            .collect();
-        let opened: Vec<_> = dests
-            .into_iter()
-            .filter(|d| stored.contains(&d.name))
-            .collect();
-        report.prune = Some(
-            super::prune::apply(settings, &opened, false).context("pruning after the backup")?,
-        );
-    }
-    report.seconds = started.elapsed().as_secs_f64();
-    Ok(report)
+        ..Report::default()
+    })
 }
 
 /// Stream every source through the archive layers into the fan-out; returns the sidecar to

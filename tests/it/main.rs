@@ -7,6 +7,7 @@ mod harness;
 mod backup;
 mod bad_input;
 mod cli;
+mod cron;
 mod format;
 mod hostile;
 mod prune;

@@ -1,0 +1,388 @@
+//! The execution store: every run (backup, restore, verify, prune, check) recorded in SQLite at
+//! `state_dir/executions.db`, and the Prometheus metrics file derived from it.
+//!
+//! A run is inserted as `running` with its pid and the pid's start time; a run that died without
+//! finishing (kill -9, power loss) is found by the next run, whose pid check shows the process
+//! gone, and marked `interrupted`, never left `running` forever. Writes are transactions; the
+//! store is trimmed to the configured number of runs and days on every run.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, Result};
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+
+pub const FILE_NAME: &str = "executions.db";
+
+pub struct Journal {
+    conn: Connection,
+}
+
+/// One recorded run, as `history` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Run {
+    pub id: i64,
+    pub command: String,
+    pub attempt: i64,
+    pub started: String,
+    pub ended: Option<String>,
+    pub seconds: Option<f64>,
+    pub status: String,
+    pub exit_code: Option<i64>,
+    pub bytes: Option<i64>,
+    pub backup_id: Option<String>,
+    pub destinations: Option<serde_json::Value>,
+    pub error: Option<String>,
+}
+
+/// What a finished run reports into the store.
+#[derive(Debug, Default, Clone)]
+pub struct Outcome {
+    pub status: String,
+    pub exit_code: i32,
+    pub bytes: Option<u64>,
+    pub backup_id: Option<String>,
+    pub destinations: Option<serde_json::Value>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Keep {
+    pub runs: u32,
+    pub days: u32,
+}
+
+impl Journal {
+    pub fn open(state_dir: &Path) -> Result<Journal> {
+        let path = state_dir.join(FILE_NAME);
+        let conn = Connection::open(&path)
+            .with_context(|| format!("opening the execution store {}", path.display()))?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL;
+             CREATE TABLE IF NOT EXISTS runs(
+                 id INTEGER PRIMARY KEY,
+                 command TEXT NOT NULL,
+                 attempt INTEGER NOT NULL DEFAULT 1,
+                 started_ms INTEGER NOT NULL,
+                 ended_ms INTEGER,
+                 status TEXT NOT NULL,
+                 exit_code INTEGER,
+                 bytes INTEGER,
+                 backup_id TEXT,
+                 destinations TEXT,
+                 error TEXT,
+                 pid INTEGER NOT NULL,
+                 pid_start TEXT
+             );
+             CREATE INDEX IF NOT EXISTS runs_command ON runs(command, id);",
+        )
+        .with_context(|| format!("preparing the execution store {}", path.display()))?;
+        let journal = Journal { conn };
+        journal.mark_interrupted()?;
+        Ok(journal)
+    }
+
+    /// Runs still `running` whose process is gone (or is another process with the same pid).
+    fn mark_interrupted(&self) -> Result<()> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, pid, pid_start FROM runs WHERE status = 'running'")?;
+        let stale: Vec<i64> = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                ))
+            })?
+            .filter_map(|row| row.ok())
+            .filter(|(_, pid, start)| process_start(*pid as u32) != *start || start.is_none())
+            .map(|(id, _, _)| id)
+            .collect();
+        let tx = self.conn.unchecked_transaction()?;
+        for id in stale {
+            tx.execute(
+                "UPDATE runs SET status = 'interrupted', error = coalesce(error, 'the run ended without finishing (killed, or the machine stopped)') WHERE id = ?1",
+                [id],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn start(&self, command: &str, attempt: u32) -> Result<i64> {
+        let pid = std::process::id();
+        self.conn.execute(
+            "INSERT INTO runs(command, attempt, started_ms, status, pid, pid_start) VALUES (?1, ?2, ?3, 'running', ?4, ?5)",
+            params![command, attempt, now_ms(), pid, process_start(pid)],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    pub fn finish(&self, id: i64, outcome: &Outcome, keep: Keep) -> Result<()> {
+        let tx = self.conn.unchecked_transaction()?;
+        tx.execute(
+            "UPDATE runs SET ended_ms = ?2, status = ?3, exit_code = ?4, bytes = ?5, backup_id = ?6, destinations = ?7, error = ?8 WHERE id = ?1",
+            params![
+                id,
+                now_ms(),
+                outcome.status,
+                outcome.exit_code,
+                outcome.bytes.map(|b| b as i64),
+                outcome.backup_id,
+                outcome.destinations.as_ref().map(|d| d.to_string()),
+                outcome.error,
+            ],
+        )?;
+        let cutoff = now_ms() - i64::from(keep.days) * 86_400_000;
+        tx.execute(
+            "DELETE FROM runs WHERE status != 'running' AND (started_ms < ?1 OR id <= (SELECT id FROM runs ORDER BY id DESC LIMIT 1 OFFSET ?2))",
+            params![cutoff, keep.runs],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The newest runs first.
+    pub fn history(&self, limit: u32) -> Result<Vec<Run>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, command, attempt, started_ms, ended_ms, status, exit_code, bytes, backup_id, destinations, error
+             FROM runs ORDER BY id DESC LIMIT ?1",
+        )?;
+        let rows = stmt.query_map([limit], |r| {
+            let started: i64 = r.get(3)?;
+            let ended: Option<i64> = r.get(4)?;
+            Ok(Run {
+                id: r.get(0)?,
+                command: r.get(1)?,
+                attempt: r.get(2)?,
+                started: rfc3339(started),
+                ended: ended.map(rfc3339),
+                seconds: ended.map(|e| (e - started) as f64 / 1000.0),
+                status: r.get(5)?,
+                exit_code: r.get(6)?,
+                bytes: r.get(7)?,
+                backup_id: r.get(8)?,
+                destinations: r
+                    .get::<_, Option<String>>(9)?
+                    .and_then(|d| serde_json::from_str(&d).ok()),
+                error: r.get(10)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The last finished run of `command`, and the last successful one.
+    pub fn last(&self, command: &str) -> Result<(Option<Run>, Option<Run>)> {
+        let pick = |cond: &str| -> Result<Option<i64>> {
+            Ok(self
+                .conn
+                .query_row(
+                    &format!("SELECT id FROM runs WHERE command = ?1 AND {cond} ORDER BY id DESC LIMIT 1"),
+                    [command],
+                    |r| r.get(0),
+                )
+                .optional()?)
+        };
+        let by_id = |id: Option<i64>| -> Result<Option<Run>> {
+            let Some(id) = id else { return Ok(None) };
+            Ok(self.history(u32::MAX)?.into_iter().find(|r| r.id == id))
+        };
+        Ok((
+            by_id(pick("status NOT IN ('running')")?)?,
+            by_id(pick("status IN ('success', 'skipped')")?)?,
+        ))
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn rfc3339(ms: i64) -> String {
+    let t = SystemTime::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// The start time of a process (field 22 of /proc/PID/stat), which tells a live run apart from
+/// an unrelated process that reuses its pid.
+fn process_start(pid: u32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces; fields after it follow the last ')'.
+    let after = &stat[stat.rfind(')')? + 2..];
+    after.split_whitespace().nth(19).map(str::to_string)
+}
+
+/// The metrics file for node_exporter's textfile collector, replaced atomically.
+pub struct Metrics {
+    pub path: PathBuf,
+}
+
+/// Facts about one destination for the metrics file.
+pub struct DestinationFacts {
+    pub name: String,
+    pub backups: u64,
+    pub newest_age: Option<Duration>,
+}
+
+impl Metrics {
+    pub fn write(
+        &self,
+        journal: &Journal,
+        host: &str,
+        destinations: &[DestinationFacts],
+    ) -> Result<()> {
+        let mut out = String::new();
+        let mut metric = |name: &str, help: &str, samples: Vec<(String, f64)>| {
+            if samples.is_empty() {
+                return;
+            }
+            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n"));
+            for (labels, v) in samples {
+                out.push_str(&format!("{name}{{host=\"{host}\"{labels}}} {v}\n"));
+            }
+        };
+        let mut last_run = Vec::new();
+        let mut last_status = Vec::new();
+        let mut last_duration = Vec::new();
+        let mut last_success = Vec::new();
+        let mut last_bytes = Vec::new();
+        for command in ["backup", "prune", "verify", "restore", "check"] {
+            let (last, success) = journal.last(command)?;
+            let label = format!(",command=\"{command}\"");
+            if let Some(run) = &last {
+                last_run.push((label.clone(), secs_of(&run.started)));
+                last_status.push((label.clone(), run.exit_code.unwrap_or(1) as f64));
+                if let Some(s) = run.seconds {
+                    last_duration.push((label.clone(), s));
+                }
+            }
+            if let Some(run) = &success {
+                last_success.push((
+                    label.clone(),
+                    secs_of(run.ended.as_deref().unwrap_or(&run.started)),
+                ));
+                if let (Some(b), "backup") = (run.bytes, command) {
+                    last_bytes.push((String::new(), b as f64));
+                }
+            }
+        }
+        metric(
+            "litevault_last_run_timestamp_seconds",
+            "Start of the last run, by command.",
+            last_run,
+        );
+        metric(
+            "litevault_last_run_exit_code",
+            "Exit code of the last run (0 is success), by command.",
+            last_status,
+        );
+        metric(
+            "litevault_last_run_duration_seconds",
+            "Duration of the last run, by command.",
+            last_duration,
+        );
+        metric(
+            "litevault_last_success_timestamp_seconds",
+            "End of the last successful run, by command.",
+            last_success,
+        );
+        metric(
+            "litevault_last_backup_stored_bytes",
+            "Bytes stored by the last successful backup (per destination).",
+            last_bytes,
+        );
+        metric(
+            "litevault_backups",
+            "Complete backups on each destination.",
+            destinations
+                .iter()
+                .map(|d| (format!(",destination=\"{}\"", d.name), d.backups as f64))
+                .collect(),
+        );
+        metric(
+            "litevault_newest_backup_age_seconds",
+            "Age of the newest complete backup on each destination.",
+            destinations
+                .iter()
+                .filter_map(|d| {
+                    d.newest_age.map(|a| {
+                        (
+                            format!(",destination=\"{}\"", d.name),
+                            a.as_secs_f64().round(),
+                        )
+                    })
+                })
+                .collect(),
+        );
+        let dir = self
+            .path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let tmp = dir.join(format!(
+            ".{}.tmp-{}",
+            self.path
+                .file_name()
+                .map(|f| f.to_string_lossy())
+                .unwrap_or_default(),
+            std::process::id()
+        ));
+        std::fs::write(&tmp, out).with_context(|| format!("writing {}", tmp.display()))?;
+        // node_exporter runs as another user: the metrics hold no secret, so they are world-readable.
+        std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
+        std::fs::rename(&tmp, &self.path)
+            .with_context(|| format!("replacing the metrics file {}", self.path.display()))?;
+        Ok(())
+    }
+}
+
+fn secs_of(rfc: &str) -> f64 {
+    humantime::parse_rfc3339(rfc)
+        .ok()
+        .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_are_recorded_trimmed_and_stale_ones_marked_interrupted() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path()).unwrap();
+        let keep = Keep { runs: 3, days: 365 };
+        for i in 0..5 {
+            let id = j.start("backup", 1).unwrap();
+            let outcome = Outcome {
+                status: "success".into(),
+                exit_code: 0,
+                bytes: Some(i),
+                ..Outcome::default()
+            };
+            j.finish(id, &outcome, keep).unwrap();
+        }
+        let runs = j.history(100).unwrap();
+        assert_eq!(runs.len(), 3, "trimmed to the last 3");
+        assert_eq!(runs[0].bytes, Some(4));
+        // A run left `running` by a process that no longer exists.
+        j.conn
+            .execute("INSERT INTO runs(command, started_ms, status, pid, pid_start) VALUES ('backup', 0, 'running', 999999999, 'x')", [])
+            .unwrap();
+        let j = Journal::open(dir.path()).unwrap();
+        let runs = j.history(100).unwrap();
+        assert_eq!(runs[0].status, "interrupted");
+        // This process's own running row is left alone.
+        let id = j.start("verify", 1).unwrap();
+        let j2 = Journal::open(dir.path()).unwrap();
+        assert_eq!(j2.history(1).unwrap()[0].status, "running");
+        assert_eq!(j2.history(1).unwrap()[0].id, id);
+    }
+}
