@@ -508,13 +508,21 @@ _litevault() {
             return 0
             ;;
         litevault__subcmd__restore)
-            opts="-d -c -q -h --to --dest --deep --config --quiet --json --metrics-file --help"
+            opts="-d -c -q -h --to --in-place --only --no-safety-backup --force --wait --dest --deep --config --quiet --json --metrics-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --to)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --only)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -546,7 +554,7 @@ _litevault() {
             return 0
             ;;
         litevault__subcmd__verify)
-            opts="-d -c -q -h --all --dest --config --quiet --json --metrics-file --help"
+            opts="-d -c -q -h --all --dest --restore-test --config --quiet --json --metrics-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

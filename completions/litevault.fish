@@ -64,9 +64,14 @@ complete -c litevault -n "__fish_litevault_using_subcommand ls" -s q -l quiet -d
 complete -c litevault -n "__fish_litevault_using_subcommand ls" -l json -d 'Print one JSON document on stdout instead of text'
 complete -c litevault -n "__fish_litevault_using_subcommand ls" -s h -l help -d 'Print help'
 complete -c litevault -n "__fish_litevault_using_subcommand restore" -l to -d 'Folder to restore into; each source becomes DIR/<source name>' -r -F
+complete -c litevault -n "__fish_litevault_using_subcommand restore" -l only -d 'Restore only this source (repeat for several) [default: all in the backup]' -r
+complete -c litevault -n "__fish_litevault_using_subcommand restore" -l wait -d 'With --in-place: if another run holds the lock, wait this long for it' -r
 complete -c litevault -n "__fish_litevault_using_subcommand restore" -s d -l dest -d 'Destination to restore from [default: the first that holds the backup]' -r
 complete -c litevault -n "__fish_litevault_using_subcommand restore" -s c -l config -d 'Configuration file [default: $LITEVAULT_CONFIG, else /etc/litevault/litevault.toml]' -r -F
 complete -c litevault -n "__fish_litevault_using_subcommand restore" -l metrics-file -d 'Write Prometheus metrics here after the run [default: metrics_file in the config]' -r -F
+complete -c litevault -n "__fish_litevault_using_subcommand restore" -l in-place -d 'Put each source back at its configured path, on this server (see the README first)'
+complete -c litevault -n "__fish_litevault_using_subcommand restore" -l no-safety-backup -d 'With --in-place: do not back up the current state before replacing it'
+complete -c litevault -n "__fish_litevault_using_subcommand restore" -l force -d 'With --in-place: replace databases even if another process has them open'
 complete -c litevault -n "__fish_litevault_using_subcommand restore" -l deep -d 'Run integrity_check on each database instead of quick_check'
 complete -c litevault -n "__fish_litevault_using_subcommand restore" -s q -l quiet -d 'Print nothing on success; errors still go to stderr'
 complete -c litevault -n "__fish_litevault_using_subcommand restore" -l json -d 'Print one JSON document on stdout instead of text'
@@ -75,6 +80,7 @@ complete -c litevault -n "__fish_litevault_using_subcommand verify" -s d -l dest
 complete -c litevault -n "__fish_litevault_using_subcommand verify" -s c -l config -d 'Configuration file [default: $LITEVAULT_CONFIG, else /etc/litevault/litevault.toml]' -r -F
 complete -c litevault -n "__fish_litevault_using_subcommand verify" -l metrics-file -d 'Write Prometheus metrics here after the run [default: metrics_file in the config]' -r -F
 complete -c litevault -n "__fish_litevault_using_subcommand verify" -l all -d 'Verify every backup'
+complete -c litevault -n "__fish_litevault_using_subcommand verify" -l restore-test -d 'A restore drill: also run foreign_key_check and compare row counts with the manifest, and print a report per database'
 complete -c litevault -n "__fish_litevault_using_subcommand verify" -s q -l quiet -d 'Print nothing on success; errors still go to stderr'
 complete -c litevault -n "__fish_litevault_using_subcommand verify" -l json -d 'Print one JSON document on stdout instead of text'
 complete -c litevault -n "__fish_litevault_using_subcommand verify" -s h -l help -d 'Print help'

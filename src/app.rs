@@ -104,29 +104,14 @@ fn dispatch(cli: &Cli, ui: &Ui) -> Result<Exit> {
             let s = settings(cli)?;
             let mut runner = Runner::new(&s, cli.metrics_file.as_deref());
             let progress = ui.progress("restore");
-            let report = runner.record("restore", |_| {
-                commands::restore::run(&s, args, progress.as_ref())
+            let report = runner.record("restore", |env| {
+                commands::restore::run(&s, args, progress.as_ref(), env)
             });
             drop(progress);
             warn_all(ui, &runner.warnings);
             let report = report?;
-            ui.json(&report)?;
-            for stale in &report.removed_stale {
-                ui.warn(&format!(
-                    "removed stale {stale} so it cannot be replayed onto the restored database"
-                ));
-            }
-            ui.say(&format!(
-                "restored {} from {} into {}: {} sources, {}, {} passed {}",
-                report.id,
-                report.destination,
-                report.to.display(),
-                report.restored.len(),
-                ui::bytes(report.bytes),
-                plural(report.databases_checked.len(), "database"),
-                report.check
-            ));
-            Ok(Exit::Success)
+            render_restore(ui, &report)?;
+            Ok(report.exit())
         }
         Command::Verify(args) => {
             let s = settings(cli)?;
@@ -153,6 +138,21 @@ fn dispatch(cli: &Cli, ui: &Ui) -> Result<Exit> {
                         r.id,
                         r.destination,
                         r.error.as_deref().unwrap_or("unknown error")
+                    ));
+                }
+                for d in &r.drill {
+                    ui.say(&format!(
+                        "  {} {}: integrity_check {}, {} foreign key violation(s), row counts of {} {}",
+                        if d.ok { "ok    " } else { "FAILED" },
+                        d.database,
+                        d.integrity_check,
+                        d.foreign_key_violations,
+                        plural(d.tables, "table"),
+                        if d.row_count_mismatches.is_empty() {
+                            "match the manifest".to_string()
+                        } else {
+                            format!("differ: {}", d.row_count_mismatches.join(", "))
+                        }
                     ));
                 }
             }
@@ -276,6 +276,50 @@ fn render_backup(ui: &Ui, r: &commands::backup::Report) -> Result<()> {
     }
     if let Some(p) = &r.prune {
         render_prune(ui, p)?;
+    }
+    Ok(())
+}
+
+fn render_restore(ui: &Ui, r: &commands::restore::Report) -> Result<()> {
+    ui.json(r)?;
+    for stale in &r.removed_stale {
+        ui.warn(&format!(
+            "removed {stale} so it cannot be replayed onto the restored database"
+        ));
+    }
+    for note in &r.notes {
+        ui.warn(note);
+    }
+    let place = match &r.to {
+        Some(to) => format!("into {}", to.display()),
+        None => "in place".to_string(),
+    };
+    ui.say(&format!(
+        "restored {} from {} {place}: {}, {}, {} passed {}",
+        r.id,
+        r.destination,
+        plural(r.restored.len(), "source"),
+        ui::bytes(r.bytes),
+        plural(r.databases_checked.len(), "database"),
+        r.check
+    ));
+    for c in &r.after_checks {
+        if c.ok {
+            ui.say(&format!(
+                "  {} checked again in place: {}",
+                c.source, c.detail
+            ));
+        } else {
+            ui.error(&format!(
+                "{} fails its check after the restore: {}",
+                c.source, c.detail
+            ));
+        }
+    }
+    if let Some(id) = &r.safety_backup {
+        ui.notice(&format!(
+            "safety backup of the replaced state: {id} (undo with: litevault restore {id} --in-place --no-safety-backup)"
+        ));
     }
     Ok(())
 }

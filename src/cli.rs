@@ -106,8 +106,33 @@ pub struct RestoreArgs {
     pub id: String,
 
     /// Folder to restore into; each source becomes DIR/<source name>
-    #[arg(long, value_name = "DIR")]
-    pub to: PathBuf,
+    #[arg(
+        long,
+        value_name = "DIR",
+        required_unless_present = "in_place",
+        conflicts_with = "in_place"
+    )]
+    pub to: Option<PathBuf>,
+
+    /// Put each source back at its configured path, on this server (see the README first)
+    #[arg(long)]
+    pub in_place: bool,
+
+    /// Restore only this source (repeat for several) [default: all in the backup]
+    #[arg(long, value_name = "SOURCE")]
+    pub only: Vec<String>,
+
+    /// With --in-place: do not back up the current state before replacing it
+    #[arg(long, conflicts_with = "to")]
+    pub no_safety_backup: bool,
+
+    /// With --in-place: replace databases even if another process has them open
+    #[arg(long, conflicts_with = "to")]
+    pub force: bool,
+
+    /// With --in-place: if another run holds the lock, wait this long for it
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, conflicts_with = "to")]
+    pub wait: Option<Duration>,
 
     /// Destination to restore from [default: the first that holds the backup]
     #[arg(long = "dest", short = 'd', value_name = "NAME")]
@@ -131,6 +156,11 @@ pub struct VerifyArgs {
     /// Verify on this destination only [default: all]
     #[arg(long = "dest", short = 'd', value_name = "NAME")]
     pub dest: Option<String>,
+
+    /// A restore drill: also run foreign_key_check and compare row counts with the manifest,
+    /// and print a report per database
+    #[arg(long)]
+    pub restore_test: bool,
 }
 
 #[derive(Debug, Args)]
@@ -214,6 +244,17 @@ mod tests {
             &["litevault", "history", "--limit", "5"],
             &[
                 "litevault",
+                "restore",
+                "latest",
+                "--in-place",
+                "--only",
+                "auth.db",
+                "--no-safety-backup",
+                "--force",
+            ],
+            &["litevault", "verify", "--all", "--restore-test"],
+            &[
+                "litevault",
                 "backup",
                 "--if-older-than",
                 "24h",
@@ -249,6 +290,13 @@ mod tests {
             n += 1;
         }
         assert_eq!(n, 4);
+    }
+
+    #[test]
+    fn restore_needs_exactly_one_target() {
+        assert!(Cli::try_parse_from(["litevault", "restore", "latest"]).is_err());
+        assert!(Cli::try_parse_from(["litevault", "restore", "--to", "/x", "--in-place"]).is_err());
+        assert!(Cli::try_parse_from(["litevault", "restore", "--to", "/x", "--force"]).is_err());
     }
 
     #[test]

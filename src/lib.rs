@@ -23,6 +23,7 @@ pub mod docs;
 pub mod exit;
 pub mod hooks;
 pub mod journal;
+pub mod place;
 pub mod progress;
 pub mod retention;
 pub mod runner;

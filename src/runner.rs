@@ -358,9 +358,10 @@ impl Recorded for commands::verify::Report {
 
 impl Recorded for commands::restore::Report {
     fn outcome(&self) -> Outcome {
+        let code = self.exit();
         Outcome {
-            status: "success".into(),
-            exit_code: 0,
+            status: status_name(code).into(),
+            exit_code: code.code() as i32,
             bytes: Some(self.bytes),
             backup_id: Some(self.id.clone()),
             destinations: Some(json!([{"name": self.destination, "ok": true}])),

@@ -87,6 +87,16 @@ impl Ui {
         Ok(())
     }
 
+    /// A line that must be seen even with --quiet (how to undo what was just done): stdout for
+    /// people, stderr under --quiet, inside the document with --json.
+    pub fn notice(&self, line: &str) {
+        match self.mode {
+            Mode::Human => self.say(line),
+            Mode::Quiet => eprintln!("{line}"),
+            Mode::Json => {}
+        }
+    }
+
     /// Warnings go to stderr in every mode but --quiet, where only failures speak.
     pub fn warn(&self, line: &str) {
         if self.mode != Mode::Quiet {

@@ -4,6 +4,8 @@
 //! changed since a parent), signatures and key rotation; an older one refuses what it does not
 //! understand instead of restoring it wrongly.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Check, Compression, SourceKind};
@@ -65,6 +67,9 @@ pub struct DatabaseEntry {
     pub journal_mode: String,
     /// The check the snapshot passed before it was stored.
     pub check: Check,
+    /// Rows per table in the snapshot, for restore drills to compare against.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub row_counts: BTreeMap<String, u64>,
 }
 
 /// Stored next to the archive as `<id>.json`, and written last: its presence is what makes a

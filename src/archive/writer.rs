@@ -208,6 +208,7 @@ pub fn add_sources<W: Write>(
                     user_version: info.user_version,
                     journal_mode: info.journal_mode,
                     check: source.check,
+                    row_counts: info.row_counts,
                 });
             }
             SourceKind::File | SourceKind::Dir => {

@@ -92,9 +92,22 @@ pub fn run(
     progress: &dyn Progress,
     hook_env: &[(String, String)],
 ) -> Result<Report> {
-    let started = Instant::now();
     let state = StateDir::open(&settings.state_dir)?;
     let _lock = state.lock(args.wait)?;
+    run_locked(settings, &state, args, progress, Some(hook_env), &[])
+}
+
+/// A backup by a run that already holds the lock (an in-place restore's safety backup): the
+/// backup hooks run only with `hook_env`; `tags` mark the manifest.
+pub fn run_locked(
+    settings: &Settings,
+    state: &StateDir,
+    args: &BackupArgs,
+    progress: &dyn Progress,
+    hook_env: Option<&[(String, String)]>,
+    tags: &[String],
+) -> Result<Report> {
+    let started = Instant::now();
     state.clean_scratch();
 
     // A destination that cannot be opened or listed (no such bucket, no permission, server
@@ -133,13 +146,13 @@ pub fn run(
     }
 
     let sealer = settings.encryption.as_ref().map(Sealer::load).transpose()?;
-    if let Some(hook) = &settings.hooks.before_backup {
+    if let (Some(hook), Some(hook_env)) = (&settings.hooks.before_backup, hook_env) {
         crate::hooks::run("before_backup", hook, hook_env, settings.hooks.timeout)
             .context("the before_backup hook failed, so nothing was backed up")?;
     }
-    let stored = store(settings, &dests, sealer.as_ref(), progress);
+    let stored = store(settings, &dests, sealer.as_ref(), progress, tags);
     let mut warnings = Vec::new();
-    if let Some(hook) = &settings.hooks.after_backup {
+    if let (Some(hook), Some(hook_env)) = (&settings.hooks.after_backup, hook_env) {
         let mut env = hook_env.to_vec();
         env.push((
             "LITEVAULT_STATUS".into(),
@@ -199,6 +212,7 @@ fn store(
     dests: &[Destination],
     sealer: Option<&Sealer>,
     progress: &dyn Progress,
+    tags: &[String],
 ) -> Result<Report> {
     let created = SystemTime::now();
     let id = catalog::new_id(created);
@@ -217,6 +231,7 @@ fn store(
             progress,
             &object,
             &compression,
+            tags,
         );
         let commit = built.as_ref().ok().map(|(sidecar, _, _)| {
             (
@@ -284,6 +299,7 @@ fn build(
     progress: &dyn Progress,
     object: &str,
     compression: &str,
+    tags: &[String],
 ) -> Result<(Sidecar, Vec<String>, u64)> {
     let mut writer =
         ArchiveWriter::new(fan, settings.compression, sealer, settings.workers, created)?;
@@ -298,7 +314,7 @@ fn build(
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
         kind: "full".into(),
         parent: None,
-        tags: Vec::new(),
+        tags: tags.to_vec(),
         sources,
         files: Vec::new(),
         databases,

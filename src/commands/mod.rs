@@ -3,6 +3,7 @@
 
 pub mod backup;
 pub mod check;
+pub mod in_place;
 pub mod list;
 pub mod prune;
 pub mod restore;

@@ -18,11 +18,25 @@ pub struct Report {
 }
 
 #[derive(Debug, Serialize)]
+pub struct DrillResult {
+    pub database: String,
+    pub integrity_check: String,
+    pub foreign_key_violations: u64,
+    /// Tables whose row count differs from the manifest's ("table: restored vs manifest").
+    pub row_count_mismatches: Vec<String>,
+    pub tables: usize,
+    pub ok: bool,
+}
+
+#[derive(Debug, Serialize)]
 pub struct Result1 {
     pub id: String,
     pub destination: String,
     pub ok: bool,
     pub databases_checked: Vec<String>,
+    /// With --restore-test: what was checked in each database.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub drill: Vec<DrillResult>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     #[serde(skip)]
@@ -46,6 +60,38 @@ impl Report {
             failed[0]
         }
     }
+}
+
+/// The drill's extra checks on each restored database: foreign keys, and row counts against the
+/// manifest (integrity_check and every file's BLAKE3 have passed already).
+fn restore_test(backup: &Backup, dir: &std::path::Path) -> Result<Vec<DrillResult>> {
+    let mut out = Vec::new();
+    for db in &backup.sidecar.manifest.databases {
+        let path = dir.join(&db.path);
+        let conn = rusqlite::Connection::open(&path)?;
+        let mut stmt = conn.prepare("PRAGMA foreign_key_check")?;
+        let violations = stmt.query_map([], |_| Ok(()))?.count() as u64;
+        let counts = crate::source::sqlite::row_counts(&conn)?;
+        let mut mismatches = Vec::new();
+        for (table, want) in &db.row_counts {
+            let got = counts.get(table).copied();
+            if got != Some(*want) {
+                mismatches.push(format!(
+                    "{table}: {} vs {want}",
+                    got.map_or("missing".to_string(), |g| g.to_string())
+                ));
+            }
+        }
+        out.push(DrillResult {
+            database: db.source.clone(),
+            integrity_check: "ok".into(),
+            foreign_key_violations: violations,
+            ok: violations == 0 && mismatches.is_empty(),
+            row_count_mismatches: mismatches,
+            tables: counts.len(),
+        });
+    }
+    Ok(out)
 }
 
 pub fn run(settings: &Settings, args: &VerifyArgs, progress: &dyn Progress) -> Result<Report> {
@@ -79,17 +125,32 @@ pub fn run(settings: &Settings, args: &VerifyArgs, progress: &dyn Progress) -> R
     let mut results = Vec::new();
     for (dest, backup) in targets {
         progress.stage(&backup.id);
+        let mut drill = Vec::new();
         let outcome = (|| {
             let opener = super::opener_for(settings, &backup)?;
             let scratch = state.scratch("verify")?;
-            super::unpack_checked(
+            let checked = super::unpack_checked(
                 dest,
                 &backup,
                 opener.as_ref(),
                 &scratch.path,
                 "integrity_check",
                 progress,
-            )
+            )?;
+            if args.restore_test {
+                drill = restore_test(&backup, &scratch.path)?;
+                if let Some(bad) = drill.iter().find(|d| !d.ok) {
+                    return Err(anyhow::Error::new(crate::exit::integrity(format!(
+                        "backup {} on {}: restore drill failed for {}: {} foreign key violation(s), row counts: {}",
+                        backup.id,
+                        dest.name,
+                        bad.database,
+                        bad.foreign_key_violations,
+                        if bad.row_count_mismatches.is_empty() { "match".to_string() } else { bad.row_count_mismatches.join(", ") }
+                    ))));
+                }
+            }
+            Ok(checked)
         })();
         results.push(match outcome {
             Ok(checked) => Result1 {
@@ -97,6 +158,7 @@ pub fn run(settings: &Settings, args: &VerifyArgs, progress: &dyn Progress) -> R
                 destination: dest.name.clone(),
                 ok: true,
                 databases_checked: checked,
+                drill,
                 error: None,
                 exit: Exit::Success,
             },
@@ -105,6 +167,7 @@ pub fn run(settings: &Settings, args: &VerifyArgs, progress: &dyn Progress) -> R
                 destination: dest.name.clone(),
                 ok: false,
                 databases_checked: Vec::new(),
+                drill,
                 exit: crate::exit::classify(&e),
                 error: Some(crate::exit::describe(&e)),
             },

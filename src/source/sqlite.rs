@@ -12,6 +12,7 @@
 //! The pages are read on a thread of their own and handed over in chunks through a bounded
 //! channel, so reading the database overlaps hashing and compression and memory stays bounded.
 
+use std::collections::BTreeMap;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
@@ -38,6 +39,7 @@ pub struct DbInfo {
     pub sqlite_version: String,
     pub user_version: i64,
     pub journal_mode: String,
+    pub row_counts: BTreeMap<String, u64>,
 }
 
 impl DbInfo {
@@ -191,6 +193,7 @@ fn produce(path: &PathBuf, check: Check, tx: &SyncSender<Msg>) -> Result<()> {
         sqlite_version: conn.query_row("SELECT sqlite_version()", [], |r| r.get(0))?,
         user_version: conn.query_row("PRAGMA user_version", [], |r| r.get(0))?,
         journal_mode: conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?,
+        row_counts: row_counts(&conn)?,
     };
     let page_size = info.page_size as usize;
     let page_count = info.page_count;
@@ -238,6 +241,23 @@ fn produce(path: &PathBuf, check: Check, tx: &SyncSender<Msg>) -> Result<()> {
     conn.execute_batch("COMMIT")?;
     let _ = tx.send(Msg::Done);
     Ok(())
+}
+
+/// Rows in each ordinary table (SQLite's own and virtual tables aside).
+pub fn row_counts(conn: &Connection) -> Result<BTreeMap<String, u64>> {
+    let mut stmt = conn.prepare(
+        "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND sql NOT LIKE 'CREATE VIRTUAL%'",
+    )?;
+    let names: Vec<String> = stmt
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut counts = BTreeMap::new();
+    for name in names {
+        let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+        let n: i64 = conn.query_row(&format!("SELECT count(*) FROM {quoted}"), [], |r| r.get(0))?;
+        counts.insert(name, n as u64);
+    }
+    Ok(counts)
 }
 
 fn run_check(conn: &Connection, check: Check) -> Result<()> {

@@ -10,6 +10,7 @@ mod cli;
 mod cron;
 mod format;
 mod hostile;
+mod in_place;
 mod prune;
 mod remote;
 mod runs;

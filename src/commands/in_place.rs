@@ -1,0 +1,389 @@
+//! `litevault restore ID --in-place`: put a backup back on the server itself, over databases the
+//! server may have had open.
+//!
+//! The steps, in this order: everything that can be checked without touching the server
+//! (the backup's every hash and every database's `integrity_check`, its format and SQLite
+//! versions, the sources against the config, the free space); then `before_restore` (stop the
+//! server); then refuse if a target is still in use; then the safety backup of what is about to
+//! be replaced; then each target replaced whole (see `place`); then each database checked again
+//! where it now lives; and `after_restore`, whatever happened once `before_restore` ran.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+
+use super::restore::{AfterCheck, Report, Restored};
+use crate::catalog::Backup;
+use crate::cli::{BackupArgs, RestoreArgs};
+use crate::config::{Settings, Source, SourceKind};
+use crate::exit::{config as config_error, integrity, Exit, Fault};
+use crate::place;
+use crate::progress::{Progress, Silent};
+use crate::state::StateDir;
+use crate::storage::url::Location;
+
+pub fn run(
+    settings: &Settings,
+    args: &RestoreArgs,
+    progress: &dyn Progress,
+    hook_env: &[(String, String)],
+) -> Result<Report> {
+    let state = StateDir::open(&settings.state_dir)?;
+    let _lock = state.lock(args.wait)?;
+    let names: Vec<String> = args.dest.iter().cloned().collect();
+    let dests = super::open_destinations(settings, &names)?;
+    let (dest, backup) = super::find_backup(&dests, &args.id)?;
+
+    // 1. Everything that can be checked before the server is touched.
+    check_compatible(&backup)?;
+    let targets = targets(settings, &backup, &args.only)?;
+    for (source, _) in &targets {
+        place::clean_staged(&source.path);
+    }
+    let opener = super::opener_for(settings, &backup)?;
+    let scratch = state.scratch("restore")?;
+    let checked = super::unpack_checked(
+        dest,
+        &backup,
+        opener.as_ref(),
+        &scratch.path,
+        "integrity_check",
+        progress,
+    )?;
+    check_space(settings, &targets, &scratch.path, !args.no_safety_backup)?;
+
+    // 2. Maintenance mode on. From here on, after_restore runs whatever happens.
+    let mut env = hook_env.to_vec();
+    env.push(("LITEVAULT_BACKUP_ID".into(), backup.id.clone()));
+    env.push((
+        "LITEVAULT_SOURCES".into(),
+        targets
+            .iter()
+            .map(|(s, _)| s.name.as_str())
+            .collect::<Vec<_>>()
+            .join(","),
+    ));
+    if let Some(hook) = &settings.hooks.before_restore {
+        if let Err(e) = crate::hooks::run("before_restore", hook, &env, settings.hooks.timeout) {
+            let after = after_restore(settings, &env, "failure", None);
+            let mut err = e.context("the before_restore hook failed, so nothing was restored");
+            if let Some(note) = after {
+                err = err.context(note);
+            }
+            return Err(err);
+        }
+    }
+    let result = replace(settings, &state, args, &backup, &targets, &scratch.path);
+    let (status, safety) = match &result {
+        Ok(r) => ("success", r.safety_backup.clone()),
+        Err(_) => ("failure", None),
+    };
+    let after = after_restore(settings, &env, status, safety.as_deref());
+    let mut report = result?;
+    report.id = backup.id.clone();
+    report.destination = dest.name.clone();
+    report.databases_checked = checked
+        .into_iter()
+        .filter(|d| targets.iter().any(|(s, _)| &s.name == d))
+        .collect();
+    report.bytes = targets.iter().map(|(_, size)| size).sum();
+    report.notes.extend(after);
+    Ok(report)
+}
+
+/// Steps 3 to 6: in use, safety backup, replacement, checks after.
+fn replace(
+    settings: &Settings,
+    state: &StateDir,
+    args: &RestoreArgs,
+    backup: &Backup,
+    targets: &[(Source, u64)],
+    scratch: &Path,
+) -> Result<Report> {
+    let mut report = Report {
+        mode: "in-place".into(),
+        check: "integrity_check".into(),
+        ..Report::default()
+    };
+    if !args.force {
+        for (source, _) in targets.iter().filter(|(s, _)| s.kind == SourceKind::Sqlite) {
+            if let Some(why) = place::in_use(&source.path) {
+                return Err(anyhow::Error::new(
+                    Fault::new(Exit::Failure, format!("database {} ({}) is in use: {why}; nothing was changed", source.name, source.path.display()))
+                        .hint("stop the server first (a before_restore hook can do it), or pass --force if you are sure"),
+                ));
+            }
+        }
+    }
+
+    if !args.no_safety_backup {
+        report.safety_backup = safety_backup(settings, state, backup, targets, &mut report.notes)?;
+    }
+
+    // Stage every new file beside its target first, so the replacements follow one another
+    // closely; then make each old database self-contained, drop its journals, and swap.
+    let mut staged: Vec<(&Source, PathBuf)> = Vec::new();
+    for (source, _) in targets {
+        let from = scratch.join(&source.name);
+        if !from.exists() {
+            report.notes.push(format!(
+                "{}: the backup holds no files for it; left as it is",
+                source.name
+            ));
+            continue;
+        }
+        staged.push((source, place::stage_beside(&from, &source.path)?));
+    }
+    for (source, new) in &staged {
+        if source.kind == SourceKind::Sqlite {
+            if let Some(note) = place::settle_old_database(&source.path) {
+                report.notes.push(note);
+            }
+            report
+                .removed_stale
+                .extend(place::remove_journals(&source.path)?);
+        }
+        place::swap_in(new, &source.path)?;
+        report.restored.push(Restored {
+            source: source.name.clone(),
+            path: source.path.clone(),
+        });
+    }
+
+    for (source, _) in staged.iter().filter(|(s, _)| s.kind == SourceKind::Sqlite) {
+        let check = crate::source::sqlite::check_file(&source.path, "quick_check");
+        report.after_checks.push(match check {
+            Ok(problems) if problems.is_empty() => AfterCheck {
+                source: source.name.clone(),
+                ok: true,
+                detail: "quick_check ok".into(),
+            },
+            Ok(problems) => AfterCheck {
+                source: source.name.clone(),
+                ok: false,
+                detail: problems.join("; "),
+            },
+            Err(e) => AfterCheck {
+                source: source.name.clone(),
+                ok: false,
+                detail: format!("{e:#}"),
+            },
+        });
+    }
+    Ok(report)
+}
+
+/// The format and the databases' geometry are ones this build can restore.
+fn check_compatible(backup: &Backup) -> Result<()> {
+    for db in &backup.sidecar.manifest.databases {
+        let pow2 = db.page_size.is_power_of_two() && (512..=65536).contains(&db.page_size);
+        if !pow2 || !db.sqlite_version.starts_with("3.") {
+            return Err(integrity(format!(
+                "backup {}: database {} has page size {} and SQLite version {:?}, which this litevault cannot restore",
+                backup.id, db.source, db.page_size, db.sqlite_version
+            ))
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// Each source to restore with its size, matched against the config: the backup's sources and
+/// the config's must be the same, or `--only` must name a subset of both.
+fn targets(settings: &Settings, backup: &Backup, only: &[String]) -> Result<Vec<(Source, u64)>> {
+    let in_backup: Vec<&str> = backup
+        .sidecar
+        .manifest
+        .sources
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
+    let in_config: Vec<&str> = settings.sources.iter().map(|s| s.name.as_str()).collect();
+    if only.is_empty() {
+        let missing: Vec<&&str> = in_config
+            .iter()
+            .filter(|n| !in_backup.contains(n))
+            .collect();
+        let extra: Vec<&&str> = in_backup
+            .iter()
+            .filter(|n| !in_config.contains(n))
+            .collect();
+        if !missing.is_empty() || !extra.is_empty() {
+            let mut why = Vec::new();
+            if !extra.is_empty() {
+                why.push(format!("the config has no source {extra:?}"));
+            }
+            if !missing.is_empty() {
+                why.push(format!("the backup has no source {missing:?}"));
+            }
+            return Err(anyhow::Error::new(
+                config_error(format!(
+                    "backup {} does not match the config: {}",
+                    backup.id,
+                    why.join(", ")
+                ))
+                .hint("name the sources to restore with --only SOURCE"),
+            ));
+        }
+    }
+    let names = super::restore::selected_sources(backup, only)?;
+    let mut out = Vec::new();
+    for name in names {
+        let Some(source) = settings.sources.iter().find(|s| s.name == name) else {
+            return Err(config_error(format!(
+                "the config has no source {name:?}; an in-place restore puts each source at its configured path"
+            ))
+            .into());
+        };
+        let entry = backup
+            .sidecar
+            .manifest
+            .sources
+            .iter()
+            .find(|s| s.name == name)
+            .expect("selected from the backup");
+        if entry.kind != source.kind {
+            return Err(config_error(format!(
+                "source {name:?} is a {:?} in the backup but a {:?} in the config",
+                entry.kind, source.kind
+            ))
+            .into());
+        }
+        let size = backup
+            .sidecar
+            .manifest
+            .files
+            .iter()
+            .filter(|f| f.source == name)
+            .map(|f| f.size)
+            .sum();
+        out.push((source.clone(), size));
+    }
+    Ok(out)
+}
+
+/// Room for each staged copy beside its target and, where a file:// destination shares a
+/// filesystem, for the safety backup (at most the current sources' size).
+fn check_space(
+    settings: &Settings,
+    targets: &[(Source, u64)],
+    scratch: &Path,
+    safety: bool,
+) -> Result<()> {
+    let mut needs: Vec<(PathBuf, u64)> = targets
+        .iter()
+        .map(|(s, size)| (s.path.clone(), *size))
+        .collect();
+    if safety {
+        let current: u64 = targets.iter().map(|(s, _)| disk_size(&s.path)).sum();
+        for d in &settings.destinations {
+            if let Location::File { root } = &d.location {
+                needs.push((root.clone(), current));
+            }
+        }
+    }
+    let _ = scratch; // already filled: unpacking would have failed for want of room
+    place::check_space(&needs).map_err(|e| {
+        anyhow::Error::new(
+            Fault::new(Exit::Failure, format!("{e:#}; nothing was changed"))
+                .hint("free some space, or restore fewer sources with --only"),
+        )
+    })
+}
+
+fn disk_size(path: &Path) -> u64 {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return 0;
+    };
+    if meta.is_file() {
+        return meta.len();
+    }
+    std::fs::read_dir(path)
+        .map(|entries| entries.flatten().map(|e| disk_size(&e.path())).sum())
+        .unwrap_or(0)
+}
+
+/// A normal backup of what is about to be replaced, tagged `pre-restore`. Sources that do not
+/// exist on disk have nothing to save.
+fn safety_backup(
+    settings: &Settings,
+    state: &StateDir,
+    backup: &Backup,
+    targets: &[(Source, u64)],
+    notes: &mut Vec<String>,
+) -> Result<Option<String>> {
+    let mut subset = settings.clone();
+    subset.sources = targets
+        .iter()
+        .map(|(s, _)| s.clone())
+        .filter(|s| s.path.exists())
+        .collect();
+    subset.prune_after_backup = false;
+    if subset.sources.is_empty() {
+        notes.push("no safety backup: none of the sources exists on this host".into());
+        return Ok(None);
+    }
+    let args = BackupArgs {
+        dest: Vec::new(),
+        wait: None,
+        if_older_than: None,
+        retries: 0,
+        retry_delay: std::time::Duration::ZERO,
+    };
+    let tags = vec![
+        "pre-restore".to_string(),
+        format!("restoring:{}", backup.id),
+    ];
+    let report = super::backup::run_locked(&subset, state, &args, &Silent, None, &tags).map_err(|e| {
+        anyhow::Error::new(
+            Fault::new(Exit::Failure, format!("the safety backup of the current state failed, so nothing was changed: {e:#}"))
+                .hint("fix the cause, or pass --no-safety-backup to restore without one (the current state is then lost)"),
+        )
+    })?;
+    let failed: Vec<String> = report
+        .destinations
+        .iter()
+        .filter(|d| !d.ok)
+        .map(|d| format!("{}: {}", d.name, d.error.as_deref().unwrap_or("failed")))
+        .collect();
+    if report.destinations.iter().all(|d| !d.ok) {
+        return Err(Fault::new(
+            Exit::Failure,
+            format!(
+                "the safety backup could not be stored anywhere, so nothing was changed: {}",
+                failed.join("; ")
+            ),
+        )
+        .into());
+    }
+    if !failed.is_empty() {
+        notes.push(format!(
+            "the safety backup {} is missing on: {}",
+            report.id,
+            failed.join("; ")
+        ));
+    }
+    Ok(Some(report.id))
+}
+
+/// Run `after_restore`; its outcome is reported as a note, never as the restore's result.
+fn after_restore(
+    settings: &Settings,
+    env: &[(String, String)],
+    status: &str,
+    safety: Option<&str>,
+) -> Option<String> {
+    let hook = settings.hooks.after_restore.as_ref()?;
+    let mut env = env.to_vec();
+    env.push(("LITEVAULT_STATUS".into(), status.into()));
+    env.push((
+        "LITEVAULT_SAFETY_BACKUP_ID".into(),
+        safety.unwrap_or_default().into(),
+    ));
+    Some(
+        match crate::hooks::run("after_restore", hook, &env, settings.hooks.timeout) {
+            Ok(()) => "the after_restore hook succeeded".into(),
+            Err(e) => format!("{e:#}"),
+        },
+    )
+}
