@@ -68,7 +68,7 @@ pub fn integrity(message: impl Into<String>) -> Fault {
 /// failure of litevault's (`litevault list | head` must stay quiet); anything else is a failure.
 pub fn classify(err: &anyhow::Error) -> Exit {
     for cause in err.chain() {
-        if let Some(fault) = cause.downcast_ref::<Fault>() {
+        if let Some(fault) = fault_in(cause) {
             return fault.exit;
         }
     }
@@ -76,6 +76,16 @@ pub fn classify(err: &anyhow::Error) -> Exit {
         return Exit::Success;
     }
     Exit::Failure
+}
+
+/// A `Fault` itself, or one carried inside an `io::Error` (from a `Read`/`Write` adapter).
+pub fn fault_in<'a>(cause: &'a (dyn std::error::Error + 'static)) -> Option<&'a Fault> {
+    cause.downcast_ref::<Fault>().or_else(|| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|inner| inner.downcast_ref::<Fault>())
+    })
 }
 
 pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
@@ -98,7 +108,7 @@ pub fn describe(err: &anyhow::Error) -> String {
 /// The hint attached to the first [`Fault`] in the chain that has one.
 pub fn hint(err: &anyhow::Error) -> Option<&str> {
     err.chain()
-        .filter_map(|c| c.downcast_ref::<Fault>())
+        .filter_map(fault_in)
         .find_map(|f| f.hint.as_deref())
 }
 

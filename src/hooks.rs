@@ -79,13 +79,17 @@ pub fn run(name: &str, command: &str, env: &[(String, String)], timeout: Duratio
         if let Some(status) = child.try_wait()? {
             break Some(status);
         }
-        if Instant::now() >= deadline {
+        let interrupted = crate::interrupt::requested();
+        if interrupted || Instant::now() >= deadline {
             // The shell and everything it started: a pipe held by a grandchild would otherwise
             // keep the output readers waiting.
             let pgid = rustix::process::Pid::from_child(&child);
             let _ = rustix::process::kill_process_group(pgid, rustix::process::Signal::KILL);
             let _ = child.kill();
             let _ = child.wait();
+            if interrupted {
+                crate::interrupt::check()?;
+            }
             break None;
         }
         thread::sleep(Duration::from_millis(20));

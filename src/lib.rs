@@ -22,6 +22,7 @@ pub mod crypto;
 pub mod docs;
 pub mod exit;
 pub mod hooks;
+pub mod interrupt;
 pub mod journal;
 pub mod place;
 pub mod progress;

@@ -8,6 +8,7 @@ fn main() -> ExitCode {
     // Everything litevault creates (archives on file:// destinations, scratch files, state,
     // restored files) is private: 0600 files in 0700 folders.
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+    litevault::interrupt::install();
     let cli = litevault::cli::Cli::parse();
     ExitCode::from(litevault::app::run(cli).code())
 }

@@ -130,7 +130,15 @@ impl<'a> Runner<'a> {
                 "attempt {attempt} failed ({why}); retrying in {}",
                 humantime::format_duration(delay)
             ));
-            std::thread::sleep(delay);
+            let until = std::time::Instant::now() + delay;
+            while std::time::Instant::now() < until && !crate::interrupt::requested() {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            if let Err(e) = crate::interrupt::check() {
+                let stopped: Result<backup::Report> = Err(e);
+                self.notify(&env, &outcome_of(&stopped));
+                return stopped;
+            }
             delay = delay.saturating_mul(2).min(Duration::from_secs(3600));
             attempt += 1;
         };

@@ -112,6 +112,7 @@ pub fn extract<R: Read>(
         let mut buf = vec![0u8; 256 * 1024];
         let mut left = size;
         while left > 0 {
+            crate::interrupt::check_io()?;
             let want = buf.len().min(left as usize);
             let n = entry.read(&mut buf[..want]).map_err(damaged)?;
             if n == 0 {
@@ -202,6 +203,10 @@ fn check_path(path: &str) -> Result<()> {
 /// Errors from inside the layered stream (a bad age tag, a zstd checksum, a truncated tar) mean
 /// damaged data, so they are integrity faults.
 fn damaged(e: io::Error) -> anyhow::Error {
+    if let Some(fault) = crate::exit::fault_in(&e) {
+        // Not damage: a stop that was asked for.
+        return anyhow::Error::new(crate::exit::Fault::new(fault.exit, fault.message.clone()));
+    }
     anyhow::Error::new(integrity(format!(
         "the archive is damaged or truncated: {e}"
     )))

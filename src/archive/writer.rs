@@ -133,6 +133,7 @@ impl<R: Read> Read for Exact<'_, R> {
         if self.left == 0 {
             return Ok(0);
         }
+        crate::interrupt::check_io()?;
         let want = buf.len().min(self.left.min(usize::MAX as u64) as usize);
         let n = self.inner.read(&mut buf[..want])?;
         if n == 0 {

@@ -244,6 +244,7 @@ fn store(
     let (sidecar, skipped, source_bytes) = match built {
         Ok(b) => b,
         Err(e) => {
+            crate::interrupt::check()?;
             // When every upload failed, their reasons are the story; the pipeline only noticed.
             let why: Vec<String> = dests
                 .iter()

@@ -73,7 +73,8 @@ pub fn run(
             return Err(err);
         }
     }
-    let result = replace(settings, &state, args, &backup, &targets, &scratch.path);
+    let result = crate::interrupt::check()
+        .and_then(|()| replace(settings, &state, args, &backup, &targets, &scratch.path));
     let (status, safety) = match &result {
         Ok(r) => ("success", r.safety_backup.clone()),
         Err(_) => ("failure", None),
@@ -135,6 +136,7 @@ fn replace(
         staged.push((source, place::stage_beside(&from, &source.path)?));
     }
     for (source, new) in &staged {
+        crate::interrupt::check()?;
         if source.kind == SourceKind::Sqlite {
             if let Some(note) = place::settle_old_database(&source.path) {
                 report.notes.push(note);

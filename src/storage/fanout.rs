@@ -54,6 +54,8 @@ impl<'scope> FanOut<'scope> {
                 let handle = scope.spawn(move || -> Outcome {
                     let mut upload = dest.upload(&object)?;
                     for msg in rx {
+                        // A stop asked for mid-upload: dropping the upload aborts it.
+                        crate::interrupt::check()?;
                         match msg {
                             Msg::Data(chunk) => upload.write(chunk)?,
                             Msg::Commit {

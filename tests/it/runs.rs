@@ -206,3 +206,66 @@ fn list_is_newest_first_and_a_broken_pipe_is_quiet() {
     r.ok();
     assert!(!r.stderr.contains("error"), "{}", r.stderr);
 }
+
+/// Send SIGINT to a child process.
+fn interrupt(child: &std::process::Child) {
+    let status = std::process::Command::new("kill")
+        .arg("-INT")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn ctrl_c_stops_a_backup_cleanly_with_exit_130() {
+    let mut env = Env::new();
+    let db = env.add_sqlite("big.db");
+    create_bulk(&db, 24);
+    // A bandwidth limit makes the upload take seconds, so the signal lands mid-stream.
+    env.destinations = vec![format!(
+        "{}bandwidth_limit = \"4MiB\"\n",
+        dest("local", "file://__ROOT__/backups")
+    )];
+    let child = env
+        .command(&["backup"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    interrupt(&child);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("interrupted"));
+    assert!(env.list().is_empty());
+    assert!(
+        env.stored_files().is_empty(),
+        "the aborted upload was left: {:?}",
+        env.stored_files()
+    );
+    let runs = env.run(&["--json", "history"]).json();
+    assert_eq!(runs[0]["status"], "interrupted");
+    assert_eq!(runs[0]["exit_code"], 130);
+
+    // During a hook: the hook is stopped too.
+    env.destinations = vec![dest("local", "file://__ROOT__/backups")];
+    env.extra = "[hooks]\nbefore_backup = \"sleep 30\"\n".into();
+    let start = Instant::now();
+    let child = env
+        .command(&["backup"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    interrupt(&child);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130));
+    assert!(start.elapsed() < Duration::from_secs(10));
+}
