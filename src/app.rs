@@ -284,7 +284,7 @@ fn render_restore(ui: &Ui, r: &commands::restore::Report) -> Result<()> {
     ui.json(r)?;
     for stale in &r.removed_stale {
         ui.warn(&format!(
-            "removed {stale} so it cannot be replayed onto the restored database"
+            "removed the stale {stale} so it cannot be replayed onto the restored database"
         ));
     }
     for note in &r.notes {
