@@ -15,7 +15,8 @@ use serde::Deserialize;
 
 use crate::exit::config as config_error;
 use crate::retention::Policy;
-use crate::storage::url::{Location, Sse};
+mod destination;
+pub use destination::Destination;
 
 const DEFAULT_STATE_DIR: &str = "/var/lib/litevault";
 
@@ -36,7 +37,7 @@ struct RawConfig {
     #[serde(default)]
     retention: RawRetention,
     #[serde(default, rename = "destination")]
-    destinations: Vec<RawDestination>,
+    destinations: Vec<destination::RawDestination>,
     #[serde(default)]
     hooks: RawHooks,
     #[serde(default)]
@@ -103,35 +104,6 @@ pub struct RawRetention {
     prune_after_backup: bool,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawDestination {
-    name: String,
-    url: Option<String>,
-    scheme: Option<String>,
-    #[serde(default)]
-    options: BTreeMap<String, String>,
-    retries: Option<usize>,
-    timeout: Option<String>,
-    concurrency: Option<usize>,
-    bandwidth_limit: Option<String>,
-    retention: Option<RawRetention>,
-    // S3
-    region: Option<String>,
-    endpoint: Option<String>,
-    virtual_host_style: Option<bool>,
-    credentials_file: Option<PathBuf>,
-    profile: Option<String>,
-    sse: Option<String>,
-    sse_kms_key_id: Option<String>,
-    sse_c_key_file: Option<PathBuf>,
-    #[serde(default)]
-    use_instance_metadata: bool,
-    // SFTP
-    key: Option<PathBuf>,
-    host_key_check: Option<String>,
-}
-
 /// What kind of thing a source is, which decides how it is snapshotted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -170,22 +142,6 @@ pub struct Encryption {
     pub recipients_file: Option<PathBuf>,
     pub passphrase_file: Option<PathBuf>,
     pub identity_file: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone)]
-pub struct Destination {
-    pub name: String,
-    pub location: Location,
-    /// Tries for a temporary error (with exponential backoff and jitter).
-    pub retries: usize,
-    /// Connect and I/O timeout of one request.
-    pub timeout: Duration,
-    /// Parts of one upload in flight at once (S3 multipart).
-    pub concurrency: usize,
-    /// Bytes per second, when limited.
-    pub bandwidth_limit: Option<u64>,
-    /// This destination's own policy, when it overrides the top-level `[retention]`.
-    pub retention: Option<Policy>,
 }
 
 /// A validated configuration: every field has been checked and every path made absolute.
@@ -431,62 +387,9 @@ fn validate(raw: RawConfig, path: &Path, base: &Path) -> Result<Settings> {
     let mut seen = HashSet::new();
     let mut destinations = Vec::new();
     for (i, d) in raw.destinations.into_iter().enumerate() {
-        if !is_safe_name(&d.name) {
-            return Err(fail(
-                &format!("destination[{i}].name"),
-                format!("is {:?}; use letters, digits, '.', '-' or '_'", d.name),
-            ));
-        }
-        if !seen.insert(d.name.clone()) {
-            return Err(fail(
-                &format!("destination[{i}].name"),
-                format!(
-                    "{:?} is used twice; destination names must be unique",
-                    d.name
-                ),
-            ));
-        }
-        let key = |k: &str| format!("destination[{i}].{k}");
-        let location = destination_location(&d, base).map_err(|(k, why)| fail(&key(&k), why))?;
-        let timeout = match &d.timeout {
-            None => Duration::from_secs(60),
-            Some(t) => humantime::parse_duration(t)
-                .ok()
-                .filter(|d| !d.is_zero())
-                .ok_or_else(|| {
-                    fail(
-                        &key("timeout"),
-                        format!("is {t:?}; write a duration such as \"30s\""),
-                    )
-                })?,
-        };
-        let bandwidth_limit = match &d.bandwidth_limit {
-            None => None,
-            Some(b) => Some(parse_rate(b).ok_or_else(|| {
-                fail(
-                    &key("bandwidth_limit"),
-                    format!("is {b:?}; write bytes per second such as \"10MiB\" or \"500KB\""),
-                )
-            })?),
-        };
-        if d.concurrency == Some(0) {
-            return Err(fail(&key("concurrency"), "must be at least 1".into()));
-        }
-        let retention = match &d.retention {
-            None => None,
-            Some(r) => Some(
-                policy(r, &format!("destination[{i}].retention")).map_err(|e| fail(&e.0, e.1))?,
-            ),
-        };
-        destinations.push(Destination {
-            name: d.name,
-            location,
-            retries: d.retries.unwrap_or(5),
-            timeout,
-            concurrency: d.concurrency.unwrap_or(4),
-            bandwidth_limit,
-            retention,
-        });
+        let dest =
+            destination::validate(d, i, base, &mut seen).map_err(|(key, why)| fail(&key, why))?;
+        destinations.push(dest);
     }
 
     let hook_timeout = match &raw.hooks.timeout {
@@ -536,170 +439,10 @@ fn validate(raw: RawConfig, path: &Path, base: &Path) -> Result<Settings> {
     })
 }
 
-/// Where a destination is: its URL (or `scheme` + options) and the backend's own keys, checked
-/// for the combinations that make sense. Errors are (key, why).
-fn destination_location(
-    d: &RawDestination,
-    base: &Path,
-) -> std::result::Result<Location, (String, String)> {
-    let misplaced = |k: &str, backend: &str| {
-        (
-            k.to_string(),
-            format!("applies only to {backend} destinations"),
-        )
-    };
-    let location = match (&d.url, &d.scheme) {
-        (Some(_), Some(_)) => {
-            return Err((
-                "scheme".into(),
-                "cannot be combined with url: give one of them".into(),
-            ))
-        }
-        (None, None) => {
-            return Err((
-                "url".into(),
-                "is missing (or give `scheme` and an [destination.options] table)".into(),
-            ))
-        }
-        (None, Some(scheme)) => Location::Other {
-            scheme: scheme.clone(),
-            options: d.options.clone(),
-        },
-        (Some(url), None) => {
-            if !d.options.is_empty() {
-                return Err((
-                    "options".into(),
-                    "goes with `scheme`, not with `url`".into(),
-                ));
-            }
-            Location::parse(url, base).map_err(|e| ("url".to_string(), format!("{e:#}")))?
-        }
-    };
-    match &location {
-        Location::S3(s3) => {
-            let mut s3 = s3.clone();
-            if let Some(r) = &d.region {
-                s3.region = Some(r.clone());
-            }
-            if let Some(e) = &d.endpoint {
-                s3.endpoint = Some(e.clone());
-            }
-            if s3.region.is_none() {
-                return Err(("region".into(), "is missing: S3 signs every request for one region; set region = \"us-east-1\" (or ?region= in the url)".into()));
-            }
-            if let Some(v) = d.virtual_host_style {
-                s3.virtual_host_style = v;
-            }
-            s3.credentials_file = d.credentials_file.as_ref().map(|p| resolve(base, p));
-            s3.profile = d.profile.clone();
-            s3.use_instance_metadata = d.use_instance_metadata;
-            s3.sse = match (d.sse.as_deref(), &d.sse_kms_key_id, &d.sse_c_key_file) {
-                (None, None, None) => Sse::None,
-                (Some("AES256"), None, None) => Sse::S3,
-                (Some("aws:kms"), id, None) => Sse::Kms(id.clone()),
-                (None, None, Some(file)) => Sse::Customer(resolve(base, file)),
-                (Some(other), _, None) if other != "AES256" && other != "aws:kms" => {
-                    return Err((
-                        "sse".into(),
-                        format!("is {other:?}; choose \"AES256\" or \"aws:kms\""),
-                    ))
-                }
-                (_, Some(_), _) => {
-                    return Err(("sse_kms_key_id".into(), "needs sse = \"aws:kms\"".into()))
-                }
-                (Some(_), _, Some(_)) => {
-                    return Err((
-                        "sse_c_key_file".into(),
-                        "cannot be combined with sse (SSE-C is its own mode)".into(),
-                    ))
-                }
-                _ => unreachable!("all combinations are covered above"),
-            };
-            for (k, set) in [
-                ("key", d.key.is_some()),
-                ("host_key_check", d.host_key_check.is_some()),
-            ] {
-                if set {
-                    return Err(misplaced(k, "sftp://"));
-                }
-            }
-            return Ok(Location::S3(s3));
-        }
-        Location::Sftp(sftp) => {
-            let mut sftp = sftp.clone();
-            let Some(key) = &d.key else {
-                return Err(("key".into(), "is missing: sftp:// destinations log in with a private key (password login is not supported)".into()));
-            };
-            sftp.key = resolve(base, key);
-            sftp.accept_new_host_key = match d.host_key_check.as_deref() {
-                None | Some("strict") => false,
-                Some("accept-new") => true,
-                Some(other) => {
-                    return Err((
-                        "host_key_check".into(),
-                        format!("is {other:?}; choose \"strict\" or \"accept-new\""),
-                    ))
-                }
-            };
-            s3_keys_absent(d).map_err(|k| misplaced(&k, "s3://"))?;
-            return Ok(Location::Sftp(sftp));
-        }
-        Location::File { .. } | Location::Other { .. } => {
-            s3_keys_absent(d).map_err(|k| misplaced(&k, "s3://"))?;
-            for (k, set) in [
-                ("key", d.key.is_some()),
-                ("host_key_check", d.host_key_check.is_some()),
-            ] {
-                if set {
-                    return Err(misplaced(k, "sftp://"));
-                }
-            }
-        }
-    }
-    Ok(location)
-}
-
-fn s3_keys_absent(d: &RawDestination) -> std::result::Result<(), String> {
-    let keys = [
-        ("region", d.region.is_some()),
-        ("endpoint", d.endpoint.is_some()),
-        ("virtual_host_style", d.virtual_host_style.is_some()),
-        ("credentials_file", d.credentials_file.is_some()),
-        ("profile", d.profile.is_some()),
-        ("sse", d.sse.is_some()),
-        ("sse_kms_key_id", d.sse_kms_key_id.is_some()),
-        ("sse_c_key_file", d.sse_c_key_file.is_some()),
-        ("use_instance_metadata", d.use_instance_metadata),
-    ];
-    match keys.iter().find(|(_, set)| *set) {
-        Some((k, _)) => Err(k.to_string()),
-        None => Ok(()),
-    }
-}
-
-/// "10MiB", "500KB", "1000000" (bytes per second).
-fn parse_rate(text: &str) -> Option<u64> {
-    let t = text.trim().trim_end_matches("/s");
-    let split = t
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let num: f64 = num.parse().ok()?;
-    let mult: u64 = match unit.trim() {
-        "" | "B" => 1,
-        "K" | "KB" => 1000,
-        "KiB" => 1 << 10,
-        "M" | "MB" => 1_000_000,
-        "MiB" => 1 << 20,
-        "G" | "GB" => 1_000_000_000,
-        "GiB" => 1 << 30,
-        _ => return None,
-    };
-    let v = (num * mult as f64) as u64;
-    (v > 0).then_some(v)
-}
-
-fn policy(raw: &RawRetention, table: &str) -> std::result::Result<Policy, (String, String)> {
+pub(crate) fn policy(
+    raw: &RawRetention,
+    table: &str,
+) -> std::result::Result<Policy, (String, String)> {
     let keep_within = match &raw.keep_within {
         None => None,
         Some(text) => Some(humantime::parse_duration(text).map_err(|e| {
@@ -745,6 +488,7 @@ pub type Options = BTreeMap<String, String>;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::url::{Location, Sse};
 
     const GOOD: &str = r#"
 name = "radius-prod"
@@ -853,7 +597,7 @@ url = "file:///var/backups/litevault"
 
     #[test]
     fn the_shipped_example_config_is_valid() {
-        let text = include_str!("../examples/litevault.toml");
+        let text = include_str!("../../examples/litevault.toml");
         let s = parse(text, Path::new("/etc/litevault/litevault.toml")).unwrap();
         assert_eq!(s.sources.len(), 7);
         assert!(s.encryption.is_some());
@@ -913,15 +657,6 @@ url = "file:///var/backups/litevault"
             other.destinations[0].location,
             Location::Other { .. }
         ));
-    }
-
-    #[test]
-    fn rates_parse() {
-        assert_eq!(parse_rate("1000"), Some(1000));
-        assert_eq!(parse_rate("1.5MB/s"), Some(1_500_000));
-        assert_eq!(parse_rate("2KiB"), Some(2048));
-        assert_eq!(parse_rate("0"), None);
-        assert_eq!(parse_rate("lots"), None);
     }
 
     #[test]
