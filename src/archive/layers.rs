@@ -111,7 +111,9 @@ impl<W: Write> Compress<W> {
                 let mut enc = zstd::stream::write::Encoder::new(out, level)?;
                 if workers > 1 {
                     // zstd's own worker threads compress in parallel while this thread feeds them.
+                    // Small jobs keep their buffers (input and output per worker) to a few MiB.
                     enc.multithread(workers as u32)?;
+                    enc.set_parameter(zstd::stream::raw::CParameter::JobSize(ZSTD_JOB_SIZE))?;
                 }
                 enc.include_checksum(true)?;
                 Compress::Zstd(enc)
@@ -149,6 +151,9 @@ impl<W: Write> Write for Compress<W> {
         }
     }
 }
+
+/// Bytes per zstd multithreaded job.
+const ZSTD_JOB_SIZE: u32 = 2 << 20;
 
 /// zstd frames may ask the decoder for a window of up to 2^31 bytes; litevault writes levels
 /// 1-19, whose windows are at most 2^23, so anything larger is refused rather than allocated.

@@ -27,12 +27,15 @@ use crate::state::ensure_private_dir;
 const METADATA_LIMIT: u64 = 64 << 20;
 
 /// Unpack the archive read from `stored` into `into` (an empty private folder).
+/// `on_file` hears of each file as soon as its hash has matched, so a caller can sync it or
+/// check a database on another thread while the next one unpacks.
 pub fn extract<R: Read>(
     stored: R,
     sidecar: &Sidecar,
     opener: Option<&Opener>,
     into: &Path,
     progress: &dyn Progress,
+    on_file: &mut dyn FnMut(&str),
 ) -> Result<()> {
     let tap = Rc::new(RefCell::new((blake3::Hasher::new(), 0u64)));
     let tapped = Tap {
@@ -124,7 +127,6 @@ pub fn extract<R: Read>(
             left -= n as u64;
             progress.advance(n as u64);
         }
-        out.sync_all()?;
         let got = hasher.finalize().to_hex().to_string();
         if got != want.blake3 {
             return Err(integrity(format!(
@@ -133,6 +135,8 @@ pub fn extract<R: Read>(
             ))
             .into());
         }
+        drop(out);
+        on_file(&path);
     }
 
     // Read to the very end, so zstd's checksum and age's final authenticated chunk are checked

@@ -160,7 +160,8 @@ pub fn add_sources<W: Write>(
     let mut sources = Vec::new();
     let mut databases = Vec::new();
 
-    // Snapshots are started in config order with a bounded look-ahead.
+    // Every snapshot starts at once, in config order: each checks its database while earlier ones
+    // stream, so the checks are off the critical path; each holds at most a small channel.
     let db_sources: Vec<_> = settings
         .sources
         .iter()
@@ -168,7 +169,12 @@ pub fn add_sources<W: Write>(
         .collect();
     let mut pending: std::collections::VecDeque<Snapshot> = Default::default();
     let mut started = 0;
-    let ahead = settings.workers.max(1);
+    // `workers = 1` asks for one core: then one snapshot at a time.
+    let ahead = if settings.workers == 1 {
+        1
+    } else {
+        db_sources.len().max(1)
+    };
 
     for source in &settings.sources {
         sources.push(SourceEntry {

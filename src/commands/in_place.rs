@@ -48,6 +48,7 @@ pub fn run(
         opener.as_ref(),
         &scratch.path,
         "integrity_check",
+        false,
         progress,
     )?;
     check_space(settings, &targets, &scratch.path, !args.no_safety_backup)?;

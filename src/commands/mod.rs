@@ -82,6 +82,7 @@ pub fn unpack_checked(
     opener: Option<&crate::crypto::Opener>,
     into: &Path,
     pragma: &str,
+    durable: bool,
     progress: &dyn crate::progress::Progress,
 ) -> Result<Vec<String>> {
     use anyhow::Context;
@@ -96,12 +97,57 @@ pub fn unpack_checked(
     }
     let stored = dest.reader(&backup.sidecar.archive.object)?;
     progress.set_total(backup.sidecar.manifest.total_size());
-    crate::archive::reader::extract(stored, &backup.sidecar, opener, into, progress)
-        .with_context(|| format!("backup {} on {}", backup.id, dest.name))?;
+    let databases = &backup.sidecar.manifest.databases;
+    // Each file is synced (when `durable`) and each database checked on a thread of its own as
+    // soon as it is unpacked, while the next one unpacks; the results are read once the whole
+    // archive has proved intact.
+    let (extracted, synced, checks) = std::thread::scope(|scope| {
+        let mut syncs = Vec::new();
+        let mut checks = Vec::new();
+        let mut on_file = |path: &str| {
+            let file = into.join(path);
+            let db = databases.iter().find(|d| d.path == path);
+            if !durable && db.is_none() {
+                return;
+            }
+            let handle = scope.spawn(move || -> Result<Vec<String>> {
+                if durable {
+                    std::fs::File::open(&file)
+                        .and_then(|f| f.sync_all())
+                        .with_context(|| format!("syncing {}", file.display()))?;
+                }
+                match db {
+                    Some(_) => crate::source::sqlite::check_file(&file, pragma),
+                    None => Ok(Vec::new()),
+                }
+            });
+            match db {
+                Some(db) => checks.push((db, handle)),
+                None => syncs.push(handle),
+            }
+        };
+        let extracted = crate::archive::reader::extract(
+            stored,
+            &backup.sidecar,
+            opener,
+            into,
+            progress,
+            &mut on_file,
+        );
+        let join = |h: std::thread::ScopedJoinHandle<'_, Result<Vec<String>>>| {
+            h.join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("a check thread panicked")))
+        };
+        let synced: Result<Vec<_>> = syncs.into_iter().map(join).collect();
+        let checks: Vec<_> = checks.into_iter().map(|(db, h)| (db, join(h))).collect();
+        (extracted, synced, checks)
+    });
+    extracted.with_context(|| format!("backup {} on {}", backup.id, dest.name))?;
+    synced?;
     let mut checked = Vec::new();
-    for db in &backup.sidecar.manifest.databases {
-        let problems = crate::source::sqlite::check_file(&into.join(&db.path), pragma)
-            .with_context(|| format!("backup {}: database {}", backup.id, db.source))?;
+    for (db, result) in checks {
+        let problems =
+            result.with_context(|| format!("backup {}: database {}", backup.id, db.source))?;
         if !problems.is_empty() {
             return Err(crate::exit::integrity(format!(
                 "backup {} on {}: database {} fails {pragma}: {}",

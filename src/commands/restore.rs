@@ -142,8 +142,15 @@ fn to_dir(
     } else {
         "quick_check"
     };
-    let checked =
-        super::unpack_checked(dest, &backup, opener.as_ref(), &scratch.0, pragma, progress)?;
+    let checked = super::unpack_checked(
+        dest,
+        &backup,
+        opener.as_ref(),
+        &scratch.0,
+        pragma,
+        true,
+        progress,
+    )?;
 
     ensure_private_dir(&to)?;
     let mut removed_stale = Vec::new();

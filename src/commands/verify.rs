@@ -135,6 +135,7 @@ pub fn run(settings: &Settings, args: &VerifyArgs, progress: &dyn Progress) -> R
                 opener.as_ref(),
                 &scratch.path,
                 "integrity_check",
+                false,
                 progress,
             )?;
             if args.restore_test {

@@ -27,7 +27,7 @@ use crate::exit::integrity;
 
 /// Pages are handed over in chunks of about this size; the channel holds a few of them.
 const CHUNK: usize = 1 << 20;
-const CHANNEL_DEPTH: usize = 4;
+const CHANNEL_DEPTH: usize = 2;
 
 /// How long to wait for a writer's lock before giving up on a database.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -180,6 +180,12 @@ fn produce(path: &PathBuf, check: Check, tx: &SyncSender<Msg>) -> Result<()> {
     )
     .context("cannot open the database")?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
+    // A backup only reads. Left alone, SQLite would checkpoint the WAL into the database when
+    // this (if last) connection closes: a burst of writes on the live server, and time.
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+        true,
+    )?;
     conn.execute_batch("BEGIN DEFERRED")?;
     // The first read fixes the transaction's snapshot; everything below sees that one state.
     conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))
