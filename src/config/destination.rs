@@ -167,6 +167,12 @@ fn destination_location(
             if let Some(e) = &d.endpoint {
                 s3.endpoint = Some(e.clone());
             }
+            if s3.endpoint.as_deref().is_some_and(|e| e.contains('@')) {
+                return Err((
+                    "endpoint".into(),
+                    "holds credentials; they come from the environment or credentials_file, never a URL".into(),
+                ));
+            }
             if s3.region.is_none() {
                 return Err(("region".into(), "is missing: S3 signs every request for one region; set region = \"us-east-1\" (or ?region= in the url)".into()));
             }

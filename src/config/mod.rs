@@ -219,12 +219,14 @@ pub fn load(path: &Path) -> Result<Settings> {
 }
 
 pub fn parse(text: &str, path: &Path) -> Result<Settings> {
+    // The message and its line, but not the quoted source line: a misplaced secret must not be
+    // echoed into cron mail.
     let raw: RawConfig = toml::from_str(text).map_err(|e| {
-        config_error(format!(
-            "invalid config file {}: {}",
-            path.display(),
-            e.to_string().trim_end()
-        ))
+        let line = e
+            .span()
+            .map(|s| format!(" line {}, column {}:", line_of(text, s.start), column_of(text, s.start)))
+            .unwrap_or_default();
+        config_error(format!("invalid config file {}:{line} {}", path.display(), e.message().trim_end()))
     })?;
     let base = path
         .parent()
@@ -463,6 +465,15 @@ pub(crate) fn policy(
     })
 }
 
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+fn column_of(text: &str, offset: usize) -> usize {
+    let before = &text[..offset.min(text.len())];
+    before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1
+}
+
 fn resolve(base: &Path, p: &Path) -> PathBuf {
     if p.is_absolute() {
         p.to_path_buf()
@@ -541,6 +552,16 @@ url = "file:///var/backups/litevault"
         let msg = err_of(&text);
         assert!(msg.contains("keep_lats"), "{msg}");
         assert!(msg.contains("line 16"), "{msg}");
+    }
+
+    #[test]
+    fn parse_errors_do_not_echo_the_line() {
+        let text = GOOD.replace("keep_last = 3", "aws_secret_access_key = \"SECRETVALUE\"");
+        let msg = err_of(&text);
+        assert!(msg.contains("aws_secret_access_key") && msg.contains("line 16"), "{msg}");
+        assert!(!msg.contains("SECRETVALUE"), "{msg}");
+        let msg = err_of("name = \"x\"\nstate_dir = \"SECRET\" oops\n");
+        assert!(msg.contains("line 2") && !msg.contains("SECRET"), "{msg}");
     }
 
     #[test]
