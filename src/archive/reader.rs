@@ -6,17 +6,16 @@
 //! zstd streams must end with their authentication and checksum intact. Any breach is an
 //! integrity fault (exit 4) naming the entry.
 
-use std::cell::RefCell;
 use std::collections::HashSet;
 use std::fs::OpenOptions;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path};
-use std::rc::Rc;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
 use anyhow::{Context, Result};
 
-use super::layers::{drain, open_layers};
+use super::layers::{drain, open_layers, Hashing};
 use super::manifest::{Manifest, Sidecar, MANIFEST_NAME, SUMS_NAME};
 use crate::crypto::Opener;
 use crate::exit::integrity;
@@ -29,7 +28,7 @@ const METADATA_LIMIT: u64 = 64 << 20;
 /// Unpack the archive read from `stored` into `into` (an empty private folder).
 /// `on_file` hears of each file as soon as its hash has matched, so a caller can sync it or
 /// check a database on another thread while the next one unpacks.
-pub fn extract<R: Read>(
+pub fn extract<R: Read + Send>(
     stored: R,
     sidecar: &Sidecar,
     opener: Option<&Opener>,
@@ -37,14 +36,133 @@ pub fn extract<R: Read>(
     progress: &dyn Progress,
     on_file: &mut dyn FnMut(&str),
 ) -> Result<()> {
-    let tap = Rc::new(RefCell::new((blake3::Hasher::new(), 0u64)));
-    let tapped = Tap {
-        inner: stored,
-        state: tap.clone(),
-    };
     let info = &sidecar.archive;
     let encrypted = info.encryption != "none";
-    let plain = open_layers(tapped, &info.compression, encrypted, opener)?;
+    // Two stages on two threads: the stored bytes are hashed, decrypted and decompressed on one
+    // while this one unpacks, hashes and writes files; a small channel between them keeps
+    // memory bounded.
+    let (unpacked, decoded) = std::thread::scope(|scope| {
+        let (tx, rx) = sync_channel::<io::Result<Vec<u8>>>(DECODED_DEPTH);
+        let decoder = scope.spawn(move || decode(stored, &info.compression, encrypted, opener, tx));
+        let unpacked = unpack(
+            ChannelReader {
+                rx,
+                chunk: Vec::new(),
+                pos: 0,
+            },
+            sidecar,
+            into,
+            progress,
+            on_file,
+        );
+        let decoded = decoder
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the decoding thread panicked")));
+        (unpacked, decoded)
+    });
+    // A decoder that could not even start (a wrong key) explains why unpacking saw nothing.
+    let (count, got) = match (decoded, unpacked) {
+        (Err(e), _) => return Err(e),
+        (Ok(_), Err(e)) => return Err(e),
+        (Ok(None), Ok(())) => anyhow::bail!("the decoding stopped before the end of the archive"),
+        (Ok(Some(done)), Ok(())) => done,
+    };
+    if count != info.bytes {
+        return Err(integrity(format!(
+            "the stored archive has {count} bytes, the sidecar says {}",
+            info.bytes
+        ))
+        .into());
+    }
+    if got != info.blake3 {
+        return Err(integrity(format!(
+            "the stored archive's BLAKE3 {got} does not match the sidecar's {}",
+            info.blake3
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// Chunks of decoded (tar) bytes in flight between the two stages.
+const DECODED_DEPTH: usize = 4;
+const DECODED_CHUNK: usize = 256 << 10;
+
+/// The first stage: hash the stored bytes, peel age and the compression, and send the tar bytes
+/// on. Returns the stored size and BLAKE3 once the stream has ended whole (age's last chunk
+/// authenticated, zstd's checksum matched), or `None` when the other stage stopped listening or
+/// was sent the error.
+fn decode<R: Read>(
+    stored: R,
+    compression: &str,
+    encrypted: bool,
+    opener: Option<&Opener>,
+    tx: SyncSender<io::Result<Vec<u8>>>,
+) -> Result<Option<(u64, String)>> {
+    let mut tap = Hashing::new(stored);
+    let mut plain = open_layers(&mut tap, compression, encrypted, opener)?;
+    loop {
+        let mut buf = vec![0u8; DECODED_CHUNK];
+        let mut filled = 0;
+        while filled < buf.len() {
+            match plain.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return Ok(None);
+                }
+            }
+        }
+        if filled == 0 {
+            break;
+        }
+        buf.truncate(filled);
+        if tx.send(Ok(buf)).is_err() {
+            return Ok(None);
+        }
+    }
+    drop(plain);
+    let (_, count, hash) = tap.finish();
+    Ok(Some((count, hash)))
+}
+
+/// The second stage's view of the first: a `Read` over the channel.
+struct ChannelReader {
+    rx: Receiver<io::Result<Vec<u8>>>,
+    chunk: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.chunk.len() {
+            match self.rx.recv() {
+                Ok(Ok(chunk)) => {
+                    self.chunk = chunk;
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => return Err(e),
+                // The decoder finished (or failed; its error is reported instead).
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.pos);
+        buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// The second stage: unpack the tar stream with every check on each entry.
+fn unpack<P: Read>(
+    plain: P,
+    sidecar: &Sidecar,
+    into: &Path,
+    progress: &dyn Progress,
+    on_file: &mut dyn FnMut(&str),
+) -> Result<()> {
     let mut archive = tar::Archive::new(plain);
     let expected = &sidecar.manifest;
     let mut seen: HashSet<String> = HashSet::new();
@@ -144,22 +262,6 @@ pub fn extract<R: Read>(
     let plain = archive.into_inner();
     drain(plain).map_err(damaged)?;
 
-    let (hasher, count) = &*tap.borrow();
-    if *count != info.bytes {
-        return Err(integrity(format!(
-            "the stored archive has {count} bytes, the sidecar says {}",
-            info.bytes
-        ))
-        .into());
-    }
-    let got = hasher.finalize().to_hex().to_string();
-    if got != info.blake3 {
-        return Err(integrity(format!(
-            "the stored archive's BLAKE3 {got} does not match the sidecar's {}",
-            info.blake3
-        ))
-        .into());
-    }
     match inner_manifest {
         None => return Err(integrity("the archive holds no manifest.json").into()),
         Some(m) if &m != expected => {
@@ -214,22 +316,6 @@ fn damaged(e: io::Error) -> anyhow::Error {
     anyhow::Error::new(integrity(format!(
         "the archive is damaged or truncated: {e}"
     )))
-}
-
-/// Hashes and counts the stored bytes as the layers above read them.
-struct Tap<R> {
-    inner: R,
-    state: Rc<RefCell<(blake3::Hasher, u64)>>,
-}
-
-impl<R: Read> Read for Tap<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        let mut s = self.state.borrow_mut();
-        s.0.update(&buf[..n]);
-        s.1 += n as u64;
-        Ok(n)
-    }
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use crate::config::{Compression, Settings, SourceKind};
 use crate::crypto::Sealer;
 use crate::progress::Progress;
 use crate::source::files::{self, Skipped};
-use crate::source::sqlite::Snapshot;
+use crate::source::sqlite::{DbInfo, PendingCheck, Snapshot};
 
 type Stack<W> = Compress<Encrypt<Hashing<W>>>;
 
@@ -149,8 +149,9 @@ impl<R: Read> Read for Exact<'_, R> {
 }
 
 /// Stream every configured source into `writer`; returns the manifest skeleton (sources and
-/// databases) and what was passed over. Database snapshots run ahead on their own threads, up to
-/// `settings.workers` at a time, so one database is checked while another streams.
+/// databases) and what was passed over. Database snapshots run on threads of their own, all
+/// started at once (one at a time with `workers = 1`): each streams its pages when its turn
+/// comes and then checks them while the next streams. Every check has passed when this returns.
 pub fn add_sources<W: Write>(
     writer: &mut ArchiveWriter<W>,
     settings: &Settings,
@@ -158,10 +159,6 @@ pub fn add_sources<W: Write>(
 ) -> Result<(Vec<SourceEntry>, Vec<DatabaseEntry>, Skipped)> {
     let mut skipped = Skipped::default();
     let mut sources = Vec::new();
-    let mut databases = Vec::new();
-
-    // Every snapshot starts at once, in config order: each checks its database while earlier ones
-    // stream, so the checks are off the critical path; each holds at most a small channel.
     let db_sources: Vec<_> = settings
         .sources
         .iter()
@@ -169,14 +166,23 @@ pub fn add_sources<W: Write>(
         .collect();
     let mut pending: std::collections::VecDeque<Snapshot> = Default::default();
     let mut started = 0;
-    // `workers = 1` asks for one core: then one snapshot at a time.
     let ahead = if settings.workers == 1 {
         1
     } else {
         db_sources.len().max(1)
     };
+    let mut checking: Vec<(&crate::config::Source, DbInfo, PendingCheck)> = Vec::new();
 
     for source in &settings.sources {
+        // A check that has already failed stops the backup now rather than at the end.
+        if let Some(index) = checking.iter_mut().position(|(_, _, c)| c.failed_yet()) {
+            let (failed, _, check) = checking.swap_remove(index);
+            let err = check
+                .wait()
+                .err()
+                .unwrap_or_else(|| anyhow::anyhow!("check failed"));
+            return Err(err.context(format!("database {}", failed.name)));
+        }
         sources.push(SourceEntry {
             name: source.name.clone(),
             kind: source.kind,
@@ -192,7 +198,9 @@ pub fn add_sources<W: Write>(
                 let mut snap = pending
                     .pop_front()
                     .expect("a snapshot was started for each database");
-                let info = snap.ready()?;
+                let info = snap
+                    .ready()
+                    .with_context(|| format!("database {}", source.name))?;
                 progress.stage(&source.name);
                 writer
                     .add(
@@ -204,19 +212,18 @@ pub fn add_sources<W: Write>(
                         progress,
                     )
                     .with_context(|| format!("database {}", source.name))?;
-                snap.finish()
+                let check = snap
+                    .finish()
                     .with_context(|| format!("database {}", source.name))?;
-                databases.push(DatabaseEntry {
-                    source: source.name.clone(),
-                    path: source.name.clone(),
-                    page_size: info.page_size,
-                    page_count: info.page_count,
-                    sqlite_version: info.sqlite_version,
-                    user_version: info.user_version,
-                    journal_mode: info.journal_mode,
-                    check: source.check,
-                    row_counts: info.row_counts,
-                });
+                if settings.workers == 1 {
+                    // One core: the check runs before the next snapshot starts.
+                    let counts = check
+                        .wait()
+                        .with_context(|| format!("database {}", source.name))?;
+                    checking.push((source, info, PendingCheck::passed(&source.name, counts)));
+                } else {
+                    checking.push((source, info, check));
+                }
             }
             SourceKind::File | SourceKind::Dir => {
                 progress.stage(&source.name);
@@ -243,6 +250,24 @@ pub fn add_sources<W: Write>(
                 }
             }
         }
+    }
+
+    let mut databases = Vec::new();
+    for (source, info, check) in checking {
+        let row_counts = check
+            .wait()
+            .with_context(|| format!("database {}", source.name))?;
+        databases.push(DatabaseEntry {
+            source: source.name.clone(),
+            path: source.name.clone(),
+            page_size: info.page_size,
+            page_count: info.page_count,
+            sqlite_version: info.sqlite_version,
+            user_version: info.user_version,
+            journal_mode: info.journal_mode,
+            check: source.check,
+            row_counts,
+        });
     }
     Ok((sources, databases, skipped))
 }

@@ -224,9 +224,19 @@ pub fn parse(text: &str, path: &Path) -> Result<Settings> {
     let raw: RawConfig = toml::from_str(text).map_err(|e| {
         let line = e
             .span()
-            .map(|s| format!(" line {}, column {}:", line_of(text, s.start), column_of(text, s.start)))
+            .map(|s| {
+                format!(
+                    " line {}, column {}:",
+                    line_of(text, s.start),
+                    column_of(text, s.start)
+                )
+            })
             .unwrap_or_default();
-        config_error(format!("invalid config file {}:{line} {}", path.display(), e.message().trim_end()))
+        config_error(format!(
+            "invalid config file {}:{line} {}",
+            path.display(),
+            e.message().trim_end()
+        ))
     })?;
     let base = path
         .parent()
@@ -558,7 +568,10 @@ url = "file:///var/backups/litevault"
     fn parse_errors_do_not_echo_the_line() {
         let text = GOOD.replace("keep_last = 3", "aws_secret_access_key = \"SECRETVALUE\"");
         let msg = err_of(&text);
-        assert!(msg.contains("aws_secret_access_key") && msg.contains("line 16"), "{msg}");
+        assert!(
+            msg.contains("aws_secret_access_key") && msg.contains("line 16"),
+            "{msg}"
+        );
         assert!(!msg.contains("SECRETVALUE"), "{msg}");
         let msg = err_of("name = \"x\"\nstate_dir = \"SECRET\" oops\n");
         assert!(msg.contains("line 2") && !msg.contains("SECRET"), "{msg}");

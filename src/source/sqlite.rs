@@ -1,8 +1,8 @@
 //! A consistent snapshot of a live SQLite database, streamed page by page.
 //!
-//! Method: open the database through SQLite itself, begin a read transaction, run the configured
-//! check (`quick_check` or `integrity_check`) inside it, then read every page of that same
-//! transaction through the `sqlite_dbpage` virtual table. A read transaction sees one committed
+//! Method: open the database through SQLite itself, begin a read transaction, read every page of
+//! it through the `sqlite_dbpage` virtual table, then run the configured check (`quick_check` or
+//! `integrity_check`) in that same transaction. A read transaction sees one committed
 //! state however much a writer commits meanwhile (in WAL mode the writer goes on; in rollback
 //! mode it waits for our shared lock), so the pages form the database as it was at one instant,
 //! including changes still in the WAL. Unlike copying the file, this never tears; unlike the
@@ -11,6 +11,9 @@
 //!
 //! The pages are read on a thread of their own and handed over in chunks through a bounded
 //! channel, so reading the database overlaps hashing and compression and memory stays bounded.
+//! Streaming first and checking after lets compression start at once and the check of one
+//! database run while the next one streams; the archive is committed only after every check has
+//! passed, so a database that fails its check is never stored.
 
 use std::collections::BTreeMap;
 use std::io::{self, Read};
@@ -26,7 +29,7 @@ use crate::config::Check;
 use crate::exit::integrity;
 
 /// Pages are handed over in chunks of about this size; the channel holds a few of them.
-const CHUNK: usize = 1 << 20;
+const CHUNK: usize = 256 << 10;
 const CHANNEL_DEPTH: usize = 2;
 
 /// How long to wait for a writer's lock before giving up on a database.
@@ -39,7 +42,6 @@ pub struct DbInfo {
     pub sqlite_version: String,
     pub user_version: i64,
     pub journal_mode: String,
-    pub row_counts: BTreeMap<String, u64>,
 }
 
 impl DbInfo {
@@ -51,11 +53,14 @@ impl DbInfo {
 enum Msg {
     Ready(DbInfo),
     Pages(Vec<u8>),
-    Done,
+    /// Every page has been sent; the check runs now.
+    Streamed,
+    /// The check passed (with the row counts of the same transaction); the transaction is closed.
+    Checked(BTreeMap<String, u64>),
     Failed(anyhow::Error),
 }
 
-/// A snapshot being taken on its own thread. Read it like a file of `info().size()` bytes.
+/// A snapshot being taken on its own thread. Read it like a file of `ready()?.size()` bytes.
 pub struct Snapshot {
     label: String,
     rx: Receiver<Msg>,
@@ -63,11 +68,20 @@ pub struct Snapshot {
     info: Option<DbInfo>,
     chunk: Vec<u8>,
     pos: usize,
-    finished: bool,
+    streamed: bool,
+}
+
+/// A snapshot whose pages are all read, still checking them in its transaction.
+pub struct PendingCheck {
+    label: String,
+    rx: Receiver<Msg>,
+    thread: Option<JoinHandle<()>>,
+    outcome: Option<Result<BTreeMap<String, u64>>>,
 }
 
 impl Snapshot {
-    /// Start the snapshot; it opens, locks a read transaction and checks in the background.
+    /// Start the snapshot: it opens the database and begins a read transaction, then streams
+    /// pages as they are read.
     pub fn start(label: &str, path: &Path, check: Check) -> Snapshot {
         let (tx, rx) = sync_channel(CHANNEL_DEPTH);
         let path = path.to_path_buf();
@@ -90,11 +104,11 @@ impl Snapshot {
             info: None,
             chunk: Vec::new(),
             pos: 0,
-            finished: false,
+            streamed: false,
         }
     }
 
-    /// Wait until the transaction is open and the check has passed.
+    /// Wait until the transaction is open; its geometry tells the size of the stream.
     pub fn ready(&mut self) -> Result<DbInfo> {
         if let Some(info) = &self.info {
             return Ok(info.clone());
@@ -110,21 +124,85 @@ impl Snapshot {
         }
     }
 
-    /// After the last byte: the read transaction was closed cleanly.
-    pub fn finish(mut self) -> Result<()> {
-        // The reader stops at the size announced; the producer must agree that was all.
+    /// After the last byte: the stream held exactly the pages announced. The check of those
+    /// same pages goes on in the background; the archive must not be committed before
+    /// [`PendingCheck::wait`] has said it passed.
+    pub fn finish(mut self) -> Result<PendingCheck> {
         let mut probe = [0u8; 1];
-        if self.read(&mut probe)? != 0 || !self.finished {
+        if self.read(&mut probe)? != 0 || !self.streamed {
             bail!(
                 "snapshot of {} produced more pages than it announced",
                 self.label
             );
         }
+        let (_, rx) = sync_channel(0);
+        Ok(PendingCheck {
+            label: std::mem::take(&mut self.label),
+            rx: std::mem::replace(&mut self.rx, rx),
+            thread: self.thread.take(),
+            outcome: None,
+        })
+    }
+}
+
+impl PendingCheck {
+    /// A check already known to have passed.
+    pub fn passed(label: &str, counts: BTreeMap<String, u64>) -> PendingCheck {
+        let (_, rx) = sync_channel(0);
+        PendingCheck {
+            label: label.to_string(),
+            rx,
+            thread: None,
+            outcome: Some(Ok(counts)),
+        }
+    }
+
+    /// A failure already known, without waiting: lets a backup stop early on a corrupt source.
+    pub fn failed_yet(&mut self) -> bool {
+        if self.outcome.is_none() {
+            match self.rx.try_recv() {
+                Ok(Msg::Checked(counts)) => self.outcome = Some(Ok(counts)),
+                Ok(Msg::Failed(e)) => self.outcome = Some(Err(e)),
+                Ok(_) => {
+                    self.outcome = Some(Err(anyhow::anyhow!(
+                        "snapshot of {}: protocol error",
+                        self.label
+                    )))
+                }
+                Err(std::sync::mpsc::TryRecvError::Empty) => {}
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                    self.outcome = Some(Err(anyhow::anyhow!(
+                        "snapshot of {}: the snapshot thread stopped",
+                        self.label
+                    )))
+                }
+            }
+        }
+        matches!(self.outcome, Some(Err(_)))
+    }
+
+    /// Wait for the check; the row counts of each table on success.
+    pub fn wait(mut self) -> Result<BTreeMap<String, u64>> {
+        let outcome = match self.outcome.take() {
+            Some(o) => o,
+            None => match self.rx.recv() {
+                Ok(Msg::Checked(counts)) => Ok(counts),
+                Ok(Msg::Failed(e)) => Err(e),
+                Ok(_) => Err(anyhow::anyhow!(
+                    "snapshot of {}: protocol error",
+                    self.label
+                )),
+                Err(_) => Err(anyhow::anyhow!(
+                    "snapshot of {}: the snapshot thread stopped",
+                    self.label
+                )),
+            },
+        };
         if let Some(t) = self.thread.take() {
             t.join()
                 .map_err(|_| anyhow::anyhow!("snapshot thread of {} panicked", self.label))?;
         }
-        Ok(())
+        outcome
     }
 }
 
@@ -137,7 +215,7 @@ impl Read for Snapshot {
                 self.pos += n;
                 return Ok(n);
             }
-            if self.finished {
+            if self.streamed {
                 return Ok(0);
             }
             match self.rx.recv() {
@@ -145,9 +223,9 @@ impl Read for Snapshot {
                     self.chunk = chunk;
                     self.pos = 0;
                 }
-                Ok(Msg::Done) => self.finished = true,
+                Ok(Msg::Streamed) => self.streamed = true,
                 Ok(Msg::Failed(e)) => return Err(io::Error::other(format!("{e:#}"))),
-                Ok(Msg::Ready(_)) | Err(_) => {
+                Ok(_) | Err(_) => {
                     return Err(io::Error::other(format!(
                         "snapshot of {} stopped early",
                         self.label
@@ -158,14 +236,24 @@ impl Read for Snapshot {
     }
 }
 
+/// Dropping either end stops the thread: its next send fails, so it rolls back and exits.
+fn stop(rx: &mut Receiver<Msg>, thread: &mut Option<JoinHandle<()>>) {
+    let (_, closed) = sync_channel(0);
+    drop(std::mem::replace(rx, closed));
+    if let Some(t) = thread.take() {
+        let _ = t.join();
+    }
+}
+
 impl Drop for Snapshot {
     fn drop(&mut self) {
-        // Dropping the receiver makes the producer's next send fail, so it rolls back and exits.
-        let (_, rx) = sync_channel(0);
-        drop(std::mem::replace(&mut self.rx, rx));
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        stop(&mut self.rx, &mut self.thread);
+    }
+}
+
+impl Drop for PendingCheck {
+    fn drop(&mut self) {
+        stop(&mut self.rx, &mut self.thread);
     }
 }
 
@@ -191,15 +279,12 @@ fn produce(path: &PathBuf, check: Check, tx: &SyncSender<Msg>) -> Result<()> {
     conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))
         .map_err(|e| corrupt_or(e, "cannot read the schema"))?;
 
-    run_check(&conn, check)?;
-
     let info = DbInfo {
         page_size: conn.query_row("PRAGMA page_size", [], |r| r.get(0))?,
         page_count: conn.query_row("PRAGMA page_count", [], |r| r.get::<_, i64>(0))? as u64,
         sqlite_version: conn.query_row("SELECT sqlite_version()", [], |r| r.get(0))?,
         user_version: conn.query_row("PRAGMA user_version", [], |r| r.get(0))?,
         journal_mode: conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?,
-        row_counts: row_counts(&conn)?,
     };
     let page_size = info.page_size as usize;
     let page_count = info.page_count;
@@ -244,8 +329,16 @@ fn produce(path: &PathBuf, check: Check, tx: &SyncSender<Msg>) -> Result<()> {
     if !chunk.is_empty() && tx.send(Msg::Pages(chunk)).is_err() {
         return Ok(());
     }
+    if tx.send(Msg::Streamed).is_err() {
+        return Ok(());
+    }
+
+    // The pages just sent are checked in the same transaction, so what is checked is exactly
+    // what is stored; the archive is committed only once every check has passed.
+    run_check(&conn, check)?;
+    let counts = row_counts(&conn)?;
     conn.execute_batch("COMMIT")?;
-    let _ = tx.send(Msg::Done);
+    let _ = tx.send(Msg::Checked(counts));
     Ok(())
 }
 

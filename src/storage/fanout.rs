@@ -13,7 +13,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::destination::Destination;
 
-const CHUNK: usize = 2 << 20;
+const CHUNK: usize = 1 << 20;
 const DEPTH: usize = 4;
 
 enum Msg {
