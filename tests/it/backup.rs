@@ -185,3 +185,38 @@ fn quick_check_by_default_integrity_check_on_request_and_in_verify() {
     env.add_source("idx.db", "sqlite", "check = \"integrity\"");
     env.run(&["backup"]).code(4).stderr_has("idx.db");
 }
+
+#[test]
+fn one_worker_takes_one_database_at_a_time_and_gets_the_same_result() {
+    let mut env = Env::new();
+    let a = env.add_sqlite("a.db");
+    create_ledger(&a, "WAL", 500);
+    let b = env.add_sqlite("b.db");
+    create_ledger(&b, "DELETE", 700);
+    env.extra = "workers = 1\n".into();
+    let writer = Writer::start(&a);
+    let id = env.backup();
+    let committed = writer.stop();
+    let out = env.path("out");
+    env.run(&["restore", &id, "--to", out.to_str().unwrap()])
+        .ok();
+    assert!((500..=committed).contains(&check_ledger(&out.join("a.db"))));
+    assert_eq!(check_ledger(&out.join("b.db")), 700);
+    let sidecar: serde_json::Value =
+        serde_json::from_slice(&fs::read(env.store().join(format!("{id}.json"))).unwrap()).unwrap();
+    assert_eq!(
+        sidecar["manifest"]["databases"][1]["row_counts"]["entries"],
+        700
+    );
+    // A corrupt second database still fails the backup with one worker.
+    let c = env.add_sqlite("c.db");
+    create_bulk(&c, 1);
+    let mut bytes = fs::read(&c).unwrap();
+    for x in &mut bytes[4096 * 3..4096 * 3 + 200] {
+        *x = 0xff;
+    }
+    fs::write(&c, bytes).unwrap();
+    let _ = fs::remove_file(c.with_extension("db-wal"));
+    env.run(&["backup"]).code(4).stderr_has("c.db");
+    assert_eq!(env.list().len(), 1);
+}
