@@ -104,19 +104,11 @@ fn every_run_is_recorded_and_a_killed_one_shows_as_interrupted() {
     // A maintenance hook keeps the run busy long enough to be killed in the middle.
     let keep = env.extra.clone();
     env.extra = format!("{keep}[hooks]\nbefore_backup = \"sleep 3\"\n");
-    let mut child = env
-        .command(&["backup"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(700));
+    let child = env.spawn(&["backup"]);
     assert!(
-        child.try_wait().unwrap().is_none(),
+        kill_after(child, Duration::from_millis(700)),
         "the backup finished before it could be killed"
     );
-    child.kill().unwrap();
-    child.wait().unwrap();
     let runs = history(&env);
     assert_eq!(runs[0]["status"], "interrupted", "{runs:#?}");
     env.extra = keep;

@@ -154,6 +154,15 @@ impl Env {
         cmd
     }
 
+    /// The binary started in the background, its output discarded (for tests that kill it).
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        self.command(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
     /// `list --json`, parsed.
     pub fn list(&self) -> Vec<serde_json::Value> {
         let r = self.run(&["--json", "list"]);
@@ -265,6 +274,16 @@ pub fn run_cmd(mut cmd: Command) -> Run {
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
+}
+
+/// Wait `delay`, then kill -9 `child`; true when it was still running, so the kill landed
+/// mid-way.
+pub fn kill_after(mut child: std::process::Child, delay: Duration) -> bool {
+    std::thread::sleep(delay);
+    let running = child.try_wait().unwrap().is_none();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    running
 }
 
 /// Run a shell pipeline (for the real-tools tests).

@@ -3,7 +3,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::harness::*;
@@ -335,18 +335,10 @@ fn kill_9_at_every_step_leaves_each_target_wholly_old_or_wholly_new() {
     // Dense towards the end, where the safety backup gives way to the replacements.
     for i in 1..=12u32 {
         reset();
-        let mut child = env
-            .command(&["restore", &id_with_bulk, "--in-place"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(full.mul_f64(0.3 + 0.7 * f64::from(i) / 13.0));
-        if child.try_wait().unwrap().is_none() {
+        let child = env.spawn(&["restore", &id_with_bulk, "--in-place"]);
+        if kill_after(child, full.mul_f64(0.3 + 0.7 * f64::from(i) / 13.0)) {
             mid_way += 1;
         }
-        child.kill().unwrap();
-        child.wait().unwrap();
         // Every target is wholly old or wholly new, and opens clean.
         let auth = ledger_n(&env.path("data/auth.db"));
         assert!(auth == 157 || auth == 150, "auth.db torn: {auth}");

@@ -3,7 +3,6 @@
 //! host key, a run killed in the middle of an upload.
 
 use std::fs;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::harness::*;
@@ -300,19 +299,11 @@ fn a_password_in_an_sftp_url_is_refused_and_points_to_keys() {
 fn killed_mid_upload(env: &Env, objects: &dyn Fn() -> Vec<String>) {
     // Large and incompressible, uploaded under a bandwidth limit: the upload takes seconds.
     create_bulk(&env.path("data/bulk.db"), 24);
-    let mut child = env
-        .command(&["backup"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(2500));
+    let child = env.spawn(&["backup"]);
     assert!(
-        child.try_wait().unwrap().is_none(),
+        kill_after(child, Duration::from_millis(2500)),
         "the backup ended before it could be killed"
     );
-    child.kill().unwrap();
-    child.wait().unwrap();
     assert!(env.list().is_empty(), "a killed backup is listed");
     assert!(
         !objects().iter().any(|o| o.ends_with(".json")),

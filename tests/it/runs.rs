@@ -66,18 +66,10 @@ fn kill_9_at_any_moment_leaves_no_partial_backup_and_the_next_run_cleans_up() {
     let mut killed_mid_way = 0;
     for i in 1..=8u32 {
         let delay = full.mul_f64(f64::from(i) / 9.0);
-        let mut child = env
-            .command(&["backup"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(delay);
-        if child.try_wait().unwrap().is_none() {
+        let child = env.spawn(&["backup"]);
+        if kill_after(child, delay) {
             killed_mid_way += 1;
         }
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
         // Whatever moment it died at: every listed backup is complete and verifiable.
         for b in env.list() {
             assert!(b["damage"].is_null(), "a listed backup is damaged: {b}");
