@@ -261,3 +261,30 @@ fn ctrl_c_stops_a_backup_cleanly_with_exit_130() {
     assert_eq!(out.status.code(), Some(130));
     assert!(start.elapsed() < Duration::from_secs(10));
 }
+
+#[test]
+fn on_a_terminal_a_backup_draws_progress_bars() {
+    let mut env = Env::new();
+    let db = env.add_sqlite("bars.db");
+    create_bulk(&db, 8);
+    env.write_config();
+    // `script` runs the command on a pseudo-terminal, as a person at a shell would.
+    let cmd = format!("{BIN} --config {} backup", env.config_path().display());
+    let out = std::process::Command::new(require_tool("script"))
+        .args(["-qec", &cmd, "/dev/null"])
+        .env_remove("LITEVAULT_CONFIG")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("\x1b[2K") && text.contains('\r'),
+        "no bar was drawn: {text:?}"
+    );
+    assert!(
+        text.contains("bars.db"),
+        "the bar does not name the source: {text:?}"
+    );
+    assert!(text.contains("stored on local"), "{text:?}");
+}
