@@ -23,21 +23,12 @@ pub fn new_id(now: SystemTime) -> String {
     let secs = crate::retention::unix_secs(now);
     let (y, m, d) = crate::retention::civil(secs.div_euclid(86400));
     let rem = secs.rem_euclid(86400);
-    let salt = blake3::hash(
-        format!(
-            "{:?}{}{:?}",
-            now.duration_since(UNIX_EPOCH).unwrap_or_default(),
-            std::process::id(),
-            std::thread::current().id()
-        )
-        .as_bytes(),
-    );
     format!(
         "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z-{}",
         rem / 3600,
         rem % 3600 / 60,
         rem % 60,
-        &salt.to_hex()[..4]
+        &crate::state::nonce()[..4]
     )
 }
 

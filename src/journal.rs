@@ -147,11 +147,15 @@ impl Journal {
 
     /// The newest runs first.
     pub fn history(&self, limit: u32) -> Result<Vec<Run>> {
-        let mut stmt = self.conn.prepare(
+        self.runs("ORDER BY id DESC LIMIT ?1", i64::from(limit))
+    }
+
+    fn runs(&self, tail: &str, param: i64) -> Result<Vec<Run>> {
+        let mut stmt = self.conn.prepare(&format!(
             "SELECT id, command, attempt, started_ms, ended_ms, status, exit_code, bytes, backup_id, destinations, error
-             FROM runs ORDER BY id DESC LIMIT ?1",
-        )?;
-        let rows = stmt.query_map([limit], |r| {
+             FROM runs {tail}"
+        ))?;
+        let rows = stmt.query_map([param], |r| {
             let started: i64 = r.get(3)?;
             let ended: Option<i64> = r.get(4)?;
             Ok(Run {
@@ -188,7 +192,7 @@ impl Journal {
         };
         let by_id = |id: Option<i64>| -> Result<Option<Run>> {
             let Some(id) = id else { return Ok(None) };
-            Ok(self.history(u32::MAX)?.into_iter().find(|r| r.id == id))
+            Ok(self.runs("WHERE id = ?1", id)?.into_iter().next())
         };
         Ok((
             by_id(pick("status NOT IN ('running')")?)?,

@@ -4,7 +4,7 @@
 //! `finish` on each layer flushes its trailer and hands back the inner writer, so the caller
 //! unwinds them in order and never leaves a truncated zstd frame or age stream behind.
 
-use std::io::{self, BufRead, Read, Write};
+use std::io::{self, Read, Write};
 
 use crate::config::Compression;
 use crate::crypto::{Opener, Sealer};
@@ -193,11 +193,6 @@ pub fn open_layers<'a, R: Read + 'a>(
 /// verified even when the tar reader stops at its end-of-archive marker.
 pub fn drain<R: Read>(mut r: R) -> io::Result<u64> {
     io::copy(&mut r, &mut io::sink())
-}
-
-/// A `BufRead` of a plain `Read`, with a buffer large enough that each layer works in big steps.
-pub fn buffered<R: Read>(r: R) -> impl BufRead {
-    io::BufReader::with_capacity(256 * 1024, r)
 }
 
 #[cfg(test)]

@@ -51,7 +51,7 @@ pub fn run(
         false,
         progress,
     )?;
-    check_space(settings, &targets, &scratch.path, !args.no_safety_backup)?;
+    check_space(settings, &targets, !args.no_safety_backup)?;
 
     // 2. Maintenance mode on. From here on, after_restore runs whatever happens.
     let mut env = hook_env.to_vec();
@@ -266,13 +266,9 @@ fn targets(settings: &Settings, backup: &Backup, only: &[String]) -> Result<Vec<
 }
 
 /// Room for each staged copy beside its target and, where a file:// destination shares a
-/// filesystem, for the safety backup (at most the current sources' size).
-fn check_space(
-    settings: &Settings,
-    targets: &[(Source, u64)],
-    scratch: &Path,
-    safety: bool,
-) -> Result<()> {
+/// filesystem, for the safety backup (at most the current sources' size). The scratch copy in
+/// `state_dir` is already made: unpacking would have failed for want of room.
+fn check_space(settings: &Settings, targets: &[(Source, u64)], safety: bool) -> Result<()> {
     let mut needs: Vec<(PathBuf, u64)> = targets
         .iter()
         .map(|(s, size)| (s.path.clone(), *size))
@@ -285,7 +281,6 @@ fn check_space(
             }
         }
     }
-    let _ = scratch; // already filled: unpacking would have failed for want of room
     place::check_space(&needs).map_err(|e| {
         anyhow::Error::new(
             Fault::new(Exit::Failure, format!("{e:#}; nothing was changed"))

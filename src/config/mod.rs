@@ -5,7 +5,6 @@
 //! through a backup. Relative paths are taken relative to the config file's folder, so a config
 //! can travel with its data (the quickstart does this).
 
-use std::collections::BTreeMap;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -502,9 +501,6 @@ pub fn is_safe_name(name: &str) -> bool {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
 }
-
-/// Key=value pairs handed to OpenDAL untouched (the plug-in point for other services).
-pub type Options = BTreeMap<String, String>;
 
 #[cfg(test)]
 mod tests {

@@ -31,7 +31,6 @@ pub type Outcome = Result<u64>;
 pub struct FanOut<'scope> {
     buf: BytesMut,
     lanes: Vec<Lane<'scope>>,
-    written: u64,
 }
 
 struct Lane<'scope> {
@@ -81,7 +80,6 @@ impl<'scope> FanOut<'scope> {
         FanOut {
             buf: BytesMut::with_capacity(CHUNK),
             lanes,
-            written: 0,
         }
     }
 
@@ -134,10 +132,6 @@ impl<'scope> FanOut<'scope> {
             })
             .collect()
     }
-
-    pub fn written(&self) -> u64 {
-        self.written
-    }
 }
 
 impl Write for FanOut<'_> {
@@ -145,7 +139,6 @@ impl Write for FanOut<'_> {
         let room = CHUNK - self.buf.len();
         let n = data.len().min(room);
         self.buf.extend_from_slice(&data[..n]);
-        self.written += n as u64;
         if self.buf.len() >= CHUNK {
             self.send()?;
         }

@@ -171,6 +171,16 @@ impl Env {
             .unwrap_or_else(|e| panic!("list --json: {e}: {}", r.stdout))
     }
 
+    /// How many complete backups `list --dest NAME` shows.
+    pub fn count_on(&self, dest: &str) -> usize {
+        self.run(&["--json", "list", "--dest", dest])
+            .ok()
+            .json()
+            .as_array()
+            .unwrap()
+            .len()
+    }
+
     /// Take a backup that must succeed; returns its id.
     pub fn backup(&self) -> String {
         let r = self.run(&["--json", "backup"]);

@@ -93,20 +93,6 @@ fn a_destination_may_override_the_policy() {
         env.backup();
     }
     env.run(&["prune"]).ok();
-    assert_eq!(
-        env.run(&["--json", "list", "--dest", "local"])
-            .json()
-            .as_array()
-            .unwrap()
-            .len(),
-        3
-    );
-    assert_eq!(
-        env.run(&["--json", "list", "--dest", "short"])
-            .json()
-            .as_array()
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(env.count_on("local"), 3);
+    assert_eq!(env.count_on("short"), 1);
 }
