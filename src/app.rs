@@ -124,6 +124,7 @@ fn dispatch(cli: &Cli, ui: &Ui) -> Result<Exit> {
             warn_all(ui, &runner.warnings);
             let report = report?;
             ui.json(&report)?;
+            warn_all(ui, &report.notes);
             for r in &report.results {
                 if r.ok {
                     ui.say(&format!(
@@ -179,7 +180,7 @@ fn dispatch(cli: &Cli, ui: &Ui) -> Result<Exit> {
         Command::History(args) => {
             let s = settings(cli)?;
             let state = crate::state::StateDir::open(&s.state_dir)?;
-            let runs = crate::journal::Journal::open(&state.path)?.history(args.limit)?;
+            let runs = crate::journal::Journal::open(&state)?.history(args.limit)?;
             ui.json(&runs)?;
             let mut lines = Vec::new();
             if runs.is_empty() {
@@ -234,6 +235,7 @@ fn warn_all(ui: &Ui, warnings: &[String]) {
 
 fn render_backup(ui: &Ui, r: &commands::backup::Report) -> Result<()> {
     ui.json(r)?;
+    warn_all(ui, &r.warnings);
     if let Some(why) = &r.skipped_run {
         ui.say(&format!("skipped: {why}"));
         return Ok(());
@@ -241,18 +243,34 @@ fn render_backup(ui: &Ui, r: &commands::backup::Report) -> Result<()> {
     for s in &r.skipped {
         ui.warn(&format!("skipped {s}"));
     }
-    for w in &r.warnings {
-        ui.warn(w);
+    if r.interrupted {
+        let stored: Vec<&str> = r
+            .destinations
+            .iter()
+            .filter(|d| d.ok)
+            .map(|d| d.name.as_str())
+            .collect();
+        ui.error(&if stored.is_empty() {
+            "interrupted by a signal; nothing was stored, and nothing half-done is listed".into()
+        } else {
+            format!(
+                "interrupted by a signal; backup {} was stored on {} only",
+                r.id,
+                stored.join(", ")
+            )
+        });
     }
     if !r.encrypted {
-        ui.warn("this backup is NOT encrypted: add an [encryption] table to the config to encrypt backups");
+        ui.advise("this backup is NOT encrypted: add an [encryption] table to the config to encrypt backups");
     }
     for d in r.destinations.iter().filter(|d| !d.ok) {
-        ui.error(&format!(
-            "destination {}: {}",
-            d.name,
-            d.error.as_deref().unwrap_or("failed")
-        ));
+        let error = d.error.as_deref().unwrap_or("failed");
+        // Storage errors name their destination already.
+        if error.contains(&format!("destination {}", d.name)) {
+            ui.error(error);
+        } else {
+            ui.error(&format!("destination {}: {error}", d.name));
+        }
     }
     let stored: Vec<&str> = r
         .destinations
@@ -325,6 +343,7 @@ fn render_restore(ui: &Ui, r: &commands::restore::Report) -> Result<()> {
 }
 
 fn render_prune(ui: &Ui, r: &commands::prune::Report) -> Result<()> {
+    warn_all(ui, &r.warnings);
     let mut lines = Vec::new();
     for d in &r.destinations {
         for dec in &d.decisions {

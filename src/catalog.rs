@@ -70,8 +70,60 @@ impl Backup {
 pub struct Listing {
     /// Complete backups (those with a sidecar), newest first.
     pub backups: Vec<Backup>,
-    /// Sidecars that cannot be read as ours.
-    pub problems: Vec<String>,
+    /// Sidecars that cannot be read as ours: never a good backup, always reported.
+    pub problems: Vec<Problem>,
+    /// Archives without a sidecar: a backup still being completed, a killed run's leftover, or
+    /// a backup whose sidecar was lost. Which one depends on whether a run holds the lock.
+    pub orphans: Vec<Orphan>,
+}
+
+/// A backup whose sidecar is there but cannot be read as ours.
+#[derive(Debug)]
+pub struct Problem {
+    pub id: String,
+    pub destination: String,
+    /// Integrity when the sidecar is damaged; a failure when it could not be fetched.
+    pub exit: crate::exit::Exit,
+    pub what: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "backup {} on {}: {}",
+            self.id, self.destination, self.what
+        )
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Orphan {
+    pub id: String,
+    pub object: String,
+    pub destination: String,
+}
+
+impl Orphan {
+    /// Older than the oldest backup that a run holding the lock (started at `holder_since`)
+    /// could still be completing: then it is a finding, not work in progress.
+    pub fn settled(&self, holder_since: Option<SystemTime>) -> bool {
+        match (holder_since, id_time(&self.id)) {
+            (None, _) => true,
+            (Some(since), Some(made)) => made + std::time::Duration::from_secs(2) < since,
+            (Some(_), None) => false,
+        }
+    }
+}
+
+impl std::fmt::Display for Orphan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "archive {} on {} has no sidecar: a run killed before it completed the backup, or a backup whose sidecar was deleted; it is not counted as a backup (the next backup or prune removes it)",
+            self.object, self.destination
+        )
+    }
 }
 
 pub fn list(dest: &Destination) -> Result<Listing> {
@@ -103,15 +155,107 @@ pub fn list(dest: &Destination) -> Result<Listing> {
                     damage,
                 });
             }
-            Err(e) => listing
-                .problems
-                .push(format!("backup {id} on {}: {e:#}", dest.name)),
+            Err(e) => listing.problems.push(Problem {
+                id: id.to_string(),
+                destination: dest.name.clone(),
+                exit: match crate::exit::classify(&e) {
+                    crate::exit::Exit::Integrity => crate::exit::Exit::Integrity,
+                    _ => crate::exit::Exit::Failure,
+                },
+                what: format!("its sidecar cannot be read: {e:#}"),
+            }),
+        }
+    }
+    let sidecars: std::collections::HashSet<&str> = objects
+        .iter()
+        .filter_map(|o| o.name.strip_suffix(SIDECAR_SUFFIX))
+        .collect();
+    for obj in &objects {
+        if let Some(id) = archive_id(&obj.name) {
+            if !sidecars.contains(id) {
+                listing.orphans.push(Orphan {
+                    id: id.to_string(),
+                    object: obj.name.clone(),
+                    destination: dest.name.clone(),
+                });
+            }
         }
     }
     listing
         .backups
         .sort_by(|a, b| b.created.cmp(&a.created).then_with(|| b.id.cmp(&a.id)));
     Ok(listing)
+}
+
+/// How many of the newest backups a backup run reads to notice another config writing into
+/// its namespace: enough to see a neighbour that backs up as often, cheap on every run.
+const IDENTITY_SAMPLE: usize = 3;
+
+/// Warnings for the newest backups in `dest` taken by another `state_dir` than `mine`. Cannot
+/// fail a backup: a sidecar that cannot be read here is reported by `list` and `verify`.
+pub fn foreign_identities(dest: &Destination, mine: &str) -> Vec<String> {
+    let Ok(objects) = dest.list("") else {
+        return Vec::new();
+    };
+    let mut ids: Vec<&str> = objects
+        .iter()
+        .filter_map(|o| o.name.strip_suffix(SIDECAR_SUFFIX))
+        .filter(|id| is_id(id))
+        .collect();
+    ids.sort_unstable_by(|a, b| b.cmp(a));
+    let mut out = Vec::new();
+    for id in ids.into_iter().take(IDENTITY_SAMPLE) {
+        if let Ok((sidecar, _)) = load_sidecar(dest, id) {
+            match sidecar.manifest.state_id.as_deref() {
+                Some(other) if other != mine => out.push(format!(
+                    "destination {}: backup {id} was taken by another state_dir (identity {}) than this one ({}): two configs are writing the namespace {:?}, and each would restore, prune and count the other's backups as its own; give each config its own `name` (if this host's state_dir was recreated, this stops once its own backups are the newest)",
+                    dest.name,
+                    short(other),
+                    short(mine),
+                    sidecar.manifest.host
+                )),
+                _ => {}
+            }
+        }
+    }
+    out.truncate(1);
+    out
+}
+
+/// Warnings when the backups of one listing come from more than one `state_dir`.
+pub fn mixed_identities(backups: &[Backup]) -> Vec<String> {
+    let mut seen: Vec<(&str, &str, &str)> = Vec::new(); // identity, a backup id, destination
+    for b in backups {
+        if let Some(sid) = b.sidecar.manifest.state_id.as_deref() {
+            if !seen
+                .iter()
+                .any(|(s, _, d)| *s == sid && *d == b.destination)
+            {
+                seen.push((sid, &b.id, &b.destination));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (i, (sid, id, dest)) in seen.iter().enumerate() {
+        if let Some((other, other_id, _)) = seen[..i].iter().find(|(_, _, d)| d == dest) {
+            out.push(format!(
+                "destination {dest}: backups from two state_dirs share this namespace: {other_id} (identity {}) and {id} (identity {}); two configs with the same `name` mix their backups: give each its own `name`",
+                short(other),
+                short(sid)
+            ));
+        }
+    }
+    out
+}
+
+fn short(identity: &str) -> &str {
+    identity.get(..12).unwrap_or(identity)
+}
+
+/// The id of an archive object (`<id>.tar...`), if `name` is one.
+fn archive_id(name: &str) -> Option<&str> {
+    let (id, ext) = name.split_once('.')?;
+    (is_id(id) && ext.starts_with("tar")).then_some(id)
 }
 
 fn load_sidecar(dest: &Destination, id: &str) -> Result<(Sidecar, SystemTime)> {
@@ -141,24 +285,46 @@ fn load_sidecar(dest: &Destination, id: &str) -> Result<(Sidecar, SystemTime)> {
     Ok((sidecar, created))
 }
 
-/// How many backups a destination holds and how old the newest is, from the object names alone
-/// (ids carry their time), without reading any sidecar: cheap enough for every cron run.
+/// How many good backups a destination holds and how old the newest is. A damaged backup, or
+/// one dated further in the future than clocks drift, is never counted: it must not make
+/// `--if-older-than` skip a run or the metrics look fresh.
 pub struct Summary {
     pub backups: u64,
     pub newest_age: Option<std::time::Duration>,
+    /// Why some backups were not counted.
+    pub ignored: Vec<String>,
 }
 
+/// How far ahead of this host's clock a backup may be dated and still count.
+pub const CLOCK_SKEW: std::time::Duration = std::time::Duration::from_secs(300);
+
 pub fn summary(dest: &Destination) -> Result<Summary> {
-    let ids: Vec<String> = dest
-        .list("")?
-        .into_iter()
-        .filter_map(|o| o.name.strip_suffix(SIDECAR_SUFFIX).map(str::to_string))
-        .filter(|id| is_id(id))
-        .collect();
-    let newest = ids.iter().max().and_then(|id| id_time(id));
+    let listing = list(dest)?;
+    let now = SystemTime::now();
+    let mut ignored: Vec<String> = listing.problems.iter().map(|p| p.to_string()).collect();
+    let mut good = Vec::new();
+    for b in &listing.backups {
+        if let Some(damage) = &b.damage {
+            ignored.push(format!(
+                "backup {} on {} is damaged ({damage}); not counted",
+                b.id, dest.name
+            ));
+        } else if b.created > now + CLOCK_SKEW {
+            ignored.push(format!(
+                "backup {} on {} is dated {} ahead of this host's clock; not counted (check both clocks)",
+                b.id,
+                dest.name,
+                crate::ui::duration(b.created.duration_since(now).unwrap_or_default())
+            ));
+        } else {
+            good.push(b.created);
+        }
+    }
+    let newest = good.iter().max().copied();
     Ok(Summary {
-        backups: ids.len() as u64,
-        newest_age: newest.map(|t| SystemTime::now().duration_since(t).unwrap_or_default()),
+        backups: good.len() as u64,
+        newest_age: newest.map(|t| now.duration_since(t).unwrap_or_default()),
+        ignored,
     })
 }
 
@@ -206,10 +372,10 @@ pub fn clean_leftovers(dest: &Destination) -> Result<Vec<String>> {
         removed.push(obj.name.clone());
     }
     for obj in &objects {
-        let Some((id, ext)) = obj.name.split_once('.') else {
+        let Some(id) = archive_id(&obj.name) else {
             continue;
         };
-        if is_id(id) && ext.starts_with("tar") && !sidecars.contains(&id) {
+        if !sidecars.contains(&id) {
             dest.delete(&obj.name)
                 .with_context(|| format!("removing leftover {}", obj.name))?;
             removed.push(obj.name.clone());

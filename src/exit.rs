@@ -96,6 +96,17 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
     })
 }
 
+/// A full disk, a quota or a read-only filesystem, met while writing locally: a problem of this
+/// machine, never a finding about a backup.
+pub fn local_trouble(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.raw_os_error())
+            .is_some_and(|code| matches!(code, 28 | 122 | 30)) // ENOSPC, EDQUOT, EROFS
+    })
+}
+
 /// The error on one line with its context chain, and its hint when it has one: for reports that
 /// carry an error as data (one destination's outcome) rather than ending the run.
 pub fn describe(err: &anyhow::Error) -> String {

@@ -107,7 +107,7 @@ pub fn run(name: &str, command: &str, env: &[(String, String)], timeout: Duratio
     match status {
         None => bail!(
             "hook {name} did not finish within {} and was killed{said}",
-            humantime::format_duration(timeout)
+            crate::ui::duration(timeout)
         ),
         Some(s) if !s.success() => bail!("hook {name} failed ({s}){said}"),
         Some(_) => Ok(()),

@@ -54,9 +54,10 @@ pub struct Keep {
 }
 
 impl Journal {
-    pub fn open(state_dir: &Path) -> Result<Journal> {
-        let path = state_dir.join(FILE_NAME);
-        let conn = Connection::open(&path)
+    pub fn open(state: &crate::state::StateDir) -> Result<Journal> {
+        let path = state.file_path(FILE_NAME)?;
+        let flags = rusqlite::OpenFlags::default() | rusqlite::OpenFlags::SQLITE_OPEN_NOFOLLOW;
+        let conn = Connection::open_with_flags(&path, flags)
             .with_context(|| format!("opening the execution store {}", path.display()))?;
         conn.busy_timeout(Duration::from_secs(10))?;
         conn.execute_batch(
@@ -337,7 +338,22 @@ impl Metrics {
                 .unwrap_or_default(),
             std::process::id()
         ));
-        std::fs::write(&tmp, out).with_context(|| format!("writing {}", tmp.display()))?;
+        let _ = std::fs::remove_file(&tmp);
+        // The metrics folder is often shared with node_exporter: create the file fresh, never
+        // through a link someone planted under its name.
+        let mut file = {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .custom_flags(0o400000) // O_NOFOLLOW
+                .mode(0o644)
+                .open(&tmp)
+                .with_context(|| format!("creating {}", tmp.display()))?
+        };
+        std::io::Write::write_all(&mut file, out.as_bytes())
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        drop(file);
         // node_exporter runs as another user: the metrics hold no secret, so they are world-readable.
         std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
         std::fs::rename(&tmp, &self.path)
@@ -361,7 +377,8 @@ mod tests {
     #[test]
     fn runs_are_recorded_trimmed_and_stale_ones_marked_interrupted() {
         let dir = tempfile::tempdir().unwrap();
-        let j = Journal::open(dir.path()).unwrap();
+        let state = crate::state::StateDir::open(&dir.path().join("state")).unwrap();
+        let j = Journal::open(&state).unwrap();
         let keep = Keep { runs: 3, days: 365 };
         for i in 0..5 {
             let id = j.start("backup", 1).unwrap();
@@ -380,12 +397,12 @@ mod tests {
         j.conn
             .execute("INSERT INTO runs(command, started_ms, status, pid, pid_start) VALUES ('backup', 0, 'running', 999999999, 'x')", [])
             .unwrap();
-        let j = Journal::open(dir.path()).unwrap();
+        let j = Journal::open(&state).unwrap();
         let runs = j.history(100).unwrap();
         assert_eq!(runs[0].status, "interrupted");
         // This process's own running row is left alone.
         let id = j.start("verify", 1).unwrap();
-        let j2 = Journal::open(dir.path()).unwrap();
+        let j2 = Journal::open(&state).unwrap();
         assert_eq!(j2.history(1).unwrap()[0].status, "running");
         assert_eq!(j2.history(1).unwrap()[0].id, id);
     }

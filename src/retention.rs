@@ -59,7 +59,7 @@ impl std::fmt::Display for Refusal {
             Refusal::FromTheFuture { id, ahead } => write!(
                 f,
                 "backup {id} is dated {} in the future; the clock of this host or of the host that took it is wrong",
-                humantime::format_duration(*ahead)
+                crate::ui::duration(*ahead)
             ),
         }
     }
@@ -115,7 +115,7 @@ pub fn decide(items: &[Item], policy: &Policy, now: SystemTime) -> Result<Vec<De
         }
         if let (Some(within), Some(newest)) = (policy.keep_within, newest) {
             if newest.duration_since(item.created).unwrap_or_default() <= within {
-                reasons.push(format!("within {}", humantime::format_duration(within)));
+                reasons.push(format!("within {}", crate::ui::duration(within)));
             }
         }
         for (rule, (name, total, bucket)) in calendar.iter().enumerate() {

@@ -35,7 +35,7 @@ impl<'a> Runner<'a> {
     pub fn new(settings: &'a Settings, metrics_flag: Option<&Path>) -> Runner<'a> {
         let mut warnings = Vec::new();
         let journal = crate::state::StateDir::open(&settings.state_dir)
-            .and_then(|s| Journal::open(&s.path))
+            .and_then(|s| Journal::open(&s))
             .map_err(|e| warnings.push(format!("this run is not recorded: {e:#}")))
             .ok();
         let metrics = metrics_flag
@@ -128,7 +128,7 @@ impl<'a> Runner<'a> {
             }
             self.warnings.push(format!(
                 "attempt {attempt} failed ({why}); retrying in {}",
-                humantime::format_duration(delay)
+                crate::ui::duration(delay)
             ));
             let until = std::time::Instant::now() + delay;
             while std::time::Instant::now() < until && !crate::interrupt::requested() {
@@ -303,6 +303,7 @@ impl Recorded for backup::Report {
             };
         }
         let code = self.exit();
+        let stored = self.destinations.iter().any(|d| d.ok);
         let errors: Vec<String> = self
             .destinations
             .iter()
@@ -311,8 +312,9 @@ impl Recorded for backup::Report {
         Outcome {
             status: status_name(code).into(),
             exit_code: code.code() as i32,
-            bytes: Some(self.stored_bytes),
-            backup_id: Some(self.id.clone()),
+            // An id only for a backup that exists somewhere.
+            bytes: stored.then_some(self.stored_bytes),
+            backup_id: stored.then(|| self.id.clone()),
             destinations: Some(json!(self.destinations)),
             error: (!errors.is_empty()).then(|| errors.join("; ")),
         }

@@ -97,8 +97,15 @@ impl Ui {
         }
     }
 
-    /// Warnings go to stderr in every mode but --quiet, where only failures speak.
+    /// Warnings go to stderr in every mode, --quiet included: only success is quiet, and a
+    /// warning is something cron's mail should carry.
     pub fn warn(&self, line: &str) {
+        eprintln!("warning: {line}");
+    }
+
+    /// Advice about a setting the user chose (an unencrypted backup): said on every run a
+    /// person reads, but not under --quiet, where it would mail the same line every night.
+    pub fn advise(&self, line: &str) {
         if self.mode != Mode::Quiet {
             eprintln!("warning: {line}");
         }
@@ -152,6 +159,26 @@ pub fn bytes(n: u64) -> String {
     }
 }
 
+/// A duration for people: the two largest units, never nanoseconds ("13s 412ms" becomes "13s",
+/// "1h 5m 3s" becomes "1h 5m").
+pub fn duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs == 0 {
+        return format!("{}ms", d.as_millis());
+    }
+    if secs < 60 {
+        return format!("{secs}s");
+    }
+    let rounded = Duration::from_secs(if secs < 3600 {
+        secs
+    } else if secs < 86_400 {
+        secs / 60 * 60
+    } else {
+        secs / 3600 * 3600
+    });
+    humantime::format_duration(rounded).to_string()
+}
+
 pub fn secs(d: Duration) -> String {
     format!("{:.1}s", d.as_secs_f64())
 }
@@ -163,5 +190,16 @@ mod tests {
         assert_eq!(super::bytes(512), "512 B");
         assert_eq!(super::bytes(1536), "1.5 KiB");
         assert_eq!(super::bytes(3 << 30), "3.0 GiB");
+    }
+
+    #[test]
+    fn durations_read_well() {
+        use std::time::Duration;
+        let d = |s: u64, n: u32| super::duration(Duration::new(s, n));
+        assert_eq!(d(13, 412_877_005), "13s");
+        assert_eq!(d(0, 250_000_000), "250ms");
+        assert_eq!(d(125, 5), "2m 5s");
+        assert_eq!(d(3 * 3600 + 5 * 60 + 7, 0), "3h 5m");
+        assert_eq!(d(2 * 86_400 + 3 * 3600 + 59, 0), "2days 3h");
     }
 }

@@ -4,7 +4,7 @@
 //! changed since a parent), signatures and key rotation; an older one refuses what it does not
 //! understand instead of restoring it wrongly.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
@@ -33,6 +33,10 @@ pub struct Manifest {
     /// Free-form marks, e.g. "pre-restore" for the safety copy taken before an in-place restore.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
+    /// The random identity of the `state_dir` that took the backup: two configs writing one
+    /// namespace show up as two identities. Absent in backups from before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_id: Option<String>,
     pub sources: Vec<SourceEntry>,
     pub files: Vec<FileEntry>,
     pub databases: Vec<DatabaseEntry>,
@@ -96,6 +100,12 @@ pub struct ArchiveInfo {
 impl Manifest {
     pub fn file(&self, path: &str) -> Option<&FileEntry> {
         self.files.iter().find(|f| f.path == path)
+    }
+
+    /// Every file by its path, for a reader that looks each archive entry up: `file` searches the
+    /// list, which is quadratic over an archive of many files.
+    pub fn file_index(&self) -> HashMap<&str, &FileEntry> {
+        self.files.iter().map(|f| (f.path.as_str(), f)).collect()
     }
 
     /// `b3sum --check` format: "<hex>  <path>" per line.
@@ -173,6 +183,7 @@ mod tests {
             kind: "full".into(),
             parent: None,
             tags: vec![],
+            state_id: None,
             sources: vec![],
             files: vec![FileEntry {
                 path: "etc/a b.conf".into(),

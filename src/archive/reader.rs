@@ -5,36 +5,52 @@
 //! equal the sidecar's; the stored bytes must have the sidecar's size and hash; and the age and
 //! zstd streams must end with their authentication and checksum intact. Any breach is an
 //! integrity fault (exit 4) naming the entry.
+//!
+//! Stored bytes that differ from the sidecar are reported as such, before any other reading of
+//! what went wrong: a flipped byte in the age header looks to age exactly like a wrong key.
 
 use std::collections::HashSet;
 use std::fs::OpenOptions;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Component, Path};
+use std::path::{Component, Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
 use anyhow::{Context, Result};
 
 use super::layers::{drain, open_layers, Hashing};
-use super::manifest::{Manifest, Sidecar, MANIFEST_NAME, SUMS_NAME};
+use super::manifest::{ArchiveInfo, Manifest, Sidecar, MANIFEST_NAME, SUMS_NAME};
 use crate::crypto::Opener;
 use crate::exit::integrity;
 use crate::progress::Progress;
 use crate::state::ensure_private_dir;
 
-/// The manifest and sums are small; a huge one is hostile.
+/// The manifest and sums are small next to the files they list; a huge one is hostile.
 const METADATA_LIMIT: u64 = 64 << 20;
 
+/// The room for the manifest and sums of `expected`: they grow with the files they list (a
+/// folder of 200,000 files has a manifest of about 40 MiB), so a fixed limit would refuse an
+/// honest archive of many files. Per file: its JSON fields, and its path as JSON may escape it.
+fn metadata_limit(expected: &Manifest) -> u64 {
+    let listed: u64 = expected
+        .files
+        .iter()
+        .map(|f| 512 + 6 * f.path.len() as u64)
+        .sum();
+    METADATA_LIMIT + listed
+}
+
 /// Unpack the archive read from `stored` into `into` (an empty private folder).
-/// `on_file` hears of each file as soon as its hash has matched, so a caller can sync it or
-/// check a database on another thread while the next one unpacks.
+/// `on_file` hears of each file (its path in the archive and its size) as soon as its hash has
+/// matched, so a caller can sync it or check a database on another thread while the next one
+/// unpacks; an error from it stops the unpacking.
 pub fn extract<R: Read + Send>(
     stored: R,
     sidecar: &Sidecar,
     opener: Option<&Opener>,
     into: &Path,
     progress: &dyn Progress,
-    on_file: &mut dyn FnMut(&str),
+    on_file: &mut dyn FnMut(&str, u64) -> Result<()>,
 ) -> Result<()> {
     let info = &sidecar.archive;
     let encrypted = info.encryption != "none";
@@ -43,7 +59,7 @@ pub fn extract<R: Read + Send>(
     // memory bounded.
     let (unpacked, decoded) = std::thread::scope(|scope| {
         let (tx, rx) = sync_channel::<io::Result<Vec<u8>>>(DECODED_DEPTH);
-        let decoder = scope.spawn(move || decode(stored, &info.compression, encrypted, opener, tx));
+        let decoder = scope.spawn(move || decode(stored, info, encrypted, opener, tx));
         let unpacked = unpack(
             ChannelReader {
                 rx,
@@ -60,28 +76,36 @@ pub fn extract<R: Read + Send>(
             .unwrap_or_else(|_| Err(anyhow::anyhow!("the decoding thread panicked")));
         (unpacked, decoded)
     });
-    // A decoder that could not even start (a wrong key) explains why unpacking saw nothing.
+    // A decoder that could not even start (a wrong key, damaged stored bytes) explains why
+    // unpacking saw nothing.
     let (count, got) = match (decoded, unpacked) {
         (Err(e), _) => return Err(e),
         (Ok(_), Err(e)) => return Err(e),
         (Ok(None), Ok(())) => anyhow::bail!("the decoding stopped before the end of the archive"),
         (Ok(Some(done)), Ok(())) => done,
     };
-    if count != info.bytes {
-        return Err(integrity(format!(
-            "the stored archive has {count} bytes, the sidecar says {}",
-            info.bytes
-        ))
-        .into());
-    }
-    if got != info.blake3 {
-        return Err(integrity(format!(
-            "the stored archive's BLAKE3 {got} does not match the sidecar's {}",
+    check_stored(info, count, &got)
+}
+
+/// The stored bytes' size and BLAKE3 against the sidecar's.
+fn check_stored(info: &ArchiveInfo, count: u64, blake3: &str) -> Result<()> {
+    let what = if count != info.bytes {
+        format!("it has {count} bytes, the sidecar says {}", info.bytes)
+    } else if blake3 != info.blake3 {
+        format!(
+            "its BLAKE3 {blake3} differs from the sidecar's {}",
             info.blake3
+        )
+    } else {
+        return Ok(());
+    };
+    Err(anyhow::Error::new(
+        integrity(format!(
+            "the stored archive {} is damaged: {what}",
+            info.object
         ))
-        .into());
-    }
-    Ok(())
+        .hint("restore another backup (`litevault list`), or this one from another destination"),
+    ))
 }
 
 /// Chunks of decoded (tar) bytes in flight between the two stages.
@@ -92,15 +116,75 @@ const DECODED_CHUNK: usize = 256 << 10;
 /// on. Returns the stored size and BLAKE3 once the stream has ended whole (age's last chunk
 /// authenticated, zstd's checksum matched), or `None` when the other stage stopped listening or
 /// was sent the error.
+///
+/// When a layer cannot be opened or read, the rest of the stored bytes are still read and
+/// hashed: if they differ from the sidecar, the archive is damaged, whatever age or zstd made of
+/// it; only intact bytes let the layer's own error (a wrong key) stand.
 fn decode<R: Read>(
     stored: R,
-    compression: &str,
+    info: &ArchiveInfo,
     encrypted: bool,
     opener: Option<&Opener>,
     tx: SyncSender<io::Result<Vec<u8>>>,
 ) -> Result<Option<(u64, String)>> {
     let mut tap = Hashing::new(stored);
-    let mut plain = open_layers(&mut tap, compression, encrypted, opener)?;
+    let failure = match open_layers(&mut tap, &info.compression, encrypted, opener) {
+        Err(e) => Some(Failure::Open(e)),
+        Ok(mut plain) => match pump(&mut plain, &tx) {
+            Pumped::Ended => None,
+            Pumped::Unheard => return Ok(None),
+            Pumped::Failed(e) if is_interrupt(&e) => {
+                // A stop that was asked for, not damage: no point reading on.
+                let _ = tx.send(Err(e));
+                return Ok(None);
+            }
+            Pumped::Failed(e) => Some(Failure::Read(e)),
+        },
+    };
+    // Also on success: bytes after age's last chunk would be outside every check but this one.
+    let rest = read_to_end(&mut tap);
+    let (_, count, hash) = tap.finish();
+    match rest {
+        Err(e) if failure.is_none() || is_interrupt(&e) => {
+            return Err(anyhow::Error::new(e).context("reading the stored archive"));
+        }
+        // The stored bytes cannot be read to their end: the layer's error is all there is to say.
+        Err(_) => {}
+        Ok(()) if failure.is_some() => check_stored(info, count, &hash)?,
+        Ok(()) => {}
+    }
+    let Some(failure) = failure else {
+        return Ok(Some((count, hash)));
+    };
+    match failure {
+        Failure::Open(e) => Err(e),
+        Failure::Read(e) => {
+            // Sent on, so the unpacking reports it with the entry it was reading.
+            let _ = tx.send(Err(e));
+            Ok(None)
+        }
+    }
+}
+
+enum Failure {
+    Open(anyhow::Error),
+    Read(io::Error),
+}
+
+fn is_interrupt(e: &io::Error) -> bool {
+    crate::exit::fault_in(e).is_some_and(|f| f.exit == crate::exit::Exit::Interrupted)
+}
+
+/// How sending the decoded bytes on ended.
+enum Pumped {
+    /// The decoded stream ended whole.
+    Ended,
+    /// The other stage stopped listening; it reports why.
+    Unheard,
+    Failed(io::Error),
+}
+
+fn pump(plain: &mut dyn Read, tx: &SyncSender<io::Result<Vec<u8>>>) -> Pumped {
     loop {
         let mut buf = vec![0u8; DECODED_CHUNK];
         let mut filled = 0;
@@ -109,23 +193,32 @@ fn decode<R: Read>(
                 Ok(0) => break,
                 Ok(n) => filled += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    let _ = tx.send(Err(e));
-                    return Ok(None);
-                }
+                Err(e) => return Pumped::Failed(e),
             }
         }
         if filled == 0 {
-            break;
+            return Pumped::Ended;
         }
         buf.truncate(filled);
         if tx.send(Ok(buf)).is_err() {
-            return Ok(None);
+            return Pumped::Unheard;
         }
     }
-    drop(plain);
-    let (_, count, hash) = tap.finish();
-    Ok(Some((count, hash)))
+}
+
+/// Read and discard the rest of the stored bytes (so the tap hashes them), stopping when a stop
+/// is asked for.
+fn read_to_end<R: Read>(r: &mut R) -> io::Result<()> {
+    let mut buf = vec![0u8; DECODED_CHUNK];
+    loop {
+        crate::interrupt::check_io()?;
+        match r.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// The second stage's view of the first: a `Read` over the channel.
@@ -161,14 +254,20 @@ fn unpack<P: Read>(
     sidecar: &Sidecar,
     into: &Path,
     progress: &dyn Progress,
-    on_file: &mut dyn FnMut(&str),
+    on_file: &mut dyn FnMut(&str, u64) -> Result<()>,
 ) -> Result<()> {
     let mut archive = tar::Archive::new(plain);
     let expected = &sidecar.manifest;
-    let mut seen: HashSet<String> = HashSet::new();
+    let wanted = expected.file_index();
+    let limit = metadata_limit(expected);
+    let mut seen: HashSet<&str> = HashSet::new();
+    // Folders made so far: a tree of many files in few folders needs one mkdir per folder, not
+    // one per file.
+    let mut made: HashSet<PathBuf> = HashSet::new();
     let mut inner_manifest: Option<Manifest> = None;
     let mut sums: Option<String> = None;
 
+    let mut buf = vec![0u8; 256 * 1024];
     let entries = archive.entries().map_err(damaged)?;
     for entry in entries {
         let mut entry = entry.map_err(damaged)?;
@@ -184,7 +283,7 @@ fn unpack<P: Read>(
         }
         let size = entry.size();
         if path == MANIFEST_NAME || path == SUMS_NAME {
-            if size > METADATA_LIMIT {
+            if size > limit {
                 return Err(integrity(format!(
                     "{path} in the archive is {size} bytes; refusing it"
                 ))
@@ -203,13 +302,13 @@ fn unpack<P: Read>(
             continue;
         }
         check_path(&path)?;
-        let Some(want) = expected.file(&path) else {
+        let Some(&want) = wanted.get(path.as_str()) else {
             return Err(integrity(format!(
                 "archive entry {path:?} is not in the manifest; refusing it"
             ))
             .into());
         };
-        if !seen.insert(path.clone()) {
+        if !seen.insert(want.path.as_str()) {
             return Err(integrity(format!("archive entry {path:?} appears twice")).into());
         }
         if size != want.size {
@@ -221,7 +320,10 @@ fn unpack<P: Read>(
         }
         let target = into.join(&path);
         if let Some(parent) = target.parent() {
-            ensure_private_dir(parent)?;
+            if !made.contains(parent) {
+                ensure_private_dir(parent)?;
+                made.insert(parent.to_path_buf());
+            }
         }
         let mut out = OpenOptions::new()
             .write(true)
@@ -230,7 +332,6 @@ fn unpack<P: Read>(
             .open(&target)
             .with_context(|| format!("creating {}", target.display()))?;
         let mut hasher = blake3::Hasher::new();
-        let mut buf = vec![0u8; 256 * 1024];
         let mut left = size;
         while left > 0 {
             crate::interrupt::check_io()?;
@@ -254,7 +355,7 @@ fn unpack<P: Read>(
             .into());
         }
         drop(out);
-        on_file(&path);
+        on_file(&path, size)?;
     }
 
     // Read to the very end, so zstd's checksum and age's final authenticated chunk are checked
@@ -277,7 +378,11 @@ fn unpack<P: Read>(
             integrity("BLAKE3SUMS in the archive is missing or differs from the manifest").into(),
         );
     }
-    if let Some(missing) = expected.files.iter().find(|f| !seen.contains(&f.path)) {
+    if let Some(missing) = expected
+        .files
+        .iter()
+        .find(|f| !seen.contains(f.path.as_str()))
+    {
         return Err(integrity(format!(
             "{} is in the manifest but not in the archive",
             missing.path

@@ -44,6 +44,9 @@ pub struct Report {
     pub warnings: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prune: Option<crate::commands::prune::Report>,
+    /// A signal stopped the run; destinations marked ok had stored the backup before it came.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub interrupted: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -70,6 +73,9 @@ impl DestinationResult {
 impl Report {
     /// All stored: 0; some: 3 (partial); none: 1.
     pub fn exit(&self) -> Exit {
+        if self.interrupted {
+            return Exit::Interrupted;
+        }
         let ok = self.destinations.iter().filter(|d| d.ok).count();
         if ok == self.destinations.len() {
             match &self.prune {
@@ -124,7 +130,7 @@ pub fn run_locked(
             Ok(d) => dests.push(d),
             Err(e) => {
                 failed.push(DestinationResult::failed(&cfg.name, &e));
-                first_error.get_or_insert(e.context(format!("destination {}", cfg.name)));
+                first_error.get_or_insert(name_destination(e, &cfg.name));
             }
         }
     }
@@ -133,12 +139,14 @@ pub fn run_locked(
         return Err(e);
     }
 
+    let mut warnings = Vec::new();
     if let Some(max_age) = args.if_older_than {
         if failed.is_empty() {
-            if let Some(reason) = recent_everywhere(&dests, max_age)? {
+            if let Some(reason) = recent_everywhere(&dests, max_age, &mut warnings)? {
                 return Ok(Report {
                     skipped_run: Some(reason),
                     seconds: started.elapsed().as_secs_f64(),
+                    warnings,
                     ..Report::default()
                 });
             }
@@ -150,8 +158,30 @@ pub fn run_locked(
         crate::hooks::run("before_backup", hook, hook_env, settings.hooks.timeout)
             .context("the before_backup hook failed, so nothing was backed up")?;
     }
-    let stored = store(settings, &dests, sealer.as_ref(), progress, tags);
-    let mut warnings = Vec::new();
+    // Telling neighbours apart must not cost a backup: without an identity (a full state
+    // folder) the backup is taken unmarked, and said to be.
+    let state_id = match state.identity() {
+        Ok(id) => {
+            for dest in &dests {
+                warnings.extend(catalog::foreign_identities(dest, &id));
+            }
+            Some(id)
+        }
+        Err(e) => {
+            warnings.push(format!(
+                "this backup is not marked with the state folder's identity: {e:#}"
+            ));
+            None
+        }
+    };
+    let stored = store(
+        settings,
+        &dests,
+        sealer.as_ref(),
+        progress,
+        tags,
+        state_id.as_deref(),
+    );
     if let (Some(hook), Some(hook_env)) = (&settings.hooks.after_backup, hook_env) {
         let mut env = hook_env.to_vec();
         env.push((
@@ -163,10 +193,14 @@ pub fn run_locked(
         }
     }
     let mut report = stored?;
-    report.warnings.extend(warnings);
+    warnings.append(&mut report.warnings);
+    report.warnings = warnings;
     report.destinations.extend(failed);
 
-    if settings.prune_after_backup && report.destinations.iter().any(|d| d.ok) {
+    if !report.interrupted
+        && settings.prune_after_backup
+        && report.destinations.iter().any(|d| d.ok)
+    {
         let ok: Vec<&str> = report
             .destinations
             .iter()
@@ -185,16 +219,31 @@ pub fn run_locked(
     Ok(report)
 }
 
+/// An error that names its destination once: storage errors already do.
+fn name_destination(err: anyhow::Error, name: &str) -> anyhow::Error {
+    if format!("{err:#}").contains(&format!("destination {name}")) {
+        err
+    } else {
+        err.context(format!("destination {name}"))
+    }
+}
+
 /// `Some(why)` when every destination holds a backup younger than `max_age`.
-fn recent_everywhere(dests: &[Destination], max_age: Duration) -> Result<Option<String>> {
+fn recent_everywhere(
+    dests: &[Destination],
+    max_age: Duration,
+    warnings: &mut Vec<String>,
+) -> Result<Option<String>> {
     let mut oldest_newest = Duration::ZERO;
     for dest in dests {
-        match catalog::summary(dest)?.newest_age {
+        let summary = catalog::summary(dest)?;
+        warnings.extend(summary.ignored);
+        match summary.newest_age {
             Some(age) if age < max_age => oldest_newest = oldest_newest.max(age),
             _ => return Ok(None),
         }
     }
-    let age = humantime::format_duration(Duration::from_secs(oldest_newest.as_secs()));
+    let age = crate::ui::duration(oldest_newest);
     let every = if dests.len() == 1 {
         "the newest backup on the destination"
     } else {
@@ -202,7 +251,7 @@ fn recent_everywhere(dests: &[Destination], max_age: Duration) -> Result<Option<
     };
     Ok(Some(format!(
         "{every} is at most {age} old (--if-older-than {})",
-        humantime::format_duration(max_age)
+        crate::ui::duration(max_age)
     )))
 }
 
@@ -213,6 +262,7 @@ fn store(
     sealer: Option<&Sealer>,
     progress: &dyn Progress,
     tags: &[String],
+    state_id: Option<&str>,
 ) -> Result<Report> {
     let created = SystemTime::now();
     let id = catalog::new_id(created);
@@ -232,6 +282,7 @@ fn store(
             &object,
             &compression,
             tags,
+            state_id,
         );
         let commit = built.as_ref().ok().map(|(sidecar, _, _)| {
             (
@@ -245,17 +296,27 @@ fn store(
         Ok(b) => b,
         Err(e) => {
             crate::interrupt::check()?;
-            // When every upload failed, their reasons are the story; the pipeline only noticed.
-            let why: Vec<String> = dests
+            if !crate::storage::fanout::every_lane_failed(&e) {
+                // A source's own failure: the uploads were only aborted because of it.
+                return Err(e);
+            }
+            // Every upload failed: their reasons are the story. The pipeline only noticed,
+            // in whichever database it was reading, which did nothing wrong.
+            let mut failures = dests
                 .iter()
-                .zip(&outcomes)
-                .filter_map(|(d, o)| o.as_ref().err().map(|e| format!("{}: {e:#}", d.name)))
-                .filter(|m| !m.contains("aborted before the archive was complete"))
-                .collect();
-            return Err(if why.is_empty() {
-                e
+                .zip(outcomes)
+                .filter_map(|(d, o)| o.err().map(|err| name_destination(err, &d.name)));
+            let Some(first) = failures.next() else {
+                return Err(e);
+            };
+            let others: Vec<String> = failures.map(|f| format!("{f:#}")).collect();
+            return Err(if others.is_empty() {
+                first.context("nothing was stored")
             } else {
-                e.context(why.join("; "))
+                first.context(format!(
+                    "nothing was stored; every destination failed (also: {})",
+                    others.join("; ")
+                ))
             });
         }
     };
@@ -272,7 +333,25 @@ fn store(
             Err(e) => DestinationResult::failed(&dest.name, &e),
         })
         .collect();
+    // An empty database is either new or was truncated by accident: either way, someone
+    // should know before this backup is the one they restore.
+    let warnings = sidecar
+        .manifest
+        .databases
+        .iter()
+        .filter(|d| d.page_count == 0)
+        .map(|d| {
+            format!(
+                "database {} is empty (0 bytes): stored as it is; if the server should have data there, it is new or was truncated",
+                d.source
+            )
+        })
+        .collect();
     Ok(Report {
+        warnings,
+        // A signal that came while the uploads were completing: what was stored stays listed
+        // (and reported), the rest was aborted, and the run is an interruption.
+        interrupted: crate::interrupt::requested(),
         id,
         created: sidecar.manifest.created.clone(),
         sources: sidecar.manifest.sources.len(),
@@ -301,6 +380,7 @@ fn build(
     object: &str,
     compression: &str,
     tags: &[String],
+    state_id: Option<&str>,
 ) -> Result<(Sidecar, Vec<String>, u64)> {
     let mut writer =
         ArchiveWriter::new(fan, settings.compression, sealer, settings.workers, created)?;
@@ -316,6 +396,7 @@ fn build(
         kind: "full".into(),
         parent: None,
         tags: tags.to_vec(),
+        state_id: state_id.map(str::to_string),
         sources,
         files: Vec::new(),
         databases,

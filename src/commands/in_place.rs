@@ -32,7 +32,7 @@ pub fn run(
     let _lock = state.lock(args.wait)?;
     let names: Vec<String> = args.dest.iter().cloned().collect();
     let dests = super::open_destinations(settings, &names)?;
-    let (dest, backup) = super::find_backup(&dests, &args.id)?;
+    let (dest, backup, passed_over) = super::find_backup_noted(&dests, &args.id)?;
 
     // 1. Everything that can be checked before the server is touched.
     check_compatible(&backup)?;
@@ -90,6 +90,7 @@ pub fn run(
         .collect();
     report.bytes = targets.iter().map(|(_, size)| size).sum();
     report.notes.extend(after);
+    report.notes.extend(passed_over);
     Ok(report)
 }
 

@@ -35,8 +35,17 @@ pub fn run(settings: &Settings, args: &ListArgs) -> Result<Report> {
     let mut problems = Vec::new();
     for dest in &dests {
         let listing = catalog::list(dest)?;
+        problems.extend(listing.problems.iter().map(|p| p.to_string()));
+        problems.extend(catalog::mixed_identities(&listing.backups));
         all.extend(listing.backups);
-        problems.extend(listing.problems);
+        let holder = super::lock_holder_since(settings);
+        problems.extend(
+            listing
+                .orphans
+                .iter()
+                .filter(|o| o.settled(holder))
+                .map(|o| o.to_string()),
+        );
     }
     all.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| b.id.cmp(&a.id)));
     let items = all

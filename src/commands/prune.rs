@@ -17,6 +17,9 @@ use crate::storage::Destination;
 pub struct Report {
     pub dry_run: bool,
     pub destinations: Vec<DestinationPrune>,
+    /// Damaged metadata found on the way: never deleted silently, never counted as a backup.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -53,8 +56,14 @@ pub fn run(settings: &Settings, args: &PruneArgs) -> Result<Report> {
 pub fn apply(settings: &Settings, dests: &[Destination], dry_run: bool) -> Result<Report> {
     let now = SystemTime::now();
     let mut plans = Vec::new();
+    let mut warnings = Vec::new();
     for dest in dests {
         let listing = catalog::list(dest)?;
+        warnings.extend(listing.problems.iter().map(|p| {
+            format!("{p}; left in place, and not counted as a backup (delete it by hand once you have looked at it)")
+        }));
+        warnings.extend(listing.orphans.iter().map(|o| o.to_string()));
+        warnings.extend(catalog::mixed_identities(&listing.backups));
         let items: Vec<Item> = listing
             .backups
             .iter()
@@ -93,6 +102,7 @@ pub fn apply(settings: &Settings, dests: &[Destination], dry_run: bool) -> Resul
     let mut report = Report {
         dry_run,
         destinations: Vec::new(),
+        warnings,
     };
     for (dest, listing, decisions) in plans {
         let mut deleted = Vec::new();

@@ -15,6 +15,9 @@ use crate::storage::Destination;
 #[derive(Debug, Serialize)]
 pub struct Report {
     pub results: Vec<Result1>,
+    /// What `latest` passed over, and other remarks for stderr.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -101,29 +104,49 @@ pub fn run(settings: &Settings, args: &VerifyArgs, progress: &dyn Progress) -> R
     let dests = super::open_destinations(settings, &names)?;
 
     let mut targets: Vec<(&Destination, Backup)> = Vec::new();
+    let mut results = Vec::new();
+    let mut notes = Vec::new();
     if args.all {
+        let holder = state.lock_holder_since();
         for dest in &dests {
-            for b in catalog::list(dest)?.backups {
-                targets.push((dest, b));
+            let listing = catalog::list(dest)?;
+            targets.extend(listing.backups.into_iter().map(|b| (dest, b)));
+            // Damaged metadata is a finding of its own: a backup that cannot be listed is
+            // still a backup that cannot be restored.
+            for p in &listing.problems {
+                results.push(Result1::failed(&p.id, dest, p.exit, p.to_string()));
+            }
+            for o in listing.orphans.iter().filter(|o| o.settled(holder)) {
+                results.push(Result1::failed(&o.id, dest, Exit::Integrity, o.to_string()));
             }
         }
     } else {
         let id = args.id.as_deref().unwrap_or("latest");
         // A named backup is verified wherever it is stored, not just on the first destination.
+        let mut first_error = None;
         for dest in &dests {
-            match super::find_backup(std::slice::from_ref(dest), id) {
-                Ok((d, b)) => targets.push((d, b)),
-                Err(e) if dests.len() == 1 => return Err(e),
-                Err(_) => {}
+            match super::find_backup_noted(std::slice::from_ref(dest), id) {
+                Ok((d, b, n)) => {
+                    targets.push((d, b));
+                    notes.extend(n);
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
             }
         }
         if targets.is_empty() {
-            super::find_backup(&dests, id)?;
+            return Err(match (dests.len(), first_error) {
+                (1, Some(e)) => e,
+                _ => super::find_backup(&dests, id).err().unwrap_or_else(|| {
+                    anyhow::anyhow!("backup {id} was not found on any destination")
+                }),
+            });
         }
     }
 
-    let mut results = Vec::new();
     for (dest, backup) in targets {
+        crate::interrupt::check()?;
         progress.stage(&backup.id);
         let mut drill = Vec::new();
         let outcome = (|| {
@@ -163,16 +186,42 @@ pub fn run(settings: &Settings, args: &VerifyArgs, progress: &dyn Progress) -> R
                 error: None,
                 exit: Exit::Success,
             },
+            // A stop that was asked for ends the run; it says nothing about the backup.
+            Err(e) if crate::exit::classify(&e) == Exit::Interrupted => return Err(e),
+            // Not the backup's fault: the state folder (where it is unpacked) is full or
+            // unwritable. Saying FAILED would blame a backup that may be perfect.
+            Err(e) if crate::exit::local_trouble(&e) => {
+                return Err(e.context(format!(
+                    "cannot verify backup {} on {}: the state folder {} has no room or cannot be written; nothing is known about the backup",
+                    backup.id,
+                    dest.name,
+                    settings.state_dir.display()
+                )))
+            }
             Err(e) => Result1 {
-                id: backup.id.clone(),
-                destination: dest.name.clone(),
-                ok: false,
-                databases_checked: Vec::new(),
                 drill,
-                exit: crate::exit::classify(&e),
-                error: Some(crate::exit::describe(&e)),
+                ..Result1::failed(
+                    &backup.id,
+                    dest,
+                    crate::exit::classify(&e),
+                    crate::exit::describe(&e),
+                )
             },
         });
     }
-    Ok(Report { results })
+    Ok(Report { results, notes })
+}
+
+impl Result1 {
+    fn failed(id: &str, dest: &Destination, exit: Exit, error: String) -> Result1 {
+        Result1 {
+            id: id.to_string(),
+            destination: dest.name.clone(),
+            ok: false,
+            databases_checked: Vec::new(),
+            drill: Vec::new(),
+            exit,
+            error: Some(error),
+        }
+    }
 }

@@ -274,10 +274,16 @@ fn produce(path: &PathBuf, check: Check, tx: &SyncSender<Msg>) -> Result<()> {
         rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
         true,
     )?;
-    conn.execute_batch("BEGIN DEFERRED")?;
+    conn.execute_batch("BEGIN DEFERRED")
+        .map_err(|e| explain_open(e, path))?;
     // The first read fixes the transaction's snapshot; everything below sees that one state.
     conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))
-        .map_err(|e| corrupt_or(e, "cannot read the schema"))?;
+        .map_err(|e| match e.sqlite_error().map(|f| f.extended_code) {
+            Some(READONLY_DIRECTORY) | Some(rusqlite::ffi::SQLITE_CANTOPEN) => {
+                explain_open(e, path)
+            }
+            _ => corrupt_or(e, "cannot read the schema"),
+        })?;
 
     let info = DbInfo {
         page_size: conn.query_row("PRAGMA page_size", [], |r| r.get(0))?,
@@ -335,8 +341,10 @@ fn produce(path: &PathBuf, check: Check, tx: &SyncSender<Msg>) -> Result<()> {
 
     // The pages just sent are checked in the same transaction, so what is checked is exactly
     // what is stored; the archive is committed only once every check has passed.
-    run_check(&conn, check)?;
-    let counts = row_counts(&conn)?;
+    let counts = interruptible(&conn, || {
+        run_check(&conn, check)?;
+        row_counts(&conn)
+    })?;
     conn.execute_batch("COMMIT")?;
     let _ = tx.send(Msg::Checked(counts));
     Ok(())
@@ -388,6 +396,37 @@ pub fn check_problems(conn: &Connection, pragma: &str) -> Result<Vec<String>> {
     }
 }
 
+/// SQLITE_READONLY_DIRECTORY: SQLite cannot create a file it needs beside the database.
+const READONLY_DIRECTORY: i32 = 1544;
+
+/// A WAL database needs its `-shm` (and maybe `-wal`) beside it, even to be read: SQLite's own
+/// "Error code 1544" says nothing a person can act on.
+fn explain_open(e: rusqlite::Error, path: &Path) -> anyhow::Error {
+    let code = e.sqlite_error().map(|f| f.extended_code);
+    if !matches!(
+        code,
+        Some(READONLY_DIRECTORY) | Some(rusqlite::ffi::SQLITE_CANTOPEN)
+    ) {
+        return anyhow::Error::new(e).context("cannot read the database");
+    }
+    let folder = path
+        .parent()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| ".".into());
+    anyhow::Error::new(
+        crate::exit::Fault::new(
+            crate::exit::Exit::Failure,
+            format!(
+                "cannot read the database: SQLite needs to create {}-shm beside it (a WAL-mode database), but the folder {folder} is not writable for this user ({e})",
+                path.display()
+            ),
+        )
+        .hint(format!(
+            "run litevault as the database's owner, or give its group write access to {folder} (chmod g+w) and run litevault in that group"
+        )),
+    )
+}
+
 fn is_corruption(e: &rusqlite::Error) -> bool {
     matches!(
         e.sqlite_error_code(),
@@ -413,5 +452,29 @@ pub fn check_file(path: &Path, pragma: &str) -> Result<Vec<String>> {
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .with_context(|| format!("cannot open {}", path.display()))?;
-    check_problems(&conn, pragma)
+    interruptible(&conn, || check_problems(&conn, pragma))
+}
+
+/// Run `f` on `conn` so that a signal stops it within a tick: an `integrity_check` of a big
+/// database runs for many seconds inside SQLite, where no check of ours can reach it.
+fn interruptible<T>(conn: &Connection, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    let handle = conn.get_interrupt_handle();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                if crate::interrupt::requested() {
+                    handle.interrupt();
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        });
+        let result = f();
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        if crate::interrupt::requested() {
+            crate::interrupt::check()?;
+        }
+        result
+    })
 }

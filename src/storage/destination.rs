@@ -5,18 +5,20 @@
 //! object is written under `tmp/` and renamed into place; where it cannot (S3), the backend's own
 //! upload is invisible until completed.
 
-use std::io::Read;
+use std::io::{self, Read};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use opendal::blocking;
+use bytes::Bytes;
 use opendal::layers::{RetryLayer, ThrottleLayer, TimeoutLayer};
 use opendal::{ErrorKind, Operator};
 
+use super::link::{error_hint, storage_fault, Health, Link, Notify};
 use super::runtime;
 use super::url::{Location, Sse};
 use crate::config;
-use crate::exit::{Exit, Fault};
+use crate::exit::Fault;
 
 /// Folder (inside the namespace) for objects that are still being written.
 pub const TMP_DIR: &str = "tmp/";
@@ -25,11 +27,14 @@ pub struct Destination {
     pub name: String,
     /// The URL without secrets, for messages.
     pub display: String,
-    location: Location,
-    op: blocking::Operator,
+    op: Operator,
+    link: Link,
     can_rename: bool,
     chunk: Option<usize>,
     concurrency: usize,
+    /// SFTP only: where and how to log in to make stored objects private (see `sftp_modes`).
+    sftp: Option<(super::url::Sftp, String)>,
+    modes: std::sync::Mutex<Option<super::sftp_modes::Modes>>,
 }
 
 /// An object listed in the namespace folder.
@@ -87,7 +92,10 @@ impl Destination {
                 (Operator::via_iter(scheme, options).map_err(fail)?, None)
             }
         };
-        // Timeout before retry, so a hung request is retried rather than waited on forever.
+        let health = Arc::new(Health::default());
+        // Timeout before retry, so a hung request is retried rather than waited on forever;
+        // the interceptor sees each timeout, so a destination that stopped answering is given
+        // up after two of them instead of after every retry of every request.
         let mut op = op
             .layer(
                 TimeoutLayer::new()
@@ -100,7 +108,8 @@ impl Destination {
                     .with_min_delay(Duration::from_millis(500))
                     .with_max_delay(Duration::from_secs(10))
                     .with_factor(2.0)
-                    .with_jitter(),
+                    .with_jitter()
+                    .with_notify(Notify(health.clone())),
             );
         if let Some(rate) = cfg.bandwidth_limit {
             let rate = rate.min(u32::MAX as u64) as u32;
@@ -109,40 +118,56 @@ impl Destination {
             op = op.layer(ThrottleLayer::new(rate, burst));
         }
         let can_rename = op.info().capability().rename;
-        let op = blocking::Operator::new(op)?;
         Ok(Destination {
             name: cfg.name.clone(),
+            link: Link {
+                name: cfg.name.clone(),
+                display: display.clone(),
+                location: cfg.location.clone(),
+                timeout: cfg.timeout,
+                retries: cfg.retries,
+                health,
+            },
             display,
-            location: cfg.location.clone(),
             op,
             can_rename,
             chunk,
             concurrency: cfg.concurrency,
+            sftp: match &cfg.location {
+                Location::Sftp(sftp) => Some((sftp.clone(), namespace.to_string())),
+                _ => None,
+            },
+            modes: std::sync::Mutex::new(None),
         })
     }
 
-    fn err(&self, e: opendal::Error) -> anyhow::Error {
-        let hint = error_hint(&e, &self.location);
-        anyhow::Error::new(storage_fault(e, hint))
-    }
-
-    fn ctx(&self, what: &str, path: &str) -> String {
-        format!(
-            "destination {} ({}): {what} {path}",
-            self.name, self.display
-        )
+    /// SFTP: create `path` empty and private (0600, in 0700 folders) before OpenDAL writes it.
+    fn make_private(&self, path: &str) -> Result<()> {
+        let Some((cfg, namespace)) = &self.sftp else {
+            return Ok(());
+        };
+        let mut modes = self.modes.lock().unwrap_or_else(|e| e.into_inner());
+        if modes.is_none() {
+            let timeout = self.link.timeout;
+            *modes = Some(self.link.call("connecting to", "", || {
+                super::sftp_modes::Modes::connect(cfg, namespace, timeout)
+            })?);
+        }
+        let modes = modes.as_ref().expect("connected above");
+        self.link.call("creating", path, || modes.precreate(path))
     }
 
     /// Objects directly in `dir` ("" for the namespace folder itself). A namespace that does not
     /// exist yet is empty, not an error.
     pub fn list(&self, dir: &str) -> Result<Vec<Object>> {
-        let entries = match self.op.list(dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(self.err(e)).with_context(|| self.ctx("listing", dir)),
-        };
+        let listed = self.link.call("listing", dir, || async {
+            match self.op.list(dir).await {
+                Err(e) if e.kind() == ErrorKind::NotFound => Ok(Vec::new()),
+                other => other,
+            }
+        })?;
         let mut out = Vec::new();
-        for entry in entries {
+        for entry in listed {
             if entry.metadata().is_dir() {
                 continue;
             }
@@ -159,44 +184,39 @@ impl Destination {
 
     /// A small object, whole (sidecars). Refuses objects over `limit` bytes.
     pub fn read_small(&self, path: &str, limit: u64) -> Result<Vec<u8>> {
-        let meta = self
-            .op
-            .stat(path)
-            .map_err(|e| self.err(e))
-            .with_context(|| self.ctx("reading", path))?;
+        let meta = self.link.call("reading", path, || self.op.stat(path))?;
         if meta.content_length() > limit {
             anyhow::bail!(
                 "{}: {} bytes, more than the {limit} expected",
-                self.ctx("reading", path),
+                self.link.ctx("reading", path),
                 meta.content_length()
             );
         }
-        let buf = self
-            .op
-            .read(path)
-            .map_err(|e| self.err(e))
-            .with_context(|| self.ctx("reading", path))?;
+        let buf = self.link.call("reading", path, || self.op.read(path))?;
         Ok(buf.to_vec())
     }
 
-    /// Stream an object.
-    pub fn reader(&self, path: &str) -> Result<impl Read + use<>> {
-        let r = self
-            .op
-            .reader(path)
-            .map_err(|e| self.err(e))
-            .with_context(|| self.ctx("reading", path))?;
-        r.into_std_read(..)
-            .map_err(|e| self.err(e))
-            .with_context(|| self.ctx("reading", path))
+    /// Stream an object; each read can be stopped by a signal.
+    pub fn reader(&self, path: &str) -> Result<impl Read + Send + use<>> {
+        let stream = self.link.call("reading", path, || async {
+            self.op.reader(path).await?.into_bytes_stream(..).await
+        })?;
+        Ok(ObjectReader {
+            link: self.link.clone(),
+            path: path.to_string(),
+            stream,
+            chunk: Bytes::new(),
+        })
     }
 
     pub fn size(&self, path: &str) -> Result<Option<u64>> {
-        match self.op.stat(path) {
-            Ok(meta) => Ok(Some(meta.content_length())),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(self.err(e)).with_context(|| self.ctx("checking", path)),
-        }
+        self.link.call("checking", path, || async {
+            match self.op.stat(path).await {
+                Ok(meta) => Ok(Some(meta.content_length())),
+                Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
     }
 
     /// Start writing `path`; nothing is visible under that name until [`Upload::commit`].
@@ -206,18 +226,15 @@ impl Destination {
         } else {
             path.to_string()
         };
-        let writer = self
-            .op
-            .writer_options(
-                &staging,
-                opendal::options::WriteOptions {
-                    chunk: self.chunk,
-                    concurrent: self.concurrency,
-                    ..Default::default()
-                },
-            )
-            .map_err(|e| self.err(e))
-            .with_context(|| self.ctx("writing", path))?;
+        self.make_private(&staging)?;
+        let options = || opendal::options::WriteOptions {
+            chunk: self.chunk,
+            concurrent: self.concurrency,
+            ..Default::default()
+        };
+        let writer = self.link.call("writing", path, || {
+            self.op.writer_options(&staging, options())
+        })?;
         Ok(Upload {
             dest: self,
             staging,
@@ -230,16 +247,72 @@ impl Destination {
     /// Write a small object in one piece, never visible half-written.
     pub fn put(&self, path: &str, body: Vec<u8>) -> Result<()> {
         let mut up = self.upload(path)?;
-        up.write(bytes::Bytes::from(body))?;
+        up.write(Bytes::from(body))?;
         up.commit()?;
         Ok(())
     }
 
     pub fn delete(&self, path: &str) -> Result<()> {
-        self.op
-            .delete(path)
-            .map_err(|e| self.err(e))
-            .with_context(|| self.ctx("deleting", path))
+        self.link.call("deleting", path, || self.op.delete(path))
+    }
+}
+
+impl Drop for Destination {
+    fn drop(&mut self) {
+        let modes = self.modes.get_mut().ok().and_then(Option::take);
+        if let Some(modes) = modes {
+            // Ends this session's ssh master; bounded, since the server may be gone.
+            runtime::handle().block_on(async {
+                let _ = tokio::time::timeout(Duration::from_secs(3), modes.close()).await;
+            });
+        }
+    }
+}
+
+/// A stored object as a `Read`, one streamed request, each chunk awaited interruptibly.
+struct ObjectReader {
+    link: Link,
+    path: String,
+    stream: opendal::FuturesBytesStream,
+    chunk: Bytes,
+}
+
+impl Read for ObjectReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.chunk.is_empty() {
+            let stream = &mut self.stream;
+            let next = self.link.call_once("reading", &self.path, async {
+                let item = std::future::poll_fn(|cx| {
+                    futures_core::Stream::poll_next(std::pin::Pin::new(&mut *stream), cx)
+                })
+                .await;
+                match item {
+                    None => Ok(None),
+                    Some(Ok(b)) => Ok(Some(b)),
+                    Some(Err(e)) => {
+                        Err(opendal::Error::new(ErrorKind::Unexpected, e.to_string())
+                            .set_temporary())
+                    }
+                }
+            });
+            match next {
+                Ok(Some(b)) => self.chunk = b,
+                Ok(None) => return Ok(0),
+                // Through io::Error as a Fault, so its meaning (an interruption, a failure)
+                // and hint survive the layers above.
+                Err(e) => {
+                    let mut fault = Fault::new(crate::exit::classify(&e), format!("{e:#}"));
+                    if let Some(h) = crate::exit::hint(&e) {
+                        fault = fault.hint(h);
+                    }
+                    return Err(io::Error::other(fault));
+                }
+            }
+        }
+        let n = buf.len().min(self.chunk.len());
+        buf[..n].copy_from_slice(&self.chunk[..n]);
+        let _ = self.chunk.split_to(n);
+        Ok(n)
     }
 }
 
@@ -248,18 +321,18 @@ pub struct Upload<'d> {
     dest: &'d Destination,
     staging: String,
     path: String,
-    writer: Option<blocking::Writer>,
+    writer: Option<opendal::Writer>,
     sent: u64,
 }
 
 impl Upload<'_> {
-    pub fn write(&mut self, chunk: bytes::Bytes) -> Result<()> {
+    pub fn write(&mut self, chunk: Bytes) -> Result<()> {
         let n = chunk.len() as u64;
         let writer = self.writer.as_mut().expect("upload already finished");
-        writer
-            .write(chunk)
-            .map_err(|e| self.dest.err(e))
-            .with_context(|| self.dest.ctx("writing", &self.path))?;
+        // OpenDAL retries a part itself; a write into a stream is made once.
+        self.dest
+            .link
+            .call_once("writing", &self.path, writer.write(chunk))?;
         self.sent += n;
         Ok(())
     }
@@ -268,22 +341,25 @@ impl Upload<'_> {
     /// sent. Returns the stored size.
     pub fn commit(mut self) -> Result<u64> {
         let mut writer = self.writer.take().expect("upload already finished");
-        writer
-            .close()
-            .map_err(|e| self.dest.err(e))
-            .with_context(|| self.dest.ctx("completing", &self.path))?;
+        let closed = self
+            .dest
+            .link
+            .call_once("completing", &self.path, writer.close());
+        if let Err(e) = closed {
+            self.writer = Some(writer);
+            return Err(e);
+        }
         if self.staging != self.path {
+            let (from, to) = (&self.staging, &self.path);
             self.dest
-                .op
-                .rename(&self.staging, &self.path)
-                .map_err(|e| self.dest.err(e))
-                .with_context(|| self.dest.ctx("renaming into place", &self.path))?;
+                .link
+                .call("renaming into place", to, || self.dest.op.rename(from, to))?;
         }
         let stored = self.dest.size(&self.path)?.unwrap_or(0);
         if stored != self.sent {
             anyhow::bail!(
                 "{}: stored {stored} bytes but sent {}; the upload is incomplete",
-                self.dest.ctx("confirming", &self.path),
+                self.dest.link.ctx("confirming", &self.path),
                 self.sent
             );
         }
@@ -293,65 +369,30 @@ impl Upload<'_> {
 
 impl Drop for Upload<'_> {
     fn drop(&mut self) {
-        if let Some(writer) = self.writer.take() {
-            // Not committed: abort what the backend started and remove what may be staged.
-            drop(writer);
-            let _ = self.dest.op.delete(&self.staging);
-        }
+        let Some(mut writer) = self.writer.take() else {
+            return;
+        };
+        // Not committed: abort what the backend started (S3: AbortMultipartUpload, so no parts
+        // are left behind) and remove what may be staged. Bounded, and quick after a signal: the
+        // run must still end within seconds.
+        let limit = if crate::interrupt::requested() {
+            Duration::from_secs(3)
+        } else {
+            self.dest.link.timeout
+        };
+        let op = &self.dest.op;
+        let staging = self.staging.clone();
+        let can_rename = self.dest.can_rename;
+        runtime::handle().block_on(async {
+            let _ = tokio::time::timeout(limit, async {
+                let _ = writer.abort().await;
+                if can_rename {
+                    let _ = op.delete(&staging).await;
+                }
+            })
+            .await;
+        });
     }
-}
-
-/// OpenDAL errors carry the request (with our paths, never credentials); they become a failure
-/// with a hint for the kinds a user can act on.
-fn storage_fault(e: opendal::Error, hint: Option<String>) -> Fault {
-    let mut fault = Fault::new(Exit::Failure, flatten(&e));
-    if let Some(h) = hint {
-        fault = fault.hint(h);
-    }
-    fault
-}
-
-/// The error and its sources on one line (OpenDAL's Display keeps the cause separate).
-fn flatten(e: &opendal::Error) -> String {
-    let mut msg = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !msg.contains(&text) {
-            msg.push_str(": ");
-            msg.push_str(&text);
-        }
-        source = s.source();
-    }
-    msg
-}
-
-fn error_hint(e: &opendal::Error, location: &Location) -> Option<String> {
-    let hint = match (e.kind(), location) {
-        (ErrorKind::PermissionDenied, Location::S3(_)) => {
-            "check the S3 credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or credentials_file) and the bucket policy"
-                .to_string()
-        }
-        (ErrorKind::PermissionDenied, _) => "check the destination's permissions (owner and mode of the folder, or the login)".into(),
-        (ErrorKind::NotFound, Location::S3(s3)) => format!("check that the bucket {:?} exists in that region and endpoint", s3.bucket),
-        (ErrorKind::NotFound, _) => "check that the destination's folder exists".into(),
-        (ErrorKind::RateLimited, _) => "the backend throttled the requests; try again later or set bandwidth_limit".into(),
-        (ErrorKind::ConfigInvalid, _) => "check the destination's settings in the config".into(),
-        (_, Location::Sftp(s)) => format!(
-            "check that {host}:{port} is reachable, that its host key is in known_hosts (seed it with `ssh-keyscan -p {port} {host} >> ~/.ssh/known_hosts`, \
-             or set host_key_check = \"accept-new\"), and that the key is authorized for {user}",
-            host = s.host,
-            port = s.port,
-            user = s.user
-        ),
-        (ErrorKind::Unexpected, Location::S3(s3)) => format!(
-            "the S3 endpoint {} did not answer; check that it is up and reachable",
-            s3.endpoint.as_deref().unwrap_or("(AWS)")
-        ),
-        _ if e.is_temporary() => "a temporary error persisted through every retry; try again later".into(),
-        _ => return None,
-    };
-    Some(hint)
 }
 
 /// An S3 builder that reads no stray configuration: credentials come only from the standard

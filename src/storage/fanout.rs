@@ -25,6 +25,29 @@ enum Msg {
     },
 }
 
+/// What the pipeline sees when no upload is left: the uploads' own errors say why.
+#[derive(Debug)]
+struct EveryLaneFailed;
+
+impl std::fmt::Display for EveryLaneFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("every destination failed")
+    }
+}
+
+impl std::error::Error for EveryLaneFailed {}
+
+/// True when `err` stopped the pipeline only because every upload had failed.
+pub fn every_lane_failed(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause.is::<EveryLaneFailed>()
+            || cause
+                .downcast_ref::<io::Error>()
+                .and_then(|io| io.get_ref())
+                .is_some_and(|inner| inner.is::<EveryLaneFailed>())
+    })
+}
+
 /// The outcome on one destination: the stored archive size, or why it failed.
 pub type Outcome = Result<u64>;
 
@@ -100,7 +123,7 @@ impl<'scope> FanOut<'scope> {
             }
         }
         if alive == 0 {
-            return Err(io::Error::other("every destination failed"));
+            return Err(io::Error::other(EveryLaneFailed));
         }
         Ok(())
     }

@@ -4,7 +4,9 @@
 pub mod credentials;
 pub mod destination;
 pub mod fanout;
+pub mod link;
 pub mod runtime;
+pub mod sftp_modes;
 pub mod url;
 
 pub use destination::Destination;

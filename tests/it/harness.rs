@@ -35,6 +35,8 @@ pub struct Env {
     pub destinations: Vec<String>,
     /// Extra environment for the binary (S3 credentials).
     pub vars: Vec<(String, String)>,
+    /// Another `state_dir` than `<root>/state`.
+    pub state_dir: Option<PathBuf>,
 }
 
 impl Env {
@@ -52,6 +54,7 @@ impl Env {
             sources: Vec::new(),
             destinations: vec![dest("local", &format!("file://{}/backups", "__ROOT__"))],
             vars: Vec::new(),
+            state_dir: None,
         }
     }
 
@@ -110,7 +113,10 @@ impl Env {
     pub fn write_config(&self) -> PathBuf {
         let mut text = format!(
             "name = \"test-host\"\nstate_dir = \"{}\"\n{}\n",
-            self.path("state").display(),
+            self.state_dir
+                .clone()
+                .unwrap_or_else(|| self.path("state"))
+                .display(),
             self.extra
         );
         for s in &self.sources {

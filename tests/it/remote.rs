@@ -134,6 +134,32 @@ fn sftp_destination_round_trip() {
 }
 
 #[test]
+fn sftp_objects_and_folders_are_private() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut server = SshServer::start(&tmp.path().join("sshd"));
+    server.trust();
+    let store = tmp.path().join("store");
+    let env = env_for(
+        &server.url(&store),
+        &format!("key = \"{}\"", server.client_key.display()),
+    );
+    let id = env.backup();
+    let root = store.join("test-host");
+    assert_eq!(mode_of(&root), 0o700, "the namespace folder");
+    assert_eq!(mode_of(&root.join("tmp")), 0o700, "tmp/");
+    let files = files_below(&root);
+    assert!(files.iter().any(|f| f.starts_with(&id)), "{files:?}");
+    for f in &files {
+        assert_eq!(mode_of(&root.join(f)), 0o600, "{f}");
+    }
+    // A second backup on the same session kind keeps it so.
+    env.backup();
+    for f in files_below(&root) {
+        assert_eq!(mode_of(&root.join(&f)), 0o600, "{f}");
+    }
+}
+
+#[test]
 fn other_opendal_services_plug_in_by_scheme_and_options() {
     let mut env = env_for("file:///unused", "");
     let root = env.path("via-scheme");
@@ -333,6 +359,7 @@ fn clone_env(env: &Env) -> Env {
         sources: env.sources.clone(),
         destinations: env.destinations.clone(),
         vars: env.vars.clone(),
+        state_dir: env.state_dir.clone(),
     }
 }
 

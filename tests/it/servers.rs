@@ -253,3 +253,50 @@ fn whoami() -> String {
         })
         .unwrap()
 }
+
+/// This server's host key trusted in known_hosts at another port of 127.0.0.1 too (a proxy in
+/// front of it), until dropped.
+pub struct HostKeyAlias {
+    port: u16,
+}
+
+impl SshServer {
+    /// Trust this server's host key when reached through 127.0.0.1:`port`.
+    pub fn trust_at(&self, port: u16) -> HostKeyAlias {
+        let key = fs::read_to_string(self.dir.join("host_key.pub")).unwrap();
+        let mut fields = key.split_whitespace();
+        let line = format!(
+            "[127.0.0.1]:{port} {} {}",
+            fields.next().unwrap(),
+            fields.next().unwrap()
+        );
+        let _guard = KNOWN_HOSTS.lock().unwrap_or_else(|e| e.into_inner());
+        let path = known_hosts_path();
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let mut f = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .unwrap();
+        writeln!(f, "{line}").unwrap();
+        HostKeyAlias { port }
+    }
+}
+
+impl Drop for HostKeyAlias {
+    fn drop(&mut self) {
+        let _guard = KNOWN_HOSTS.lock().unwrap_or_else(|e| e.into_inner());
+        let path = known_hosts_path();
+        if path.exists() {
+            let _ = Command::new("ssh-keygen")
+                .arg("-R")
+                .arg(format!("[127.0.0.1]:{}", self.port))
+                .arg("-f")
+                .arg(&path)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            let _ = fs::remove_file(path.with_extension("old"));
+        }
+    }
+}

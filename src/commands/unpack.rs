@@ -1,0 +1,345 @@
+//! Downloading a backup and unpacking it into a private folder with every check: the archive
+//! streams through the reader's checks while a few workers sync each unpacked file and check
+//! each database, so threads and memory stay bounded however many files a backup holds.
+
+use std::path::Path;
+
+use anyhow::Result;
+
+use crate::catalog::Backup;
+use crate::storage::Destination;
+
+/// Download `backup`, unpack it into `into` (an empty private folder) with every check, then run
+/// `pragma` (quick_check or integrity_check) on each database. Returns the databases checked.
+pub fn unpack_checked(
+    dest: &Destination,
+    backup: &Backup,
+    opener: Option<&crate::crypto::Opener>,
+    into: &Path,
+    pragma: &str,
+    durable: bool,
+    progress: &dyn crate::progress::Progress,
+) -> Result<Vec<String>> {
+    use anyhow::Context;
+    if let Some(damage) = &backup.damage {
+        return Err(anyhow::Error::new(
+            crate::exit::integrity(format!(
+                "backup {} on {} is damaged: {damage}",
+                backup.id, dest.name
+            ))
+            .hint("restore an older backup (`litevault list`), or one from another destination"),
+        ));
+    }
+    let stored = dest.reader(&backup.sidecar.archive.object)?;
+    progress.set_total(backup.sidecar.manifest.total_size());
+    let databases = &backup.sidecar.manifest.databases;
+    // Each file is synced (when `durable`) and each database checked by a small pool of workers
+    // soon after it is unpacked, while the next ones unpack; the database verdicts are read once
+    // the whole archive has proved intact.
+    let (extracted, aftercare) = std::thread::scope(|scope| {
+        let mut pool = Aftercare::start(scope, pragma, durable);
+        let mut on_file = |path: &str, size: u64| -> Result<()> {
+            let db = databases.iter().position(|d| d.path == path);
+            if !durable && db.is_none() {
+                return Ok(());
+            }
+            pool.add(Unpacked {
+                path: into.join(path),
+                size,
+                db: db.map(|i| (i, &databases[i])),
+            })
+        };
+        let extracted = crate::archive::reader::extract(
+            stored,
+            &backup.sidecar,
+            opener,
+            into,
+            progress,
+            &mut on_file,
+        );
+        (extracted, pool.finish())
+    });
+    let context = || format!("backup {} on {}", backup.id, dest.name);
+    // A worker's failure that stopped the unpacking is the cause; otherwise damage found while
+    // unpacking comes first, as it explains anything the workers saw.
+    match (extracted, aftercare.failure) {
+        (Err(e), Some(failure)) if e.is::<StoppedByAftercare>() => {
+            return Err(failure).with_context(context)
+        }
+        (Err(e), _) => return Err(e).with_context(context),
+        (Ok(()), Some(failure)) => return Err(failure).with_context(context),
+        (Ok(()), None) => {}
+    }
+    let mut checked = Vec::new();
+    for (index, problems) in aftercare.verdicts {
+        let db = &databases[index];
+        if !problems.is_empty() {
+            return Err(crate::exit::integrity(format!(
+                "backup {} on {}: database {} fails {pragma}: {}",
+                backup.id,
+                dest.name,
+                db.source,
+                problems.join("; ")
+            ))
+            .into());
+        }
+        checked.push(db.source.clone());
+    }
+    Ok(checked)
+}
+
+/// Threads that sync and check unpacked files. One thread per file ran out of threads (and
+/// memory) at about 32,000 files; a few workers behind a short queue keep both bounded while
+/// still overlapping the syncs (mostly waiting on the disk) with the unpacking.
+const AFTERCARE_WORKERS: usize = 4;
+/// Batches waiting for a worker.
+const AFTERCARE_QUEUE: usize = 4;
+/// Files travel in batches, so a folder of many small files costs a hand-over per batch rather
+/// than per file; a batch goes as soon as it holds this many files or bytes, or a database (whose
+/// check should start at once).
+const BATCH_FILES: usize = 64;
+const BATCH_BYTES: u64 = 8 << 20;
+
+/// One unpacked file and, for a database, its index in the manifest's list. The worker opens it
+/// again by path (inside the private unpack folder), so no handle waits in a queue.
+struct Unpacked<'m> {
+    path: std::path::PathBuf,
+    size: u64,
+    db: Option<(usize, &'m crate::archive::manifest::DatabaseEntry)>,
+}
+
+/// What the workers found: the first error (sync or check), and each database's problems by its
+/// manifest index, in manifest order.
+struct AftercareOutcome {
+    failure: Option<anyhow::Error>,
+    verdicts: Vec<(usize, Vec<String>)>,
+}
+
+/// Returned to the unpacker once a worker has failed, so it stops instead of unpacking files
+/// that can no longer be restored; the worker's own error is the one reported.
+#[derive(Debug)]
+struct StoppedByAftercare;
+
+impl std::fmt::Display for StoppedByAftercare {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("stopped: syncing or checking an unpacked file failed")
+    }
+}
+
+impl std::error::Error for StoppedByAftercare {}
+
+#[derive(Default)]
+struct AftercareShared {
+    failed: std::sync::atomic::AtomicBool,
+    failure: std::sync::Mutex<Option<anyhow::Error>>,
+    verdicts: std::sync::Mutex<Vec<(usize, Vec<String>)>>,
+}
+
+impl AftercareShared {
+    fn fail(&self, err: anyhow::Error) {
+        let mut slot = self.failure.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            *slot = Some(err);
+        }
+        self.failed.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn has_failed(&self) -> bool {
+        self.failed.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+struct Aftercare<'scope, 'm> {
+    queue: std::sync::mpsc::SyncSender<Vec<Unpacked<'m>>>,
+    workers: Vec<std::thread::ScopedJoinHandle<'scope, ()>>,
+    shared: std::sync::Arc<AftercareShared>,
+    batch: Vec<Unpacked<'m>>,
+    batch_bytes: u64,
+}
+
+impl<'scope, 'm: 'scope> Aftercare<'scope, 'm> {
+    fn start<'env>(
+        scope: &'scope std::thread::Scope<'scope, 'env>,
+        pragma: &'scope str,
+        durable: bool,
+    ) -> Self {
+        let (queue, batches) = std::sync::mpsc::sync_channel::<Vec<Unpacked<'m>>>(AFTERCARE_QUEUE);
+        // Only the workers hold the receiver: should they all die, sending fails rather than
+        // waiting forever on a full queue.
+        let batches = std::sync::Arc::new(std::sync::Mutex::new(batches));
+        let shared = std::sync::Arc::new(AftercareShared::default());
+        let workers = (0..AFTERCARE_WORKERS)
+            .map(|_| {
+                let (batches, shared) = (batches.clone(), shared.clone());
+                scope.spawn(move || loop {
+                    let batch = batches.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                    let Ok(batch) = batch else { break };
+                    for file in batch {
+                        // After a failure the queue is still emptied, so the unpacker never
+                        // blocks on it.
+                        if shared.has_failed() {
+                            break;
+                        }
+                        aftercare_one(file, pragma, durable, &shared);
+                    }
+                })
+            })
+            .collect();
+        Aftercare {
+            queue,
+            workers,
+            shared,
+            batch: Vec::with_capacity(BATCH_FILES),
+            batch_bytes: 0,
+        }
+    }
+
+    fn add(&mut self, file: Unpacked<'m>) -> Result<()> {
+        if self.shared.has_failed() {
+            return Err(StoppedByAftercare.into());
+        }
+        let urgent = file.db.is_some();
+        self.batch_bytes += file.size;
+        self.batch.push(file);
+        if urgent || self.batch.len() >= BATCH_FILES || self.batch_bytes >= BATCH_BYTES {
+            self.send()?;
+        }
+        Ok(())
+    }
+
+    fn send(&mut self) -> Result<()> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH_FILES));
+        self.batch_bytes = 0;
+        self.queue.send(batch).map_err(|lost| {
+            anyhow::anyhow!(
+                "every sync and check worker has stopped; {} was neither synced nor checked",
+                lost.0[0].path.display()
+            )
+        })
+    }
+
+    /// Send what is left, wait for the workers, and gather what they found.
+    fn finish(mut self) -> AftercareOutcome {
+        if let Err(e) = self.send() {
+            self.shared.fail(e);
+        }
+        drop(self.queue);
+        for worker in self.workers {
+            if worker.join().is_err() {
+                self.shared
+                    .fail(anyhow::anyhow!("a sync and check worker panicked"));
+            }
+        }
+        let shared = &self.shared;
+        let failure = shared
+            .failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let mut verdicts =
+            std::mem::take(&mut *shared.verdicts.lock().unwrap_or_else(|p| p.into_inner()));
+        verdicts.sort_by_key(|(index, _)| *index);
+        AftercareOutcome { failure, verdicts }
+    }
+}
+
+fn aftercare_one(file: Unpacked<'_>, pragma: &str, durable: bool, shared: &AftercareShared) {
+    use anyhow::Context;
+    if durable {
+        let synced = std::fs::File::open(&file.path).and_then(|f| f.sync_all());
+        if let Err(e) = synced {
+            shared.fail(anyhow::Error::new(e).context(format!("syncing {}", file.path.display())));
+            return;
+        }
+    }
+    if let Some((index, db)) = file.db {
+        match crate::source::sqlite::check_file(&file.path, pragma)
+            .with_context(|| format!("database {} ({})", db.source, file.path.display()))
+        {
+            Ok(problems) => shared
+                .verdicts
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((index, problems)),
+            Err(e) => shared.fail(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn database(path: &str) -> crate::archive::manifest::DatabaseEntry {
+        crate::archive::manifest::DatabaseEntry {
+            source: path.into(),
+            path: path.into(),
+            page_size: 4096,
+            page_count: 1,
+            sqlite_version: "3".into(),
+            user_version: 0,
+            journal_mode: "wal".into(),
+            check: crate::config::Check::Quick,
+            row_counts: Default::default(),
+        }
+    }
+
+    /// Many more files than workers and queue slots go through, every database is checked (a
+    /// damaged one gets its problems), and a check that cannot run at all is the failure,
+    /// naming its file.
+    #[test]
+    fn aftercare_sees_every_file_and_reports_the_first_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("good.db");
+        rusqlite::Connection::open(&good)
+            .unwrap()
+            .execute_batch("CREATE TABLE t(x)")
+            .unwrap();
+        let bad = dir.path().join("bad.db");
+        std::fs::write(&bad, vec![7u8; 8192]).unwrap();
+        let gone = dir.path().join("gone/gone.db");
+        let dbs = [database("good.db"), database("bad.db"), database("gone.db")];
+        let plain = dir.path().join("plain.txt");
+        std::fs::write(&plain, "x").unwrap();
+
+        let file = |path: &Path, db: Option<usize>| Unpacked {
+            path: path.to_path_buf(),
+            size: 1,
+            db: db.map(|i| (i, &dbs[i])),
+        };
+        let outcome = std::thread::scope(|scope| {
+            let mut pool = Aftercare::start(scope, "quick_check", true);
+            for _ in 0..(BATCH_FILES * (AFTERCARE_QUEUE + AFTERCARE_WORKERS) * 4) {
+                pool.add(file(&plain, None)).unwrap();
+            }
+            pool.add(file(&bad, Some(1))).unwrap();
+            pool.add(file(&good, Some(0))).unwrap();
+            pool.finish()
+        });
+        assert!(outcome.failure.is_none(), "{:?}", outcome.failure);
+        let indexes: Vec<usize> = outcome.verdicts.iter().map(|(i, _)| *i).collect();
+        assert_eq!(indexes, [0, 1], "verdicts in manifest order");
+        assert!(outcome.verdicts[0].1.is_empty(), "{:?}", outcome.verdicts);
+        assert!(!outcome.verdicts[1].1.is_empty(), "{:?}", outcome.verdicts);
+
+        // A check that cannot open its database, and a sync that cannot open its file.
+        for (durable, named) in [(false, "database gone.db"), (true, "syncing")] {
+            let outcome = std::thread::scope(|scope| {
+                let mut pool = Aftercare::start(scope, "quick_check", durable);
+                let _ = pool.add(file(&gone, Some(2)));
+                for _ in 0..1000 {
+                    if pool.add(file(&plain, None)).is_err() {
+                        break;
+                    }
+                }
+                pool.finish()
+            });
+            let failure = format!("{:#}", outcome.failure.expect("the missing file's failure"));
+            assert!(failure.contains(named), "{failure}");
+            assert!(failure.contains("gone/gone.db"), "{failure}");
+        }
+    }
+}
