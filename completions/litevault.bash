@@ -31,6 +31,9 @@ _litevault() {
             litevault,history)
                 cmd="litevault__subcmd__history"
                 ;;
+            litevault,key)
+                cmd="litevault__subcmd__key"
+                ;;
             litevault,list)
                 cmd="litevault__subcmd__list"
                 ;;
@@ -42,6 +45,9 @@ _litevault() {
                 ;;
             litevault,prune)
                 cmd="litevault__subcmd__prune"
+                ;;
+            litevault,rekey)
+                cmd="litevault__subcmd__rekey"
                 ;;
             litevault,restore)
                 cmd="litevault__subcmd__restore"
@@ -64,6 +70,9 @@ _litevault() {
             litevault__subcmd__help,history)
                 cmd="litevault__subcmd__help__subcmd__history"
                 ;;
+            litevault__subcmd__help,key)
+                cmd="litevault__subcmd__help__subcmd__key"
+                ;;
             litevault__subcmd__help,list)
                 cmd="litevault__subcmd__help__subcmd__list"
                 ;;
@@ -73,11 +82,29 @@ _litevault() {
             litevault__subcmd__help,prune)
                 cmd="litevault__subcmd__help__subcmd__prune"
                 ;;
+            litevault__subcmd__help,rekey)
+                cmd="litevault__subcmd__help__subcmd__rekey"
+                ;;
             litevault__subcmd__help,restore)
                 cmd="litevault__subcmd__help__subcmd__restore"
                 ;;
             litevault__subcmd__help,verify)
                 cmd="litevault__subcmd__help__subcmd__verify"
+                ;;
+            litevault__subcmd__help__subcmd__key,generate)
+                cmd="litevault__subcmd__help__subcmd__key__subcmd__generate"
+                ;;
+            litevault__subcmd__key,generate)
+                cmd="litevault__subcmd__key__subcmd__generate"
+                ;;
+            litevault__subcmd__key,help)
+                cmd="litevault__subcmd__key__subcmd__help"
+                ;;
+            litevault__subcmd__key__subcmd__help,generate)
+                cmd="litevault__subcmd__key__subcmd__help__subcmd__generate"
+                ;;
+            litevault__subcmd__key__subcmd__help,help)
+                cmd="litevault__subcmd__key__subcmd__help__subcmd__help"
                 ;;
             *)
                 ;;
@@ -86,7 +113,7 @@ _litevault() {
 
     case "${cmd}" in
         litevault)
-            opts="-c -q -h -V --config --quiet --json --metrics-file --help --version backup list ls restore verify prune check history completions man help"
+            opts="-c -q -h -V --config --quiet --json --metrics-file --help --version backup list ls restore verify prune rekey check history key completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -222,7 +249,7 @@ _litevault() {
             return 0
             ;;
         litevault__subcmd__help)
-            opts="backup list restore verify prune check history completions man help"
+            opts="backup list restore verify prune rekey check history key completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -305,6 +332,34 @@ _litevault() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        litevault__subcmd__help__subcmd__key)
+            opts="generate"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        litevault__subcmd__help__subcmd__key__subcmd__generate)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         litevault__subcmd__help__subcmd__list)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -334,6 +389,20 @@ _litevault() {
             return 0
             ;;
         litevault__subcmd__help__subcmd__prune)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        litevault__subcmd__help__subcmd__rekey)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -409,6 +478,100 @@ _litevault() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        litevault__subcmd__key)
+            opts="-c -q -h --config --quiet --json --metrics-file --help generate help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --metrics-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        litevault__subcmd__key__subcmd__generate)
+            opts="-c -q -h --signing --config --quiet --json --metrics-file --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --metrics-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        litevault__subcmd__key__subcmd__help)
+            opts="generate help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        litevault__subcmd__key__subcmd__help__subcmd__generate)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        litevault__subcmd__key__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         litevault__subcmd__list)
             opts="-d -c -q -h --dest --config --quiet --json --metrics-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -471,6 +634,44 @@ _litevault() {
             ;;
         litevault__subcmd__prune)
             opts="-d -n -c -q -h --dest --dry-run --wait --config --quiet --json --metrics-file --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --dest)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -d)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --metrics-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        litevault__subcmd__rekey)
+            opts="-d -c -q -h --all --dest --wait --config --quiet --json --metrics-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -36,8 +36,10 @@ complete -c litevault -n "__fish_litevault_needs_command" -f -a "ls" -d 'List co
 complete -c litevault -n "__fish_litevault_needs_command" -f -a "restore" -d 'Restore a backup into a folder'
 complete -c litevault -n "__fish_litevault_needs_command" -f -a "verify" -d 'Prove that backups are intact and restorable'
 complete -c litevault -n "__fish_litevault_needs_command" -f -a "prune" -d 'Delete backups that the retention policy no longer keeps'
+complete -c litevault -n "__fish_litevault_needs_command" -f -a "rekey" -d 'Re-encrypt stored backups to the current recipients (and re-sign them), one at a time'
 complete -c litevault -n "__fish_litevault_needs_command" -f -a "check" -d 'Check the config and test each destination with a probe object'
 complete -c litevault -n "__fish_litevault_needs_command" -f -a "history" -d 'Show recorded runs from the execution store, newest first'
+complete -c litevault -n "__fish_litevault_needs_command" -f -a "key" -d 'Make keys: an age identity to encrypt to, or an SSH key to sign backups with'
 complete -c litevault -n "__fish_litevault_needs_command" -f -a "completions" -d 'Print a shell completion script'
 complete -c litevault -n "__fish_litevault_needs_command" -f -a "man" -d 'Write the man pages into a folder'
 complete -c litevault -n "__fish_litevault_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
@@ -92,6 +94,14 @@ complete -c litevault -n "__fish_litevault_using_subcommand prune" -s n -l dry-r
 complete -c litevault -n "__fish_litevault_using_subcommand prune" -s q -l quiet -d 'Print nothing on success; errors still go to stderr'
 complete -c litevault -n "__fish_litevault_using_subcommand prune" -l json -d 'Print one JSON document on stdout instead of text'
 complete -c litevault -n "__fish_litevault_using_subcommand prune" -s h -l help -d 'Print help'
+complete -c litevault -n "__fish_litevault_using_subcommand rekey" -s d -l dest -d 'Work on this destination only [default: all]' -r
+complete -c litevault -n "__fish_litevault_using_subcommand rekey" -l wait -d 'If another run holds the lock, wait this long for it instead of exiting 5' -r
+complete -c litevault -n "__fish_litevault_using_subcommand rekey" -s c -l config -d 'Configuration file [default: $LITEVAULT_CONFIG, else /etc/litevault/litevault.toml]' -r -F
+complete -c litevault -n "__fish_litevault_using_subcommand rekey" -l metrics-file -d 'Write Prometheus metrics here after the run [default: metrics_file in the config]' -r -F
+complete -c litevault -n "__fish_litevault_using_subcommand rekey" -l all -d 'Re-encrypt every backup not already encrypted to exactly the current recipients'
+complete -c litevault -n "__fish_litevault_using_subcommand rekey" -s q -l quiet -d 'Print nothing on success; errors still go to stderr'
+complete -c litevault -n "__fish_litevault_using_subcommand rekey" -l json -d 'Print one JSON document on stdout instead of text'
+complete -c litevault -n "__fish_litevault_using_subcommand rekey" -s h -l help -d 'Print help'
 complete -c litevault -n "__fish_litevault_using_subcommand check" -s d -l dest -d 'Check only this destination (repeat for several) [default: all]' -r
 complete -c litevault -n "__fish_litevault_using_subcommand check" -s c -l config -d 'Configuration file [default: $LITEVAULT_CONFIG, else /etc/litevault/litevault.toml]' -r -F
 complete -c litevault -n "__fish_litevault_using_subcommand check" -l metrics-file -d 'Write Prometheus metrics here after the run [default: metrics_file in the config]' -r -F
@@ -104,6 +114,21 @@ complete -c litevault -n "__fish_litevault_using_subcommand history" -l metrics-
 complete -c litevault -n "__fish_litevault_using_subcommand history" -s q -l quiet -d 'Print nothing on success; errors still go to stderr'
 complete -c litevault -n "__fish_litevault_using_subcommand history" -l json -d 'Print one JSON document on stdout instead of text'
 complete -c litevault -n "__fish_litevault_using_subcommand history" -s h -l help -d 'Print help'
+complete -c litevault -n "__fish_litevault_using_subcommand key; and not __fish_seen_subcommand_from generate help" -s c -l config -d 'Configuration file [default: $LITEVAULT_CONFIG, else /etc/litevault/litevault.toml]' -r -F
+complete -c litevault -n "__fish_litevault_using_subcommand key; and not __fish_seen_subcommand_from generate help" -l metrics-file -d 'Write Prometheus metrics here after the run [default: metrics_file in the config]' -r -F
+complete -c litevault -n "__fish_litevault_using_subcommand key; and not __fish_seen_subcommand_from generate help" -s q -l quiet -d 'Print nothing on success; errors still go to stderr'
+complete -c litevault -n "__fish_litevault_using_subcommand key; and not __fish_seen_subcommand_from generate help" -l json -d 'Print one JSON document on stdout instead of text'
+complete -c litevault -n "__fish_litevault_using_subcommand key; and not __fish_seen_subcommand_from generate help" -s h -l help -d 'Print help'
+complete -c litevault -n "__fish_litevault_using_subcommand key; and not __fish_seen_subcommand_from generate help" -f -a "generate" -d 'Write a new key to FILE (mode 0600, never over an existing file) and print its public half'
+complete -c litevault -n "__fish_litevault_using_subcommand key; and not __fish_seen_subcommand_from generate help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c litevault -n "__fish_litevault_using_subcommand key; and __fish_seen_subcommand_from generate" -s c -l config -d 'Configuration file [default: $LITEVAULT_CONFIG, else /etc/litevault/litevault.toml]' -r -F
+complete -c litevault -n "__fish_litevault_using_subcommand key; and __fish_seen_subcommand_from generate" -l metrics-file -d 'Write Prometheus metrics here after the run [default: metrics_file in the config]' -r -F
+complete -c litevault -n "__fish_litevault_using_subcommand key; and __fish_seen_subcommand_from generate" -l signing -d 'An ed25519 SSH signing key (for [signing] key_file) instead of an age identity; its public line also goes to FILE.pub'
+complete -c litevault -n "__fish_litevault_using_subcommand key; and __fish_seen_subcommand_from generate" -s q -l quiet -d 'Print nothing on success; errors still go to stderr'
+complete -c litevault -n "__fish_litevault_using_subcommand key; and __fish_seen_subcommand_from generate" -l json -d 'Print one JSON document on stdout instead of text'
+complete -c litevault -n "__fish_litevault_using_subcommand key; and __fish_seen_subcommand_from generate" -s h -l help -d 'Print help'
+complete -c litevault -n "__fish_litevault_using_subcommand key; and __fish_seen_subcommand_from help" -f -a "generate" -d 'Write a new key to FILE (mode 0600, never over an existing file) and print its public half'
+complete -c litevault -n "__fish_litevault_using_subcommand key; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c litevault -n "__fish_litevault_using_subcommand completions" -s c -l config -d 'Configuration file [default: $LITEVAULT_CONFIG, else /etc/litevault/litevault.toml]' -r -F
 complete -c litevault -n "__fish_litevault_using_subcommand completions" -l metrics-file -d 'Write Prometheus metrics here after the run [default: metrics_file in the config]' -r -F
 complete -c litevault -n "__fish_litevault_using_subcommand completions" -s q -l quiet -d 'Print nothing on success; errors still go to stderr'
@@ -114,13 +139,16 @@ complete -c litevault -n "__fish_litevault_using_subcommand man" -l metrics-file
 complete -c litevault -n "__fish_litevault_using_subcommand man" -s q -l quiet -d 'Print nothing on success; errors still go to stderr'
 complete -c litevault -n "__fish_litevault_using_subcommand man" -l json -d 'Print one JSON document on stdout instead of text'
 complete -c litevault -n "__fish_litevault_using_subcommand man" -s h -l help -d 'Print help'
-complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune check history completions man help" -f -a "backup" -d 'Take a backup and store it on every (or each named) destination'
-complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune check history completions man help" -f -a "list" -d 'List complete backups, newest first'
-complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune check history completions man help" -f -a "restore" -d 'Restore a backup into a folder'
-complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune check history completions man help" -f -a "verify" -d 'Prove that backups are intact and restorable'
-complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune check history completions man help" -f -a "prune" -d 'Delete backups that the retention policy no longer keeps'
-complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune check history completions man help" -f -a "check" -d 'Check the config and test each destination with a probe object'
-complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune check history completions man help" -f -a "history" -d 'Show recorded runs from the execution store, newest first'
-complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune check history completions man help" -f -a "completions" -d 'Print a shell completion script'
-complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune check history completions man help" -f -a "man" -d 'Write the man pages into a folder'
-complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune check history completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune rekey check history key completions man help" -f -a "backup" -d 'Take a backup and store it on every (or each named) destination'
+complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune rekey check history key completions man help" -f -a "list" -d 'List complete backups, newest first'
+complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune rekey check history key completions man help" -f -a "restore" -d 'Restore a backup into a folder'
+complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune rekey check history key completions man help" -f -a "verify" -d 'Prove that backups are intact and restorable'
+complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune rekey check history key completions man help" -f -a "prune" -d 'Delete backups that the retention policy no longer keeps'
+complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune rekey check history key completions man help" -f -a "rekey" -d 'Re-encrypt stored backups to the current recipients (and re-sign them), one at a time'
+complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune rekey check history key completions man help" -f -a "check" -d 'Check the config and test each destination with a probe object'
+complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune rekey check history key completions man help" -f -a "history" -d 'Show recorded runs from the execution store, newest first'
+complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune rekey check history key completions man help" -f -a "key" -d 'Make keys: an age identity to encrypt to, or an SSH key to sign backups with'
+complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune rekey check history key completions man help" -f -a "completions" -d 'Print a shell completion script'
+complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune rekey check history key completions man help" -f -a "man" -d 'Write the man pages into a folder'
+complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune rekey check history key completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c litevault -n "__fish_litevault_using_subcommand help; and __fish_seen_subcommand_from key" -f -a "generate" -d 'Write a new key to FILE (mode 0600, never over an existing file) and print its public half'

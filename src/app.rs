@@ -80,6 +80,16 @@ fn dispatch(cli: &Cli, ui: &Ui) -> Result<Exit> {
                     "unencrypted".into()
                 });
                 flags.extend(it.tags.iter().cloned());
+                if it.signed_by.is_some() {
+                    flags.push("signed".into());
+                }
+                if let Some(why) = &it.untrusted {
+                    flags.push("UNTRUSTED".into());
+                    ui.warn(&format!(
+                        "backup {} on {} is not trusted: {why}",
+                        it.id, it.destination
+                    ));
+                }
                 if let Some(damage) = &it.damage {
                     flags.push("DAMAGED".into());
                     ui.warn(&format!(
@@ -177,6 +187,22 @@ fn dispatch(cli: &Cli, ui: &Ui) -> Result<Exit> {
             ui.say_all(&lines)?;
             Ok(report.exit())
         }
+        Command::Key(crate::cli::KeyCommand::Generate(args)) => {
+            let report = commands::key::generate(args)?;
+            ui.json(&report)?;
+            ui.result(&report.public);
+            ui.remark(&format!(
+                "wrote the {} key to {}; {}",
+                report.kind,
+                report.file.display(),
+                if report.kind == "age" {
+                    "put the line above in [encryption] recipients, and keep the file where you restore"
+                } else {
+                    "set [signing] key_file to it, and put the line above in [trust] signers where you restore"
+                }
+            ));
+            Ok(Exit::Success)
+        }
         Command::History(args) => {
             let s = settings(cli)?;
             let state = crate::state::StateDir::open(&s.state_dir)?;
@@ -213,6 +239,41 @@ fn dispatch(cli: &Cli, ui: &Ui) -> Result<Exit> {
             }
             ui.say_all(&lines)?;
             Ok(Exit::Success)
+        }
+        Command::Rekey(args) => {
+            let s = settings(cli)?;
+            let mut runner = Runner::new(&s, cli.metrics_file.as_deref());
+            let report = runner.record("rekey", |_| commands::rekey::run(&s, args));
+            warn_all(ui, &runner.warnings);
+            let report = report?;
+            ui.json(&report)?;
+            let mut lines = Vec::new();
+            for id in &report.finished {
+                lines.push(format!("finished {id} (left half-way by a killed run)"));
+            }
+            for o in &report.rekeyed {
+                lines.push(format!(
+                    "rekeyed {} on {}: {}",
+                    o.id, o.destination, o.detail
+                ));
+            }
+            for o in &report.skipped {
+                lines.push(format!(
+                    "skipped {} on {}: {}",
+                    o.id, o.destination, o.detail
+                ));
+            }
+            for o in &report.failed {
+                ui.error(&format!("{} on {}: {}", o.id, o.destination, o.detail));
+            }
+            lines.push(format!(
+                "{} rekeyed, {} skipped, {} failed",
+                report.rekeyed.len(),
+                report.skipped.len(),
+                report.failed.len()
+            ));
+            ui.say_all(&lines)?;
+            Ok(report.exit())
         }
         Command::Prune(args) => {
             let s = settings(cli)?;
@@ -287,7 +348,12 @@ fn render_backup(ui: &Ui, r: &commands::backup::Report) -> Result<()> {
             ui::bytes(r.source_bytes),
             ui::bytes(r.stored_bytes),
             r.compression,
-            if r.encrypted { "+age" } else { ", unencrypted" },
+            match (r.encrypted, r.signed) {
+                (true, true) => "+age, signed",
+                (true, false) => "+age",
+                (false, true) => ", unencrypted, signed",
+                (false, false) => ", unencrypted",
+            },
             ui::secs(std::time::Duration::from_secs_f64(r.seconds)),
             stored.join(", ")
         ));

@@ -12,8 +12,13 @@ use anyhow::{Context, Result};
 
 use crate::archive::manifest::{check_version, Sidecar};
 use crate::storage::destination::{Destination, TMP_DIR};
+use crate::trust::Verdict;
 
 const SIDECAR_SUFFIX: &str = ".json";
+/// The sidecar's SSHSIG, beside it: `<id>.json.sig`, written before the sidecar.
+const SIGNATURE_SUFFIX: &str = ".json.sig";
+/// An armored SSHSIG is a few hundred bytes.
+const SIGNATURE_LIMIT: u64 = 64 << 10;
 /// A sidecar is a manifest: kilobytes. Anything far larger is not ours.
 const SIDECAR_LIMIT: u64 = 64 << 20;
 
@@ -48,6 +53,10 @@ pub fn sidecar_name(id: &str) -> String {
     format!("{id}{SIDECAR_SUFFIX}")
 }
 
+pub fn signature_name(id: &str) -> String {
+    format!("{id}{SIGNATURE_SUFFIX}")
+}
+
 /// A complete backup on one destination.
 #[derive(Debug, Clone)]
 pub struct Backup {
@@ -58,11 +67,31 @@ pub struct Backup {
     /// Set when the stored archive is missing or not the size the sidecar says: the backup was
     /// complete once, and has been damaged since.
     pub damage: Option<String>,
+    /// What the trusted signers make of it (`NotRequired` when none is configured).
+    pub trust: Verdict,
 }
 
 impl Backup {
     pub fn bytes(&self) -> u64 {
         self.sidecar.archive.bytes
+    }
+
+    /// Why this backup must not be counted, restored or called `latest`, if it must not: the
+    /// one test every command applies.
+    pub fn refusal(&self, now: SystemTime) -> Option<String> {
+        if let Some(damage) = &self.damage {
+            return Some(format!("it is damaged ({damage})"));
+        }
+        if !self.trust.is_good() {
+            return Some(format!("it is not trusted: {}", self.trust));
+        }
+        if self.created > now + CLOCK_SKEW {
+            return Some(format!(
+                "it is dated {} ahead of this host's clock (check both clocks)",
+                crate::ui::duration(self.created.duration_since(now).unwrap_or_default())
+            ));
+        }
+        None
     }
 }
 
@@ -138,7 +167,33 @@ pub fn list(dest: &Destination) -> Result<Listing> {
             continue;
         }
         match load_sidecar(dest, id) {
-            Ok((sidecar, created)) => {
+            Ok((mut sidecar, mut created, body)) => {
+                let trust = if dest.trust.is_configured() {
+                    if sizes.contains_key(signature_name(id).as_str()) {
+                        match dest.read_small(&signature_name(id), SIGNATURE_LIMIT) {
+                            Ok(sig) => dest.trust.judge(&body, Some(&sig)),
+                            Err(e) => Verdict::BadSignature(format!(
+                                "its signature cannot be read: {e:#}"
+                            )),
+                        }
+                    } else {
+                        dest.trust.judge(&body, None)
+                    }
+                } else {
+                    Verdict::NotRequired
+                };
+                // A rekey between putting the new signature and the new sidecar: the staged
+                // sidecar is the one the signature vouches for, and its archive is stored.
+                let trust = match trust {
+                    Verdict::BadSignature(why) => match staged_pair(dest, id) {
+                        Some((staged, verdict)) => {
+                            (sidecar, created) = (staged.0, staged.1);
+                            verdict
+                        }
+                        None => Verdict::BadSignature(why),
+                    },
+                    other => other,
+                };
                 let damage = match sizes.get(sidecar.archive.object.as_str()) {
                     Some(&size) if size == sidecar.archive.bytes => None,
                     Some(&size) => Some(format!(
@@ -153,6 +208,7 @@ pub fn list(dest: &Destination) -> Result<Listing> {
                     destination: dest.name.clone(),
                     sidecar,
                     damage,
+                    trust,
                 });
             }
             Err(e) => listing.problems.push(Problem {
@@ -205,7 +261,7 @@ pub fn foreign_identities(dest: &Destination, mine: &str) -> Vec<String> {
     ids.sort_unstable_by(|a, b| b.cmp(a));
     let mut out = Vec::new();
     for id in ids.into_iter().take(IDENTITY_SAMPLE) {
-        if let Ok((sidecar, _)) = load_sidecar(dest, id) {
+        if let Ok((sidecar, _, _)) = load_sidecar(dest, id) {
             match sidecar.manifest.state_id.as_deref() {
                 Some(other) if other != mine => out.push(format!(
                     "destination {}: backup {id} was taken by another state_dir (identity {}) than this one ({}): two configs are writing the namespace {:?}, and each would restore, prune and count the other's backups as its own; give each config its own `name` (if this host's state_dir was recreated, this stops once its own backups are the newest)",
@@ -253,13 +309,90 @@ fn short(identity: &str) -> &str {
 }
 
 /// The id of an archive object (`<id>.tar...`), if `name` is one.
+/// The staged sidecar of an unfinished rekey of `id`, if the signature in place vouches for it.
+fn staged_pair(dest: &Destination, id: &str) -> Option<((Sidecar, SystemTime), Verdict)> {
+    let body = dest
+        .read_small(&staged_sidecar_name(id), SIDECAR_LIMIT)
+        .ok()?;
+    let sig = dest.read_small(&signature_name(id), SIGNATURE_LIMIT).ok()?;
+    let verdict = dest.trust.judge(&body, Some(&sig));
+    if !matches!(verdict, Verdict::Trusted(_)) {
+        return None;
+    }
+    let (sidecar, created, _) = parse_sidecar(id, body).ok()?;
+    Some(((sidecar, created), verdict))
+}
+
+/// Archives are `<id>.tar...`, or `<id>.r<8 hex>.tar...` once re-encrypted by `rekey` (a new
+/// name, so the old archive stays whole until the new sidecar points elsewhere).
 fn archive_id(name: &str) -> Option<&str> {
     let (id, ext) = name.split_once('.')?;
+    let ext = match ext.split_once('.') {
+        Some((generation, rest))
+            if generation.len() == 9
+                && generation.starts_with('r')
+                && generation[1..].bytes().all(|b| b.is_ascii_hexdigit()) =>
+        {
+            rest
+        }
+        _ => ext,
+    };
     (is_id(id) && ext.starts_with("tar")).then_some(id)
 }
 
-fn load_sidecar(dest: &Destination, id: &str) -> Result<(Sidecar, SystemTime)> {
+/// A new name for a re-encrypted archive of backup `id` with extension `ext` (`tar.zst.age`).
+pub fn rekeyed_object_name(id: &str, ext: &str) -> String {
+    format!("{id}.r{}.{ext}", crate::state::nonce())
+}
+
+/// Where `rekey` stages a backup's new sidecar and signature before putting them in place, so
+/// that a run killed between the two is finished by the next one (see [`roll_forward`]).
+pub fn staged_sidecar_name(id: &str) -> String {
+    format!("{TMP_DIR}{id}{SIDECAR_SUFFIX}.rekey")
+}
+
+pub fn staged_signature_name(id: &str) -> String {
+    format!("{TMP_DIR}{id}{SIGNATURE_SUFFIX}.rekey")
+}
+
+/// Finish re-keyings a killed run left half-way: a staged sidecar means its new archive is
+/// stored, so putting the staged signature and sidecar in place is always right. Call while
+/// holding the lock. Returns the ids finished.
+pub fn roll_forward(dest: &Destination) -> Result<Vec<String>> {
+    let staged = dest.list(TMP_DIR)?;
+    let top: std::collections::HashSet<String> =
+        dest.list("")?.into_iter().map(|o| o.name).collect();
+    let mut done = Vec::new();
+    for obj in &staged {
+        let Some(id) = obj.name.strip_suffix(".json.rekey") else {
+            continue;
+        };
+        if !is_id(id) || !top.contains(&sidecar_name(id)) {
+            continue;
+        }
+        let sidecar = dest.read_small(&staged_sidecar_name(id), SIDECAR_LIMIT)?;
+        if staged
+            .iter()
+            .any(|o| format!("{TMP_DIR}{}", o.name) == staged_signature_name(id))
+        {
+            let sig = dest.read_small(&staged_signature_name(id), SIGNATURE_LIMIT)?;
+            dest.put(&signature_name(id), sig)?;
+        }
+        dest.put(&sidecar_name(id), sidecar)?;
+        dest.delete(&staged_sidecar_name(id))?;
+        let _ = dest.delete(&staged_signature_name(id));
+        done.push(id.to_string());
+    }
+    Ok(done)
+}
+
+/// The sidecar, its time, and its exact bytes (what a signature covers).
+fn load_sidecar(dest: &Destination, id: &str) -> Result<(Sidecar, SystemTime, Vec<u8>)> {
     let body = dest.read_small(&sidecar_name(id), SIDECAR_LIMIT)?;
+    parse_sidecar(id, body)
+}
+
+fn parse_sidecar(id: &str, body: Vec<u8>) -> Result<(Sidecar, SystemTime, Vec<u8>)> {
     let sidecar: Sidecar = serde_json::from_slice(&body).map_err(|e| {
         crate::exit::integrity(format!("sidecar {} is not valid: {e}", sidecar_name(id)))
     })?;
@@ -282,7 +415,7 @@ fn load_sidecar(dest: &Destination, id: &str) -> Result<(Sidecar, SystemTime)> {
     let created = humantime::parse_rfc3339(&sidecar.manifest.created).map_err(|e| {
         crate::exit::integrity(format!("sidecar {}: bad time: {e}", sidecar_name(id)))
     })?;
-    Ok((sidecar, created))
+    Ok((sidecar, created, body))
 }
 
 /// How many good backups a destination holds and how old the newest is. A damaged backup, or
@@ -304,20 +437,12 @@ pub fn summary(dest: &Destination) -> Result<Summary> {
     let mut ignored: Vec<String> = listing.problems.iter().map(|p| p.to_string()).collect();
     let mut good = Vec::new();
     for b in &listing.backups {
-        if let Some(damage) = &b.damage {
-            ignored.push(format!(
-                "backup {} on {} is damaged ({damage}); not counted",
+        match b.refusal(now) {
+            Some(why) => ignored.push(format!(
+                "backup {} on {} is not counted: {why}",
                 b.id, dest.name
-            ));
-        } else if b.created > now + CLOCK_SKEW {
-            ignored.push(format!(
-                "backup {} on {} is dated {} ahead of this host's clock; not counted (check both clocks)",
-                b.id,
-                dest.name,
-                crate::ui::duration(b.created.duration_since(now).unwrap_or_default())
-            ));
-        } else {
-            good.push(b.created);
+            )),
+            None => good.push(b.created),
         }
     }
     let newest = good.iter().max().copied();
@@ -352,6 +477,7 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 /// never written (the run died between storing the archive and completing it). Call only while
 /// holding the state lock: then no other run of this host is writing here.
 pub fn clean_leftovers(dest: &Destination) -> Result<Vec<String>> {
+    roll_forward(dest)?;
     let mut removed = Vec::new();
     for obj in dest.list(TMP_DIR)? {
         let path = format!("{TMP_DIR}{}", obj.name);
@@ -372,6 +498,15 @@ pub fn clean_leftovers(dest: &Destination) -> Result<Vec<String>> {
         removed.push(obj.name.clone());
     }
     for obj in &objects {
+        // A signature whose sidecar was never written: the run died between the two.
+        if let Some(id) = obj.name.strip_suffix(SIGNATURE_SUFFIX) {
+            if is_id(id) && !sidecars.contains(&id) {
+                dest.delete(&obj.name)
+                    .with_context(|| format!("removing leftover {}", obj.name))?;
+                removed.push(obj.name.clone());
+            }
+            continue;
+        }
         let Some(id) = archive_id(&obj.name) else {
             continue;
         };
@@ -387,6 +522,7 @@ pub fn clean_leftovers(dest: &Destination) -> Result<Vec<String>> {
 /// Delete one backup: the sidecar first, so it stops being listed before its archive goes.
 pub fn delete(dest: &Destination, backup: &Backup) -> Result<()> {
     dest.delete(&sidecar_name(&backup.id))?;
+    dest.delete(&signature_name(&backup.id))?;
     dest.delete(&backup.sidecar.archive.object)?;
     Ok(())
 }

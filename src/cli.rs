@@ -16,7 +16,9 @@ pub const DEFAULT_CONFIG: &str = "/etc/litevault/litevault.toml";
 #[command(
     after_help = "Exit codes: 0 success, 1 failure, 2 usage or configuration error, \
 3 partial (some destinations or deletions failed), 4 integrity (corrupt, tampered or \
-undecryptable data), 5 locked (another run holds the lock), 130 interrupted."
+undecryptable data), 5 locked (another run holds the lock), 130 interrupted.\n\n\
+Environment: LITEVAULT_CONFIG (the config file), LITEVAULT_PLUGIN_TIMEOUT (how long one call \
+into an age plugin may take, default 60s)."
 )]
 pub struct Cli {
     /// Configuration file [default: $LITEVAULT_CONFIG, else /etc/litevault/litevault.toml]
@@ -52,10 +54,15 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Delete backups that the retention policy no longer keeps
     Prune(PruneArgs),
+    /// Re-encrypt stored backups to the current recipients (and re-sign them), one at a time
+    Rekey(RekeyArgs),
     /// Check the config and test each destination with a probe object
     Check(CheckArgs),
     /// Show recorded runs from the execution store, newest first
     History(HistoryArgs),
+    /// Make keys: an age identity to encrypt to, or an SSH key to sign backups with
+    #[command(subcommand)]
+    Key(KeyCommand),
     /// Print a shell completion script
     Completions(CompletionsArgs),
     /// Write the man pages into a folder
@@ -83,6 +90,24 @@ pub struct BackupArgs {
     /// Wait before the first retry; doubled before each next one
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30s")]
     pub retry_delay: Duration,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Write a new key to FILE (mode 0600, never over an existing file) and print its public half
+    Generate(KeyGenerateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KeyGenerateArgs {
+    /// Where to write the secret key
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+
+    /// An ed25519 SSH signing key (for [signing] key_file) instead of an age identity; its
+    /// public line also goes to FILE.pub
+    #[arg(long)]
+    pub signing: bool,
 }
 
 #[derive(Debug, Args)]
@@ -161,6 +186,29 @@ pub struct VerifyArgs {
     /// and print a report per database
     #[arg(long)]
     pub restore_test: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RekeyArgs {
+    /// Backup id to re-encrypt
+    #[arg(
+        value_name = "ID",
+        required_unless_present = "all",
+        conflicts_with = "all"
+    )]
+    pub id: Option<String>,
+
+    /// Re-encrypt every backup not already encrypted to exactly the current recipients
+    #[arg(long)]
+    pub all: bool,
+
+    /// Work on this destination only [default: all]
+    #[arg(long = "dest", short = 'd', value_name = "NAME")]
+    pub dest: Option<String>,
+
+    /// If another run holds the lock, wait this long for it instead of exiting 5
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub wait: Option<Duration>,
 }
 
 #[derive(Debug, Args)]

@@ -96,6 +96,16 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
     })
 }
 
+/// An error carried through `io::Error` (out of a `Read`/`Write` adapter) as a [`Fault`], so
+/// its meaning (an interruption, damage) and hint survive the layers above.
+pub fn into_io(err: anyhow::Error) -> std::io::Error {
+    let mut fault = Fault::new(classify(&err), format!("{err:#}"));
+    if let Some(h) = hint(&err) {
+        fault = fault.hint(h);
+    }
+    std::io::Error::other(fault)
+}
+
 /// A full disk, a quota or a read-only filesystem, met while writing locally: a problem of this
 /// machine, never a finding about a backup.
 pub fn local_trouble(err: &anyhow::Error) -> bool {

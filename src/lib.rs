@@ -11,6 +11,7 @@
 //! - `docs`: completions and man pages.      - `app`: dispatch and rendering of reports.
 //! - `journal`: the execution store, metrics. - `hooks`: maintenance and notification commands.
 //! - `runner`: a run's life: journal, hooks, retries, metrics around a command.
+//! - `trust`: signing sidecars (SSHSIG) and judging them against the trusted signers.
 
 pub mod app;
 pub mod archive;
@@ -31,4 +32,5 @@ pub mod runner;
 pub mod source;
 pub mod state;
 pub mod storage;
+pub mod trust;
 pub mod ui;

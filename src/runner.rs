@@ -380,6 +380,28 @@ impl Recorded for commands::restore::Report {
     }
 }
 
+impl Recorded for commands::rekey::Report {
+    fn outcome(&self) -> Outcome {
+        let code = self.exit();
+        let errors: Vec<String> = self
+            .failed
+            .iter()
+            .map(|f| format!("{} on {}: {}", f.id, f.destination, f.detail))
+            .collect();
+        Outcome {
+            status: status_name(code).into(),
+            exit_code: code.code() as i32,
+            destinations: Some(json!({
+                "rekeyed": self.rekeyed.len(),
+                "skipped": self.skipped.len(),
+                "failed": self.failed.len(),
+            })),
+            error: (!errors.is_empty()).then(|| errors.join("; ")),
+            ..Outcome::default()
+        }
+    }
+}
+
 impl Recorded for commands::check::Report {
     fn outcome(&self) -> Outcome {
         let code = self.exit();

@@ -87,6 +87,23 @@ impl Ui {
         Ok(())
     }
 
+    /// The product of a command that makes something (a key's public half): stdout in every
+    /// mode but --json, where it is inside the document.
+    pub fn result(&self, line: &str) {
+        if self.mode != Mode::Json {
+            let mut out = io::stdout().lock();
+            let _ = writeln!(out, "{line}");
+        }
+    }
+
+    /// A remark for a person at a terminal, kept off stdout so that `$(...)` captures only the
+    /// result; silent with --quiet and --json.
+    pub fn remark(&self, line: &str) {
+        if self.mode == Mode::Human {
+            eprintln!("{line}");
+        }
+    }
+
     /// A line that must be seen even with --quiet (how to undo what was just done): stdout for
     /// people, stderr under --quiet, inside the document with --json.
     pub fn notice(&self, line: &str) {

@@ -1,8 +1,16 @@
 //! `manifest.json` (inside the tar) and the sidecar (stored next to the archive, written last).
 //!
-//! The format version is checked on read: a newer litevault may add incremental backups (pages
-//! changed since a parent), signatures and key rotation; an older one refuses what it does not
-//! understand instead of restoring it wrongly.
+//! The format version is checked on read: an older litevault refuses what it does not
+//! understand instead of restoring it wrongly. The plan, in one place:
+//!
+//! - **1**: full backups; what this version writes. Fields added since then without a bump,
+//!   because a version-1 reader that ignores them still restores correctly: `manifest.state_id`
+//!   (which `state_dir` took it), `archive.recipients` (whom it is encrypted to, for `rekey`).
+//!   The signature is not in the sidecar but beside it (`<id>.json.sig`), over its exact bytes.
+//! - **2**, reserved for incremental backups: `kind = "incremental"`, `parent`, the chain's full
+//!   backup, and per database a WAL file of changed pages with the before and after hashes. A
+//!   version-1 reader must refuse those, never restore a page delta as a database; every reader
+//!   keeps reading version 1.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -95,6 +103,10 @@ pub struct ArchiveInfo {
     pub blake3: String,
     pub compression: String,
     pub encryption: String,
+    /// The public keys the archive is encrypted to (absent for a passphrase, or in backups from
+    /// before they were recorded).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recipients: Vec<String>,
 }
 
 impl Manifest {

@@ -17,8 +17,9 @@ use crate::crypto::Sealer;
 use crate::exit::Exit;
 use crate::progress::Progress;
 use crate::state::StateDir;
-use crate::storage::fanout::FanOut;
+use crate::storage::fanout::{Completion, FanOut};
 use crate::storage::Destination;
+use crate::trust::Signer;
 
 #[derive(Debug, Default, Serialize)]
 pub struct Report {
@@ -33,6 +34,8 @@ pub struct Report {
     pub stored_bytes: u64,
     pub compression: String,
     pub encrypted: bool,
+    /// The sidecar carries an SSHSIG by this host's signing key.
+    pub signed: bool,
     pub seconds: f64,
     pub destinations: Vec<DestinationResult>,
     /// Why nothing was done (`--if-older-than` found recent backups everywhere).
@@ -154,6 +157,11 @@ pub fn run_locked(
     }
 
     let sealer = settings.encryption.as_ref().map(Sealer::load).transpose()?;
+    let signer = settings
+        .signing
+        .as_ref()
+        .map(|s| Signer::load(&s.key_file))
+        .transpose()?;
     if let (Some(hook), Some(hook_env)) = (&settings.hooks.before_backup, hook_env) {
         crate::hooks::run("before_backup", hook, hook_env, settings.hooks.timeout)
             .context("the before_backup hook failed, so nothing was backed up")?;
@@ -174,14 +182,11 @@ pub fn run_locked(
             None
         }
     };
-    let stored = store(
-        settings,
-        &dests,
-        sealer.as_ref(),
-        progress,
-        tags,
-        state_id.as_deref(),
-    );
+    let keys = Keys {
+        sealer: sealer.as_ref(),
+        signer: signer.as_ref(),
+    };
+    let stored = store(settings, &dests, keys, progress, tags, state_id.as_deref());
     if let (Some(hook), Some(hook_env)) = (&settings.hooks.after_backup, hook_env) {
         let mut env = hook_env.to_vec();
         env.push((
@@ -255,11 +260,18 @@ fn recent_everywhere(
     )))
 }
 
+/// The keys a backup is made with: whom it is encrypted to, and who signs it.
+#[derive(Clone, Copy)]
+struct Keys<'k> {
+    sealer: Option<&'k Sealer>,
+    signer: Option<&'k Signer>,
+}
+
 /// Build the archive once and store it on every destination.
 fn store(
     settings: &Settings,
     dests: &[Destination],
-    sealer: Option<&Sealer>,
+    keys: Keys<'_>,
     progress: &dyn Progress,
     tags: &[String],
     state_id: Option<&str>,
@@ -267,6 +279,7 @@ fn store(
     let created = SystemTime::now();
     let id = catalog::new_id(created);
     let compression = compression_name(settings.compression).to_string();
+    let sealer = keys.sealer;
     let object = format!("{id}.{}", archive_extension(&compression, sealer.is_some()));
     progress.set_total(estimate(settings));
 
@@ -284,13 +297,22 @@ fn store(
             tags,
             state_id,
         );
-        let commit = built.as_ref().ok().map(|(sidecar, _, _)| {
-            (
-                catalog::sidecar_name(&id),
-                serde_json::to_vec_pretty(sidecar).expect("a sidecar always serialises"),
-            )
+        // The signature covers the sidecar's exact bytes, and so (through the archive's size
+        // and BLAKE3 in it) every stored byte.
+        let built = built.and_then(|b| {
+            let body = serde_json::to_vec_pretty(&b.0).expect("a sidecar always serialises");
+            let signature = keys
+                .signer
+                .map(|s| s.sign(&body).map(|sig| (catalog::signature_name(&id), sig)))
+                .transpose()?;
+            Ok((b, body, signature))
         });
-        (fan.finish(commit), built)
+        let commit = built.as_ref().ok().map(|(_, body, signature)| Completion {
+            sidecar_name: catalog::sidecar_name(&id),
+            sidecar: body.clone(),
+            signature: signature.clone(),
+        });
+        (fan.finish(commit), built.map(|(b, _, _)| b))
     });
     let (sidecar, skipped, source_bytes) = match built {
         Ok(b) => b,
@@ -361,6 +383,7 @@ fn store(
         stored_bytes: sidecar.archive.bytes,
         compression,
         encrypted: sealer.is_some(),
+        signed: keys.signer.is_some(),
         destinations,
         skipped,
         ..Report::default()
@@ -416,6 +439,7 @@ fn build(
             } else {
                 "none".into()
             },
+            recipients: sealer.map(|s| s.public.clone()).unwrap_or_default(),
         },
         manifest: written.manifest,
     };

@@ -21,6 +21,12 @@ pub struct Item {
     pub tags: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub damage: Option<String>,
+    /// Why the trusted signers do not vouch for it (unsigned, unknown signer, bad signature).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub untrusted: Option<String>,
+    /// The fingerprint of the trusted key that signed it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signed_by: Option<String>,
 }
 
 pub struct Report {
@@ -65,6 +71,11 @@ pub fn run(settings: &Settings, args: &ListArgs) -> Result<Report> {
             encrypted: b.sidecar.archive.encryption != "none",
             tags: b.sidecar.manifest.tags.clone(),
             damage: b.damage.clone(),
+            untrusted: (!b.trust.is_good()).then(|| b.trust.to_string()),
+            signed_by: match &b.trust {
+                crate::trust::Verdict::Trusted(fp) => Some(fp.clone()),
+                _ => None,
+            },
             destination: b.destination,
             id: b.id,
         })

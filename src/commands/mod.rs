@@ -4,8 +4,10 @@
 pub mod backup;
 pub mod check;
 pub mod in_place;
+pub mod key;
 pub mod list;
 pub mod prune;
+pub mod rekey;
 pub mod restore;
 mod unpack;
 pub mod verify;
@@ -31,7 +33,12 @@ pub fn open_destination(
     settings: &Settings,
     cfg: &crate::config::Destination,
 ) -> Result<Destination> {
-    Destination::open(cfg, &settings.name)
+    let mut dest = Destination::open(cfg, &settings.name)?;
+    dest.trust = crate::trust::Policy::load(
+        &settings.trust.signers,
+        settings.trust.allowed_signers_file.as_deref(),
+    )?;
+    Ok(dest)
 }
 
 /// When the run holding this host's lock started, if one does (without creating `state_dir`).
@@ -59,7 +66,7 @@ pub fn find_backup_noted<'d>(
     let mut best: Option<(&Destination, Backup)> = None;
     let mut problems = Vec::new();
     let mut notes = Vec::new();
-    let horizon = std::time::SystemTime::now() + catalog::CLOCK_SKEW;
+    let now = std::time::SystemTime::now();
     for dest in dests {
         let listing = match catalog::list(dest) {
             Ok(l) => l,
@@ -70,16 +77,9 @@ pub fn find_backup_noted<'d>(
         };
         if id == "latest" {
             for b in listing.backups {
-                if let Some(damage) = &b.damage {
+                if let Some(why) = b.refusal(now) {
                     notes.push(format!(
-                        "passed over backup {} on {}: it is damaged ({damage})",
-                        b.id, dest.name
-                    ));
-                    continue;
-                }
-                if b.created > horizon {
-                    notes.push(format!(
-                        "passed over backup {} on {}: it is dated in the future (check the clocks)",
+                        "passed over backup {} on {}: {why}",
                         b.id, dest.name
                     ));
                     continue;
@@ -93,6 +93,16 @@ pub fn find_backup_noted<'d>(
                 notes.push(format!("passed over {p}"));
             }
         } else if let Some(b) = listing.backups.into_iter().find(|b| b.id == id) {
+            // Damage is found (and named) by the unpacking itself; trust is decided here.
+            if !b.trust.is_good() {
+                return Err(anyhow::Error::new(
+                    crate::exit::integrity(format!(
+                        "backup {id} on {} is refused: {}",
+                        dest.name, b.trust
+                    ))
+                    .hint("only backups signed by a key in [trust] are restored; if this one is genuine, add its signer's public key to [trust] signers"),
+                ));
+            }
             return Ok((dest, b, notes));
         } else if let Some(p) = listing.problems.iter().find(|p| p.id == id) {
             return Err(anyhow::Error::new(

@@ -64,9 +64,18 @@ pub fn apply(settings: &Settings, dests: &[Destination], dry_run: bool) -> Resul
         }));
         warnings.extend(listing.orphans.iter().map(|o| o.to_string()));
         warnings.extend(catalog::mixed_identities(&listing.backups));
+        // Only good backups take part: an untrusted one must not count as the newest (and so
+        // make a genuine one deletable), and is left in place for a person to look at.
+        for b in listing.backups.iter().filter(|b| !b.trust.is_good()) {
+            warnings.push(format!(
+                "backup {} on {} is not trusted ({}); not counted and not deleted",
+                b.id, dest.name, b.trust
+            ));
+        }
         let items: Vec<Item> = listing
             .backups
             .iter()
+            .filter(|b| b.trust.is_good())
             .map(|b| Item {
                 id: b.id.clone(),
                 created: b.created,

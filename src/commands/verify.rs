@@ -110,7 +110,18 @@ pub fn run(settings: &Settings, args: &VerifyArgs, progress: &dyn Progress) -> R
         let holder = state.lock_holder_since();
         for dest in &dests {
             let listing = catalog::list(dest)?;
-            targets.extend(listing.backups.into_iter().map(|b| (dest, b)));
+            for b in listing.backups {
+                if b.trust.is_good() {
+                    targets.push((dest, b));
+                } else {
+                    results.push(Result1::failed(
+                        &b.id,
+                        dest,
+                        Exit::Integrity,
+                        format!("backup {} on {} is refused: {}", b.id, dest.name, b.trust),
+                    ));
+                }
+            }
             // Damaged metadata is a finding of its own: a backup that cannot be listed is
             // still a backup that cannot be restored.
             for p in &listing.problems {

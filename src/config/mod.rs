@@ -15,7 +15,9 @@ use serde::Deserialize;
 use crate::exit::config as config_error;
 use crate::retention::Policy;
 mod destination;
+mod keys;
 pub use destination::Destination;
+pub use keys::{Encryption, Signing, Trust};
 
 const DEFAULT_STATE_DIR: &str = "/var/lib/litevault";
 
@@ -32,7 +34,9 @@ struct RawConfig {
     sources: Vec<RawSource>,
     #[serde(default)]
     compression: RawCompression,
-    encryption: Option<RawEncryption>,
+    encryption: Option<keys::RawEncryption>,
+    signing: Option<keys::RawSigning>,
+    trust: Option<keys::RawTrust>,
     #[serde(default)]
     retention: RawRetention,
     #[serde(default, rename = "destination")]
@@ -77,16 +81,6 @@ struct RawSource {
 struct RawCompression {
     algorithm: Option<String>,
     level: Option<i32>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawEncryption {
-    #[serde(default)]
-    recipients: Vec<String>,
-    recipients_file: Option<PathBuf>,
-    passphrase_file: Option<PathBuf>,
-    identity_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize, Clone)]
@@ -135,14 +129,6 @@ pub enum Compression {
     None,
 }
 
-#[derive(Debug, Clone, Default)]
-pub struct Encryption {
-    pub recipients: Vec<String>,
-    pub recipients_file: Option<PathBuf>,
-    pub passphrase_file: Option<PathBuf>,
-    pub identity_file: Option<PathBuf>,
-}
-
 /// A validated configuration: every field has been checked and every path made absolute.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -153,6 +139,10 @@ pub struct Settings {
     pub sources: Vec<Source>,
     pub compression: Compression,
     pub encryption: Option<Encryption>,
+    /// The key this host signs its backups' sidecars with.
+    pub signing: Option<Signing>,
+    /// The signers whose backups this host trusts; empty: no signature is required.
+    pub trust: Trust,
     pub retention: Policy,
     pub prune_after_backup: bool,
     pub destinations: Vec<Destination>,
@@ -360,32 +350,13 @@ fn validate(raw: RawConfig, path: &Path, base: &Path) -> Result<Settings> {
         }
     };
 
-    let encryption = match raw.encryption {
-        None => None,
-        Some(e) => {
-            if e.passphrase_file.is_some()
-                && (!e.recipients.is_empty() || e.recipients_file.is_some())
-            {
-                return Err(fail(
-                    "encryption.passphrase_file",
-                    "cannot be combined with recipients: age encrypts a file to a passphrase or to recipients, not both".into(),
-                ));
-            }
-            if e.recipients.is_empty() && e.recipients_file.is_none() && e.passphrase_file.is_none()
-            {
-                return Err(fail(
-                    "encryption",
-                    "has no key: set recipients, recipients_file or passphrase_file (or remove [encryption] to store unencrypted backups)".into(),
-                ));
-            }
-            Some(Encryption {
-                recipients: e.recipients,
-                recipients_file: e.recipients_file.map(|p| resolve(base, &p)),
-                passphrase_file: e.passphrase_file.map(|p| resolve(base, &p)),
-                identity_file: e.identity_file.map(|p| resolve(base, &p)),
-            })
-        }
-    };
+    let encryption = raw
+        .encryption
+        .map(|e| keys::encryption(e, base))
+        .transpose()
+        .map_err(|e| fail(&e.0, e.1))?;
+    let signing = raw.signing.map(|s| keys::signing(s, base));
+    let trust = keys::trust(raw.trust.unwrap_or_default(), base).map_err(|e| fail(&e.0, e.1))?;
 
     let retention = policy(&raw.retention, "retention").map_err(|e| fail(&e.0, e.1))?;
 
@@ -444,6 +415,8 @@ fn validate(raw: RawConfig, path: &Path, base: &Path) -> Result<Settings> {
         sources,
         compression,
         encryption,
+        signing,
+        trust,
         retention,
         prune_after_backup: raw.retention.prune_after_backup,
         destinations,

@@ -18,7 +18,6 @@ use super::link::{error_hint, storage_fault, Health, Link, Notify};
 use super::runtime;
 use super::url::{Location, Sse};
 use crate::config;
-use crate::exit::Fault;
 
 /// Folder (inside the namespace) for objects that are still being written.
 pub const TMP_DIR: &str = "tmp/";
@@ -32,6 +31,8 @@ pub struct Destination {
     can_rename: bool,
     chunk: Option<usize>,
     concurrency: usize,
+    /// Whose signatures make a backup here trusted: read by the catalogue on every listing.
+    pub trust: crate::trust::Policy,
     /// SFTP only: where and how to log in to make stored objects private (see `sftp_modes`).
     sftp: Option<(super::url::Sftp, String)>,
     modes: std::sync::Mutex<Option<super::sftp_modes::Modes>>,
@@ -138,6 +139,7 @@ impl Destination {
                 _ => None,
             },
             modes: std::sync::Mutex::new(None),
+            trust: crate::trust::Policy::default(),
         })
     }
 
@@ -298,15 +300,7 @@ impl Read for ObjectReader {
             match next {
                 Ok(Some(b)) => self.chunk = b,
                 Ok(None) => return Ok(0),
-                // Through io::Error as a Fault, so its meaning (an interruption, a failure)
-                // and hint survive the layers above.
-                Err(e) => {
-                    let mut fault = Fault::new(crate::exit::classify(&e), format!("{e:#}"));
-                    if let Some(h) = crate::exit::hint(&e) {
-                        fault = fault.hint(h);
-                    }
-                    return Err(io::Error::other(fault));
-                }
+                Err(e) => return Err(crate::exit::into_io(e)),
             }
         }
         let n = buf.len().min(self.chunk.len());

@@ -6,6 +6,7 @@
 
 use std::io::{self, Write};
 use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::Arc;
 use std::thread::{self, ScopedJoinHandle};
 
 use anyhow::{anyhow, Result};
@@ -18,11 +19,16 @@ const DEPTH: usize = 4;
 
 enum Msg {
     Data(Bytes),
-    /// The archive is complete: commit it, then store the sidecar.
-    Commit {
-        sidecar_name: String,
-        sidecar: Bytes,
-    },
+    /// The archive is complete: commit it, then store the signature, then the sidecar.
+    Commit(Arc<Completion>),
+}
+
+/// What makes a stored archive a listed backup, written after it in this order: the sidecar's
+/// signature (when the host signs), then the sidecar itself.
+pub struct Completion {
+    pub sidecar_name: String,
+    pub sidecar: Vec<u8>,
+    pub signature: Option<(String, Vec<u8>)>,
 }
 
 /// What the pipeline sees when no upload is left: the uploads' own errors say why.
@@ -80,12 +86,12 @@ impl<'scope> FanOut<'scope> {
                         crate::interrupt::check()?;
                         match msg {
                             Msg::Data(chunk) => upload.write(chunk)?,
-                            Msg::Commit {
-                                sidecar_name,
-                                sidecar,
-                            } => {
+                            Msg::Commit(done) => {
                                 let stored = upload.commit()?;
-                                dest.put(&sidecar_name, sidecar.to_vec())?;
+                                if let Some((name, body)) = &done.signature {
+                                    dest.put(name, body.clone())?;
+                                }
+                                dest.put(&done.sidecar_name, done.sidecar.clone())?;
                                 return Ok(stored);
                             }
                         }
@@ -130,20 +136,16 @@ impl<'scope> FanOut<'scope> {
 
     /// Flush the last chunk, commit on every destination, and collect each outcome in order.
     /// With `sidecar = None` (the archive failed), every upload is aborted.
-    pub fn finish(mut self, commit: Option<(String, Vec<u8>)>) -> Vec<Outcome> {
+    pub fn finish(mut self, commit: Option<Completion>) -> Vec<Outcome> {
         let flushed = if commit.is_some() {
             self.send()
         } else {
             Ok(())
         };
-        let commit = commit.map(|(name, body)| (name, Bytes::from(body)));
+        let commit = commit.map(Arc::new);
         for lane in &mut self.lanes {
-            if let (Some(tx), Some((name, body)), true) = (lane.tx.take(), &commit, flushed.is_ok())
-            {
-                let _ = tx.send(Msg::Commit {
-                    sidecar_name: name.clone(),
-                    sidecar: body.clone(),
-                });
+            if let (Some(tx), Some(done), true) = (lane.tx.take(), &commit, flushed.is_ok()) {
+                let _ = tx.send(Msg::Commit(done.clone()));
             }
         }
         self.lanes
