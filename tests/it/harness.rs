@@ -302,6 +302,41 @@ pub fn kill_after(mut child: std::process::Child, delay: Duration) -> bool {
     running
 }
 
+/// Send SIGTERM to `child` after `delay`; returns its exit code and how long it took to end
+/// after the signal (None when it had already finished).
+pub fn term_after(
+    mut child: std::process::Child,
+    delay: Duration,
+) -> (i32, Option<Duration>, String) {
+    std::thread::sleep(delay);
+    let running = child.try_wait().unwrap().is_none();
+    let sent = std::time::Instant::now();
+    if running {
+        let ok = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run did not stop within 60 s of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let took = sent.elapsed();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        running.then_some(took),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// Run a shell pipeline (for the real-tools tests).
 pub fn sh(script: &str, dir: &Path) -> Run {
     let mut cmd = Command::new("bash");

@@ -336,7 +336,7 @@ fn sigterm_while_a_plugin_waits_for_a_touch_ends_the_run_at_once() {
     let (env, _) = plugin_env();
     let id = env.backup();
     // The default minute-long wait: only the signal can end it early.
-    let mut child = env
+    let child = env
         .command(&["verify", &id])
         .env("LITEVAULT_TEST_PLUGIN_HANG", "1")
         .env_remove("LITEVAULT_PLUGIN_TIMEOUT")
@@ -345,33 +345,8 @@ fn sigterm_while_a_plugin_waits_for_a_touch_ends_the_run_at_once() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
-    assert!(
-        child.try_wait().unwrap().is_none(),
-        "verify ended before the signal"
-    );
-    let sent = Instant::now();
-    let ok = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok);
-    while child.try_wait().unwrap().is_none() {
-        assert!(
-            sent.elapsed() < Duration::from_secs(20),
-            "verify did not stop within 20 s of SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let took = sent.elapsed();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(130),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (code, took, stderr) = term_after(child, Duration::from_millis(1500));
+    let took = took.expect("verify ended before the signal");
+    assert_eq!(code, 130, "{stderr}");
     assert!(took < Duration::from_secs(5), "took {took:?} after SIGTERM");
 }

@@ -2,42 +2,10 @@
 //! `interrupted` (with a backup id only for a backup that was stored), and leaves nothing
 //! half-done listed or lying about.
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Stdio};
+use std::time::Duration;
 
 use crate::harness::*;
-
-/// Send SIGTERM to `child` after `delay`; returns its exit code and how long it took to end
-/// after the signal (None when it had already finished).
-fn term_after(mut child: Child, delay: Duration) -> (i32, Option<Duration>, String) {
-    std::thread::sleep(delay);
-    let running = child.try_wait().unwrap().is_none();
-    let sent = Instant::now();
-    if running {
-        let ok = Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok);
-    }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while child.try_wait().unwrap().is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "the run did not stop within 60 s of SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let took = sent.elapsed();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        running.then_some(took),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 fn spawn(env: &Env, args: &[&str]) -> Child {
     env.command(args)
