@@ -169,12 +169,7 @@ pub fn run_locked(
     // Telling neighbours apart must not cost a backup: without an identity (a full state
     // folder) the backup is taken unmarked, and said to be.
     let state_id = match state.identity() {
-        Ok(id) => {
-            for dest in &dests {
-                warnings.extend(catalog::foreign_identities(dest, &id));
-            }
-            Some(id)
-        }
+        Ok(id) => Some(id),
         Err(e) => {
             warnings.push(format!(
                 "this backup is not marked with the state folder's identity: {e:#}"
@@ -198,6 +193,13 @@ pub fn run_locked(
         }
     }
     let mut report = stored?;
+    // After the pipeline, not before: reading sidecars leaves OpenDAL's read buffers allocated,
+    // and the backup's peak memory should not carry them (+11 MiB measured).
+    if let Some(id) = &state_id {
+        for dest in &dests {
+            warnings.extend(catalog::foreign_identities(dest, id));
+        }
+    }
     warnings.append(&mut report.warnings);
     report.warnings = warnings;
     report.destinations.extend(failed);
