@@ -8,6 +8,7 @@ mod backup;
 mod bad_input;
 mod bigdir;
 mod cli;
+mod compat;
 mod cron;
 mod damaged;
 mod faultproxy;
