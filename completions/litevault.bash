@@ -139,7 +139,7 @@ _litevault() {
             return 0
             ;;
         litevault__subcmd__backup)
-            opts="-d -c -q -h --dest --wait --if-older-than --retries --retry-delay --config --quiet --json --metrics-file --help"
+            opts="-d -c -q -h --dest --wait --if-older-than --retries --retry-delay --full --config --quiet --json --metrics-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

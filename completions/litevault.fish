@@ -50,6 +50,7 @@ complete -c litevault -n "__fish_litevault_using_subcommand backup" -l retries -
 complete -c litevault -n "__fish_litevault_using_subcommand backup" -l retry-delay -d 'Wait before the first retry; doubled before each next one' -r
 complete -c litevault -n "__fish_litevault_using_subcommand backup" -s c -l config -d 'Configuration file [default: $LITEVAULT_CONFIG, else /etc/litevault/litevault.toml]' -r -F
 complete -c litevault -n "__fish_litevault_using_subcommand backup" -l metrics-file -d 'Write Prometheus metrics here after the run [default: metrics_file in the config]' -r -F
+complete -c litevault -n "__fish_litevault_using_subcommand backup" -l full -d 'Take a full backup even when [incremental] would allow an incremental one'
 complete -c litevault -n "__fish_litevault_using_subcommand backup" -s q -l quiet -d 'Print nothing on success; errors still go to stderr'
 complete -c litevault -n "__fish_litevault_using_subcommand backup" -l json -d 'Print one JSON document on stdout instead of text'
 complete -c litevault -n "__fish_litevault_using_subcommand backup" -s h -l help -d 'Print help'

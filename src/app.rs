@@ -73,7 +73,7 @@ fn dispatch(cli: &Cli, ui: &Ui) -> Result<Exit> {
                 ));
             }
             for it in &report.items {
-                let mut flags = vec![it.compression.clone()];
+                let mut flags = vec![it.kind.clone(), it.compression.clone()];
                 flags.push(if it.encrypted {
                     "age".into()
                 } else {
@@ -339,9 +339,16 @@ fn render_backup(ui: &Ui, r: &commands::backup::Report) -> Result<()> {
         .filter(|d| d.ok)
         .map(|d| d.name.as_str())
         .collect();
+    if let Some(why) = &r.full_because {
+        ui.say(&format!("full backup: {why}"));
+    }
     if ui.mode == Mode::Human && !stored.is_empty() {
+        let kind = match &r.parent {
+            Some(parent) => format!(" (incremental on {parent})"),
+            None => String::new(),
+        };
         ui.say(&format!(
-            "backup {}: {} ({}), {} -> {} {}{} in {}; stored on {}",
+            "backup {}{kind}: {} ({}), {} -> {} {}{} in {}; stored on {}",
             r.id,
             plural(r.sources, "source"),
             plural(r.files, "file"),

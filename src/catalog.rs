@@ -69,6 +69,9 @@ pub struct Backup {
     pub damage: Option<String>,
     /// What the trusted signers make of it (`NotRequired` when none is configured).
     pub trust: Verdict,
+    /// An incremental whose chain is incomplete (its `damage` says where): the backup itself
+    /// may be intact, but it cannot be restored.
+    pub broken_chain: bool,
 }
 
 impl Backup {
@@ -166,51 +169,10 @@ pub fn list(dest: &Destination) -> Result<Listing> {
         if !is_id(id) {
             continue;
         }
-        match load_sidecar(dest, id) {
-            Ok((mut sidecar, mut created, body)) => {
-                let trust = if dest.trust.is_configured() {
-                    if sizes.contains_key(signature_name(id).as_str()) {
-                        match dest.read_small(&signature_name(id), SIGNATURE_LIMIT) {
-                            Ok(sig) => dest.trust.judge(&body, Some(&sig)),
-                            Err(e) => Verdict::BadSignature(format!(
-                                "its signature cannot be read: {e:#}"
-                            )),
-                        }
-                    } else {
-                        dest.trust.judge(&body, None)
-                    }
-                } else {
-                    Verdict::NotRequired
-                };
-                // A rekey between putting the new signature and the new sidecar: the staged
-                // sidecar is the one the signature vouches for, and its archive is stored.
-                let trust = match trust {
-                    Verdict::BadSignature(why) => match staged_pair(dest, id) {
-                        Some((staged, verdict)) => {
-                            (sidecar, created) = (staged.0, staged.1);
-                            verdict
-                        }
-                        None => Verdict::BadSignature(why),
-                    },
-                    other => other,
-                };
-                let damage = match sizes.get(sidecar.archive.object.as_str()) {
-                    Some(&size) if size == sidecar.archive.bytes => None,
-                    Some(&size) => Some(format!(
-                        "the stored archive has {size} bytes, the sidecar says {}",
-                        sidecar.archive.bytes
-                    )),
-                    None => Some(format!("the archive {} is missing", sidecar.archive.object)),
-                };
-                listing.backups.push(Backup {
-                    id: id.to_string(),
-                    created,
-                    destination: dest.name.clone(),
-                    sidecar,
-                    damage,
-                    trust,
-                });
-            }
+        match load_backup(dest, id, &|name| Ok(sizes.get(name).copied()), &|name| {
+            sizes.contains_key(name)
+        }) {
+            Ok(backup) => listing.backups.push(backup),
             Err(e) => listing.problems.push(Problem {
                 id: id.to_string(),
                 destination: dest.name.clone(),
@@ -240,7 +202,71 @@ pub fn list(dest: &Destination) -> Result<Listing> {
     listing
         .backups
         .sort_by(|a, b| b.created.cmp(&a.created).then_with(|| b.id.cmp(&a.id)));
+    crate::chain::mark_broken(&mut listing.backups);
     Ok(listing)
+}
+
+/// Backup `id` as its sidecar (and signature, when trust is configured) describe it; `size`
+/// says how big a stored object is (`None`: missing) and `exists` whether one is there, from a
+/// listing or by asking the destination.
+fn load_backup(
+    dest: &Destination,
+    id: &str,
+    size: &dyn Fn(&str) -> Result<Option<u64>>,
+    exists: &dyn Fn(&str) -> bool,
+) -> Result<Backup> {
+    let (mut sidecar, mut created, body) = load_sidecar(dest, id)?;
+    let trust = if dest.trust.is_configured() {
+        if exists(signature_name(id).as_str()) {
+            match dest.read_small(&signature_name(id), SIGNATURE_LIMIT) {
+                Ok(sig) => dest.trust.judge(&body, Some(&sig)),
+                Err(e) => Verdict::BadSignature(format!("its signature cannot be read: {e:#}")),
+            }
+        } else {
+            dest.trust.judge(&body, None)
+        }
+    } else {
+        Verdict::NotRequired
+    };
+    // A rekey between putting the new signature and the new sidecar: the staged sidecar is the
+    // one the signature vouches for, and its archive is stored.
+    let trust = match trust {
+        Verdict::BadSignature(why) => match staged_pair(dest, id) {
+            Some((staged, verdict)) => {
+                (sidecar, created) = (staged.0, staged.1);
+                verdict
+            }
+            None => Verdict::BadSignature(why),
+        },
+        other => other,
+    };
+    let damage = match size(sidecar.archive.object.as_str())? {
+        Some(size) if size == sidecar.archive.bytes => None,
+        Some(size) => Some(format!(
+            "the stored archive has {size} bytes, the sidecar says {}",
+            sidecar.archive.bytes
+        )),
+        None => Some(format!("the archive {} is missing", sidecar.archive.object)),
+    };
+    Ok(Backup {
+        id: id.to_string(),
+        created,
+        destination: dest.name.clone(),
+        sidecar,
+        damage,
+        trust,
+        broken_chain: false,
+    })
+}
+
+/// Backup `id` on `dest`, read by name (its sidecar, signature and archive size): `None` when it
+/// has no sidecar there.
+pub fn get(dest: &Destination, id: &str) -> Result<Option<Backup>> {
+    if !is_id(id) || dest.size(&sidecar_name(id))?.is_none() {
+        return Ok(None);
+    }
+    let exists = |name: &str| dest.size(name).ok().flatten().is_some();
+    load_backup(dest, id, &|name| dest.size(name), &exists).map(Some)
 }
 
 /// How many of the newest backups a backup run reads to notice another config writing into

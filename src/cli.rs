@@ -90,6 +90,10 @@ pub struct BackupArgs {
     /// Wait before the first retry; doubled before each next one
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30s")]
     pub retry_delay: Duration,
+
+    /// Take a full backup even when [incremental] would allow an incremental one
+    #[arg(long)]
+    pub full: bool,
 }
 
 #[derive(Debug, Subcommand)]

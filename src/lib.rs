@@ -16,6 +16,7 @@
 pub mod app;
 pub mod archive;
 pub mod catalog;
+pub mod chain;
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -25,6 +26,8 @@ pub mod exit;
 pub mod hooks;
 pub mod interrupt;
 pub mod journal;
+pub mod pagehash;
+pub mod pageindex;
 pub mod place;
 pub mod progress;
 pub mod retention;

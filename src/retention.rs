@@ -139,6 +139,33 @@ pub fn decide(items: &[Item], policy: &Policy, now: SystemTime) -> Result<Vec<De
     Ok(out)
 }
 
+/// Keep what kept backups build on: each ancestor of a kept incremental (through `parents`,
+/// child id to parent id) is kept too, with the reason "parent of X" when nothing else kept it.
+/// Retention never breaks a chain.
+pub fn keep_chains(
+    decisions: &mut [Decision],
+    parents: &std::collections::HashMap<String, String>,
+) {
+    let index: std::collections::HashMap<String, usize> = decisions
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (d.id.clone(), i))
+        .collect();
+    // Newest first: a kept child is seen before its parent, so a whole chain is kept in one pass.
+    for i in 0..decisions.len() {
+        if !decisions[i].keep {
+            continue;
+        }
+        let child = decisions[i].id.clone();
+        if let Some(&p) = parents.get(&child).and_then(|p| index.get(p)) {
+            if !decisions[p].keep {
+                decisions[p].keep = true;
+                decisions[p].reasons.push(format!("parent of {child}"));
+            }
+        }
+    }
+}
+
 pub fn unix_secs(t: SystemTime) -> i64 {
     match t.duration_since(UNIX_EPOCH) {
         Ok(d) => d.as_secs() as i64,
@@ -295,6 +322,41 @@ mod tests {
             assert_eq!(kept(&decisions), case.kept, "{}", case.name);
             assert_eq!(decisions.len(), case.items.len(), "{}", case.name);
         }
+    }
+
+    #[test]
+    fn a_kept_incremental_keeps_its_whole_chain() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let items: Vec<Item> = (0..5)
+            .map(|i| Item {
+                id: format!("b{i}"),
+                created: now - Duration::from_secs(3600 * (5 - i)),
+            })
+            .collect();
+        let policy = Policy {
+            keep_last: Some(1),
+            ..Policy::default()
+        };
+        let mut decisions = decide(&items, &policy, now).unwrap();
+        // b1 full <- b2 <- b4; b3 is a full of its own; b0 an older full.
+        let parents: std::collections::HashMap<String, String> = [("b2", "b1"), ("b4", "b2")]
+            .into_iter()
+            .map(|(c, p)| (c.to_string(), p.to_string()))
+            .collect();
+        keep_chains(&mut decisions, &parents);
+        let kept: Vec<(&str, &[String])> = decisions
+            .iter()
+            .filter(|d| d.keep)
+            .map(|d| (d.id.as_str(), &d.reasons[..]))
+            .collect();
+        assert_eq!(
+            kept,
+            vec![
+                ("b4", &["newest".to_string(), "last 1/1".to_string()][..]),
+                ("b2", &["parent of b4".to_string()][..]),
+                ("b1", &["parent of b2".to_string()][..]),
+            ]
+        );
     }
 
     #[test]

@@ -182,6 +182,59 @@ impl StateDir {
         removed
     }
 
+    /// The whole content of the private file `name`, or `None` when there is none. A symlink or
+    /// hard link planted there is refused, never followed.
+    pub fn read_file(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        let path = self.path.join(name);
+        match open_private_read(&path) {
+            Ok(mut f) => {
+                let mut body = Vec::new();
+                f.read_to_end(&mut body)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                Ok(Some(body))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("opening {}", path.display())),
+        }
+    }
+
+    /// Replace the private file `name` with `body` atomically: written and synced under a new
+    /// name, then renamed over it, so a crash leaves the old file or the new one, never a mix.
+    pub fn replace_file(&self, name: &str, body: &[u8]) -> Result<()> {
+        let path = self.path.join(name);
+        let staged = self
+            .path
+            .join(format!(".{name}.{}-{}", std::process::id(), nonce()));
+        let written = (|| -> std::io::Result<()> {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(NOFOLLOW)
+                .open(&staged)?;
+            f.write_all(body)?;
+            f.sync_all()?;
+            fs::rename(&staged, &path)?;
+            File::open(&self.path)?.sync_all()
+        })();
+        if let Err(e) = written {
+            let _ = fs::remove_file(&staged);
+            return Err(anyhow::Error::new(e).context(format!("writing {}", path.display())));
+        }
+        Ok(())
+    }
+
+    /// Remove the file `name`, if there is one.
+    pub fn remove_file(&self, name: &str) -> Result<()> {
+        let path = self.path.join(name);
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(e).with_context(|| format!("removing {}", path.display()))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// A file in the state folder, for a store that opens it by path (SQLite): refused when it,
     /// or a companion SQLite creates beside it, is a symlink.
     pub fn file_path(&self, name: &str) -> Result<PathBuf> {
@@ -310,6 +363,22 @@ fn open_private(path: &Path, create: bool) -> std::io::Result<File> {
     if !meta.is_file() || meta.nlink() > 1 {
         return Err(std::io::Error::other(format!(
             "{} is not a plain file of its own (a hard link or something else was put there); remove it",
+            path.display()
+        )));
+    }
+    Ok(file)
+}
+
+/// Open a private regular file for reading without following a symlink.
+fn open_private_read(path: &Path) -> std::io::Result<File> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(NOFOLLOW)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() || meta.nlink() > 1 {
+        return Err(std::io::Error::other(format!(
+            "{} is not a plain file of its own (a symlink, hard link or something else was put there); remove it",
             path.display()
         )));
     }

@@ -9,20 +9,34 @@ use std::io::{self, Read, Write};
 use crate::config::Compression;
 use crate::crypto::{Opener, Sealer};
 
-/// Counts and BLAKE3-hashes everything that passes through.
+/// Counts and BLAKE3-hashes everything that passes through (or only counts, for bytes whose
+/// producer hashes them already).
 pub struct Hashing<T> {
     inner: T,
-    hasher: blake3::Hasher,
+    hasher: Option<blake3::Hasher>,
     count: u64,
 }
 
 impl<T> Hashing<T> {
     pub fn new(inner: T) -> Self {
+        Hashing::maybe(inner, true)
+    }
+
+    pub fn maybe(inner: T, hash: bool) -> Self {
         Hashing {
             inner,
-            hasher: blake3::Hasher::new(),
+            hasher: hash.then(blake3::Hasher::new),
             count: 0,
         }
+    }
+
+    /// The inner stream, the count, and the hash when there is one.
+    pub fn finish_maybe(self) -> (T, u64, Option<String>) {
+        (
+            self.inner,
+            self.count,
+            self.hasher.map(|h| h.finalize().to_hex().to_string()),
+        )
     }
 
     pub fn count(&self) -> u64 {
@@ -30,18 +44,17 @@ impl<T> Hashing<T> {
     }
 
     pub fn finish(self) -> (T, u64, String) {
-        (
-            self.inner,
-            self.count,
-            self.hasher.finalize().to_hex().to_string(),
-        )
+        let (inner, count, hash) = self.finish_maybe();
+        (inner, count, hash.unwrap_or_default())
     }
 }
 
 impl<W: Write> Write for Hashing<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
+        if let Some(h) = &mut self.hasher {
+            h.update(&buf[..n]);
+        }
         self.count += n as u64;
         Ok(n)
     }
@@ -54,7 +67,9 @@ impl<W: Write> Write for Hashing<W> {
 impl<R: Read> Read for Hashing<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
+        if let Some(h) = &mut self.hasher {
+            h.update(&buf[..n]);
+        }
         self.count += n as u64;
         Ok(n)
     }

@@ -7,10 +7,16 @@
 //!   because a version-1 reader that ignores them still restores correctly: `manifest.state_id`
 //!   (which `state_dir` took it), `archive.recipients` (whom it is encrypted to, for `rekey`).
 //!   The signature is not in the sidecar but beside it (`<id>.json.sig`), over its exact bytes.
-//! - **2**, reserved for incremental backups: `kind = "incremental"`, `parent`, the chain's full
-//!   backup, and per database a WAL file of changed pages with the before and after hashes. A
-//!   version-1 reader must refuse those, never restore a page delta as a database; every reader
-//!   keeps reading version 1.
+//! - **2**: incremental backups. `kind = "incremental"`, `parent` (the backup it builds on) and
+//!   `full` (its chain's full backup); each database entry says how it is stored (`stored`):
+//!   whole, as a WAL file of changed pages (`<name>-wal`, applied on top of the parent's
+//!   database), or not at all when nothing changed; with `blake3` (this snapshot's) and
+//!   `parent_blake3` (the database it applies to), checked link by link. A version-1 reader
+//!   refuses these, rather than restore a page delta as a database.
+//!
+//! A backup is written with the lowest version that describes it: a full backup is still
+//! version 1 (it gains the optional per-database `blake3`), so an older litevault restores
+//! every full backup a newer one takes. Every reader keeps reading version 1.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -18,7 +24,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{Check, Compression, SourceKind};
 
-pub const FORMAT_VERSION: u32 = 1;
+/// The newest version this litevault reads (and writes, for incremental backups).
+pub const FORMAT_VERSION: u32 = 2;
+/// What a full backup is written as.
+pub const FULL_VERSION: u32 = 1;
 pub const MANIFEST_NAME: &str = "manifest.json";
 pub const SUMS_NAME: &str = "BLAKE3SUMS";
 
@@ -34,10 +43,14 @@ pub struct Manifest {
     /// The machine's own hostname when the backup was taken.
     pub hostname: String,
     pub tool_version: String,
-    /// "full" today; "incremental" (with `parent`) is reserved for a later format version.
+    /// "full" or "incremental" (version 2, with `parent` and `full`).
     pub kind: String,
+    /// The backup an incremental applies on top of.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<String>,
+    /// The full backup an incremental's chain starts from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub full: Option<String>,
     /// Free-form marks, e.g. "pre-restore" for the safety copy taken before an in-place restore.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
@@ -82,6 +95,48 @@ pub struct DatabaseEntry {
     /// Rows per table in the snapshot, for restore drills to compare against.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub row_counts: BTreeMap<String, u64>,
+    /// BLAKE3 of the database this backup restores (the snapshot, whole). Absent in backups
+    /// from before it was recorded, where the file's own entry says it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blake3: Option<String>,
+    /// How an incremental stores it (version 2); absent means whole, at `path`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored: Option<Stored>,
+}
+
+/// How an incremental backup holds one database.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "as", rename_all = "lowercase")]
+pub enum Stored {
+    /// The whole database at `path` (new since the parent, or its page size changed).
+    Whole,
+    /// Changed pages as a WAL file at `wal`, applied on the parent's database, whose BLAKE3 is
+    /// `parent_blake3`.
+    Wal {
+        wal: String,
+        frames: u64,
+        parent_blake3: String,
+    },
+    /// Nothing changed since the parent: the parent's database, whose BLAKE3 is
+    /// `parent_blake3` (and this entry's `blake3`).
+    Unchanged { parent_blake3: String },
+}
+
+impl DatabaseEntry {
+    /// Stored whole in this backup (every database of a full backup is).
+    pub fn is_whole(&self) -> bool {
+        matches!(self.stored, None | Some(Stored::Whole))
+    }
+
+    /// The BLAKE3 the parent's database must have for this entry to apply on it.
+    pub fn parent_blake3(&self) -> Option<&str> {
+        match &self.stored {
+            Some(Stored::Wal { parent_blake3, .. }) | Some(Stored::Unchanged { parent_blake3 }) => {
+                Some(parent_blake3)
+            }
+            _ => None,
+        }
+    }
 }
 
 /// Stored next to the archive as `<id>.json`, and written last: its presence is what makes a
@@ -134,6 +189,18 @@ impl Manifest {
 
     pub fn total_size(&self) -> u64 {
         self.files.iter().map(|f| f.size).sum()
+    }
+
+    pub fn is_incremental(&self) -> bool {
+        self.kind == "incremental"
+    }
+
+    /// The BLAKE3 of database `db` as this backup restores it: recorded with it, or (in backups
+    /// from before that) its file's.
+    pub fn database_blake3(&self, db: &DatabaseEntry) -> Option<String> {
+        db.blake3
+            .clone()
+            .or_else(|| self.file(&db.path).map(|f| f.blake3.clone()))
     }
 }
 
@@ -194,6 +261,7 @@ mod tests {
             tool_version: "0".into(),
             kind: "full".into(),
             parent: None,
+            full: None,
             tags: vec![],
             state_id: None,
             sources: vec![],

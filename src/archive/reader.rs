@@ -40,17 +40,44 @@ fn metadata_limit(expected: &Manifest) -> u64 {
     METADATA_LIMIT + listed
 }
 
-/// Unpack the archive read from `stored` into `into` (an empty private folder).
-/// `on_file` hears of each file (its path in the archive and its size) as soon as its hash has
-/// matched, so a caller can sync it or check a database on another thread while the next one
-/// unpacks; an error from it stops the unpacking.
+/// Where an archive entry goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// Into a new file at its path under the unpack folder.
+    Write,
+    /// To [`Entries::feed`], piece by piece (a database being rebuilt from a chain).
+    Feed,
+    /// Nowhere: it is still read, hashed and checked.
+    Skip,
+}
+
+/// What the caller does with each entry, all of which are checked the same way.
+pub trait Entries {
+    fn route(&mut self, _path: &str) -> Route {
+        Route::Write
+    }
+
+    /// The next bytes of a fed entry, before its hash is known to match: whatever they go
+    /// into must not be trusted until [`Entries::done`] (or the whole extraction) succeeds.
+    fn feed(&mut self, path: &str, _bytes: &[u8]) -> Result<()> {
+        anyhow::bail!("{path}: nothing takes fed entries")
+    }
+
+    /// The entry at `path` (of `size` bytes) has matched its hash. An error stops the
+    /// unpacking.
+    fn done(&mut self, path: &str, size: u64, route: Route) -> Result<()>;
+}
+
+/// Unpack the archive read from `stored` into `into` (an empty private folder), each entry
+/// where `entries` routes it. `entries` hears of each file as soon as its hash has matched, so
+/// a caller can sync it or check a database on another thread while the next one unpacks.
 pub fn extract<R: Read + Send>(
     stored: R,
     sidecar: &Sidecar,
     opener: Option<&Opener>,
     into: &Path,
     progress: &dyn Progress,
-    on_file: &mut dyn FnMut(&str, u64) -> Result<()>,
+    entries: &mut dyn Entries,
 ) -> Result<()> {
     let info = &sidecar.archive;
     let encrypted = info.encryption != "none";
@@ -69,7 +96,7 @@ pub fn extract<R: Read + Send>(
             sidecar,
             into,
             progress,
-            on_file,
+            entries,
         );
         let decoded = decoder
             .join()
@@ -254,7 +281,7 @@ fn unpack<P: Read>(
     sidecar: &Sidecar,
     into: &Path,
     progress: &dyn Progress,
-    on_file: &mut dyn FnMut(&str, u64) -> Result<()>,
+    entries: &mut dyn Entries,
 ) -> Result<()> {
     let mut archive = tar::Archive::new(plain);
     let expected = &sidecar.manifest;
@@ -268,8 +295,8 @@ fn unpack<P: Read>(
     let mut sums: Option<String> = None;
 
     let mut buf = vec![0u8; 256 * 1024];
-    let entries = archive.entries().map_err(damaged)?;
-    for entry in entries {
+    let items = archive.entries().map_err(damaged)?;
+    for entry in items {
         let mut entry = entry.map_err(damaged)?;
         let path_bytes = entry.path_bytes().into_owned();
         let path = String::from_utf8(path_bytes)
@@ -318,19 +345,27 @@ fn unpack<P: Read>(
             ))
             .into());
         }
+        let route = entries.route(&path);
         let target = into.join(&path);
-        if let Some(parent) = target.parent() {
-            if !made.contains(parent) {
-                ensure_private_dir(parent)?;
-                made.insert(parent.to_path_buf());
+        let mut out = match route {
+            Route::Write => {
+                if let Some(parent) = target.parent() {
+                    if !made.contains(parent) {
+                        ensure_private_dir(parent)?;
+                        made.insert(parent.to_path_buf());
+                    }
+                }
+                Some(
+                    OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .mode(0o600)
+                        .open(&target)
+                        .with_context(|| format!("creating {}", target.display()))?,
+                )
             }
-        }
-        let mut out = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&target)
-            .with_context(|| format!("creating {}", target.display()))?;
+            Route::Feed | Route::Skip => None,
+        };
         let mut hasher = blake3::Hasher::new();
         let mut left = size;
         while left > 0 {
@@ -341,8 +376,13 @@ fn unpack<P: Read>(
                 return Err(integrity(format!("archive entry {path:?} is truncated")).into());
             }
             hasher.update(&buf[..n]);
-            out.write_all(&buf[..n])
-                .with_context(|| format!("writing {}", target.display()))?;
+            match (&mut out, route) {
+                (Some(out), _) => out
+                    .write_all(&buf[..n])
+                    .with_context(|| format!("writing {}", target.display()))?,
+                (None, Route::Feed) => entries.feed(&path, &buf[..n])?,
+                _ => {}
+            }
             left -= n as u64;
             progress.advance(n as u64);
         }
@@ -355,7 +395,7 @@ fn unpack<P: Read>(
             .into());
         }
         drop(out);
-        on_file(&path, size)?;
+        entries.done(&path, size, route)?;
     }
 
     // Read to the very end, so zstd's checksum and age's final authenticated chunk are checked

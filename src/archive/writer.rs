@@ -7,12 +7,16 @@ use std::time::SystemTime;
 use anyhow::{bail, Context, Result};
 
 use super::layers::{Compress, Encrypt, Hashing};
-use super::manifest::{DatabaseEntry, FileEntry, Manifest, SourceEntry, MANIFEST_NAME, SUMS_NAME};
+use super::manifest::{
+    DatabaseEntry, FileEntry, Manifest, SourceEntry, Stored, MANIFEST_NAME, SUMS_NAME,
+};
+use super::wal::wal_path;
 use crate::config::{Compression, Settings, SourceKind};
 use crate::crypto::Sealer;
+use crate::pageindex::{DbPages, PageIndex};
 use crate::progress::Progress;
 use crate::source::files::{self, Skipped};
-use crate::source::sqlite::{DbInfo, PendingCheck, Snapshot};
+use crate::source::sqlite::{Checked, Compare, DbInfo, Form, PendingCheck, Snapshot};
 
 type Stack<W> = Compress<Encrypt<Hashing<W>>>;
 
@@ -62,6 +66,51 @@ impl<W: Write> ArchiveWriter<W> {
         data: R,
         progress: &dyn Progress,
     ) -> Result<&FileEntry> {
+        let (_, hash) = self.append(path, size, mode, data, progress, true)?;
+        self.files.push(FileEntry {
+            path: path.to_string(),
+            source: source.to_string(),
+            size,
+            blake3: hash.expect("hashed"),
+            mode,
+        });
+        Ok(self.files.last().expect("just pushed"))
+    }
+
+    /// Append a file whose BLAKE3 its producer computes (a database snapshot hashes its pages
+    /// as it reads them): the hash is filled in with [`Self::set_hash`] before `finish`.
+    fn add_prehashed<R: Read>(
+        &mut self,
+        path: &str,
+        source: &str,
+        size: u64,
+        data: R,
+        progress: &dyn Progress,
+    ) -> Result<usize> {
+        self.append(path, size, 0o600, data, progress, false)?;
+        self.files.push(FileEntry {
+            path: path.to_string(),
+            source: source.to_string(),
+            size,
+            blake3: String::new(),
+            mode: 0o600,
+        });
+        Ok(self.files.len() - 1)
+    }
+
+    fn set_hash(&mut self, index: usize, blake3: &str) {
+        self.files[index].blake3 = blake3.to_string();
+    }
+
+    fn append<R: Read>(
+        &mut self,
+        path: &str,
+        size: u64,
+        mode: u32,
+        data: R,
+        progress: &dyn Progress,
+        hash: bool,
+    ) -> Result<(u64, Option<String>)> {
         let mut header = tar::Header::new_gnu();
         header.set_entry_type(tar::EntryType::Regular);
         header.set_size(size);
@@ -70,7 +119,7 @@ impl<W: Write> ArchiveWriter<W> {
         header.set_uid(0);
         header.set_gid(0);
         let mut reader = Exact {
-            inner: Hashing::new(data),
+            inner: Hashing::maybe(data, hash),
             left: size,
             progress,
         };
@@ -80,21 +129,17 @@ impl<W: Write> ArchiveWriter<W> {
         if reader.left != 0 {
             bail!("{path}: the source ended {} bytes early", reader.left);
         }
-        let (_, n, hash) = reader.inner.finish();
+        let (_, n, hash) = reader.inner.finish_maybe();
         debug_assert_eq!(n, size);
-        self.files.push(FileEntry {
-            path: path.to_string(),
-            source: source.to_string(),
-            size,
-            blake3: hash,
-            mode,
-        });
-        Ok(self.files.last().expect("just pushed"))
+        Ok((n, hash))
     }
 
     /// Append the manifest and sums, then close every layer in order.
     pub fn finish(mut self, mut manifest: Manifest) -> Result<Written<W>> {
         manifest.files = std::mem::take(&mut self.files);
+        if let Some(f) = manifest.files.iter().find(|f| f.blake3.is_empty()) {
+            bail!("{}: its hash never arrived", f.path);
+        }
         let json = serde_json::to_vec_pretty(&manifest)?;
         let sums = manifest.blake3sums();
         for (name, body) in [(MANIFEST_NAME, &json[..]), (SUMS_NAME, sums.as_bytes())] {
@@ -148,15 +193,44 @@ impl<R: Read> Read for Exact<'_, R> {
     }
 }
 
+/// How databases are taken: whether to keep their page hashes (for the next incremental), and
+/// the parent's pages to compare with (an incremental backup).
+#[derive(Clone, Copy, Default)]
+pub struct Pages<'a> {
+    pub keep: bool,
+    pub parent: Option<&'a PageIndex>,
+}
+
+/// What [`add_sources`] put in the archive.
+pub struct Added {
+    pub sources: Vec<SourceEntry>,
+    pub databases: Vec<DatabaseEntry>,
+    pub skipped: Skipped,
+    /// Each database's page hashes, when asked for: the next page index.
+    pub pages: Vec<DbPages>,
+}
+
+/// One snapshot streamed, its check still running.
+struct Streamed<'s> {
+    source: &'s crate::config::Source,
+    info: DbInfo,
+    check: PendingCheck,
+    /// The archive entry of a database stored whole, whose hash the snapshot reports.
+    entry: Option<usize>,
+}
+
 /// Stream every configured source into `writer`; returns the manifest skeleton (sources and
 /// databases) and what was passed over. Database snapshots run on threads of their own, all
 /// started at once (one at a time with `workers = 1`): each streams its pages when its turn
 /// comes and then checks them while the next streams. Every check has passed when this returns.
+/// With a parent, each database stores only the pages that differ from the parent's, as a WAL
+/// file, or nothing when none do.
 pub fn add_sources<W: Write>(
     writer: &mut ArchiveWriter<W>,
     settings: &Settings,
     progress: &dyn Progress,
-) -> Result<(Vec<SourceEntry>, Vec<DatabaseEntry>, Skipped)> {
+    pages: Pages<'_>,
+) -> Result<Added> {
     let mut skipped = Skipped::default();
     let mut sources = Vec::new();
     let db_sources: Vec<_> = settings
@@ -171,17 +245,18 @@ pub fn add_sources<W: Write>(
     } else {
         db_sources.len().max(1)
     };
-    let mut checking: Vec<(&crate::config::Source, DbInfo, PendingCheck)> = Vec::new();
+    let mut checking: Vec<Streamed<'_>> = Vec::new();
 
     for source in &settings.sources {
         // A check that has already failed stops the backup now rather than at the end.
-        if let Some(index) = checking.iter_mut().position(|(_, _, c)| c.failed_yet()) {
-            let (failed, _, check) = checking.swap_remove(index);
-            let err = check
+        if let Some(index) = checking.iter_mut().position(|s| s.check.failed_yet()) {
+            let failed = checking.swap_remove(index);
+            let err = failed
+                .check
                 .wait()
                 .err()
                 .unwrap_or_else(|| anyhow::anyhow!("check failed"));
-            return Err(err.context(format!("database {}", failed.name)));
+            return Err(err.context(format!("database {}", failed.source.name)));
         }
         sources.push(SourceEntry {
             name: source.name.clone(),
@@ -192,7 +267,14 @@ pub fn add_sources<W: Write>(
             SourceKind::Sqlite => {
                 while started < db_sources.len() && pending.len() < ahead {
                     let s = db_sources[started];
-                    pending.push_back(Snapshot::start(&s.name, &s.path, s.check));
+                    let compare = Compare {
+                        keep_pages: pages.keep,
+                        parent: pages
+                            .parent
+                            .and_then(|p| p.database(&s.name))
+                            .map(|d| std::sync::Arc::new(d.clone())),
+                    };
+                    pending.push_back(Snapshot::start(&s.name, &s.path, s.check, compare));
                     started += 1;
                 }
                 let mut snap = pending
@@ -202,28 +284,51 @@ pub fn add_sources<W: Write>(
                     .ready()
                     .with_context(|| format!("database {}", source.name))?;
                 progress.stage(&source.name);
-                writer
-                    .add(
-                        &source.name,
-                        &source.name,
-                        info.size(),
-                        0o600,
-                        &mut snap,
-                        progress,
-                    )
-                    .with_context(|| format!("database {}", source.name))?;
+                let entry = match info.form {
+                    Form::Whole => Some(
+                        writer
+                            .add_prehashed(
+                                &source.name,
+                                &source.name,
+                                info.size(),
+                                &mut snap,
+                                progress,
+                            )
+                            .with_context(|| format!("database {}", source.name))?,
+                    ),
+                    Form::Wal { .. } => {
+                        writer
+                            .add(
+                                &wal_path(&source.name),
+                                &source.name,
+                                info.stream_size(),
+                                0o600,
+                                &mut snap,
+                                progress,
+                            )
+                            .with_context(|| format!("database {}", source.name))?;
+                        None
+                    }
+                    Form::Unchanged => None,
+                };
                 let check = snap
                     .finish()
                     .with_context(|| format!("database {}", source.name))?;
-                if settings.workers == 1 {
+                let check = if settings.workers == 1 {
                     // One core: the check runs before the next snapshot starts.
-                    let counts = check
+                    let checked = check
                         .wait()
                         .with_context(|| format!("database {}", source.name))?;
-                    checking.push((source, info, PendingCheck::passed(&source.name, counts)));
+                    PendingCheck::passed(&source.name, checked)
                 } else {
-                    checking.push((source, info, check));
-                }
+                    check
+                };
+                checking.push(Streamed {
+                    source,
+                    info,
+                    check,
+                    entry,
+                });
             }
             SourceKind::File | SourceKind::Dir => {
                 progress.stage(&source.name);
@@ -253,10 +358,35 @@ pub fn add_sources<W: Write>(
     }
 
     let mut databases = Vec::new();
-    for (source, info, check) in checking {
-        let row_counts = check
+    let mut index = Vec::new();
+    for Streamed {
+        source,
+        info,
+        check,
+        entry,
+    } in checking
+    {
+        let checked: Checked = check
             .wait()
             .with_context(|| format!("database {}", source.name))?;
+        if let Some(entry) = entry {
+            writer.set_hash(entry, &checked.blake3);
+        }
+        let parent = pages.parent.and_then(|p| p.database(&source.name));
+        let stored = pages.parent.map(|_| match (info.form, parent) {
+            (Form::Wal { frames }, Some(parent)) => Stored::Wal {
+                wal: wal_path(&source.name),
+                frames,
+                parent_blake3: parent.blake3.clone(),
+            },
+            (Form::Unchanged, Some(parent)) => Stored::Unchanged {
+                parent_blake3: parent.blake3.clone(),
+            },
+            _ => Stored::Whole,
+        });
+        if pages.keep {
+            index.push(checked.index_entry(&source.name, &info));
+        }
         databases.push(DatabaseEntry {
             source: source.name.clone(),
             path: source.name.clone(),
@@ -266,8 +396,15 @@ pub fn add_sources<W: Write>(
             user_version: info.user_version,
             journal_mode: info.journal_mode,
             check: source.check,
-            row_counts,
+            row_counts: checked.row_counts,
+            blake3: Some(checked.blake3),
+            stored,
         });
     }
-    Ok((sources, databases, skipped))
+    Ok(Added {
+        sources,
+        databases,
+        skipped,
+        pages: index,
+    })
 }

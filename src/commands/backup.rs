@@ -8,13 +8,16 @@ use serde::Serialize;
 
 use crate::archive::manifest::{
     archive_extension, compression_name, ArchiveInfo, Manifest, Sidecar, FORMAT_VERSION,
+    FULL_VERSION,
 };
-use crate::archive::writer::{add_sources, ArchiveWriter};
+use crate::archive::writer::{add_sources, ArchiveWriter, Pages};
 use crate::catalog;
+use crate::chain::Plan;
 use crate::cli::BackupArgs;
 use crate::config::Settings;
 use crate::crypto::Sealer;
 use crate::exit::Exit;
+use crate::pageindex::PageIndex;
 use crate::progress::Progress;
 use crate::state::StateDir;
 use crate::storage::fanout::{Completion, FanOut};
@@ -32,6 +35,14 @@ pub struct Report {
     pub source_bytes: u64,
     /// Bytes stored (after compression and encryption).
     pub stored_bytes: u64,
+    /// "full" or "incremental".
+    pub kind: String,
+    /// The backup an incremental builds on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    /// Why a backup that could have been incremental ([incremental] is on) is full.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub full_because: Option<String>,
     pub compression: String,
     pub encrypted: bool,
     /// The sidecar carries an SSHSIG by this host's signing key.
@@ -181,7 +192,17 @@ pub fn run_locked(
         sealer: sealer.as_ref(),
         signer: signer.as_ref(),
     };
-    let stored = store(settings, &dests, keys, progress, tags, state_id.as_deref());
+    let plan = crate::chain::plan(settings, state, &dests, args.full, SystemTime::now());
+    let stored = store(
+        settings,
+        state,
+        &dests,
+        keys,
+        &plan,
+        progress,
+        tags,
+        state_id.as_deref(),
+    );
     if let (Some(hook), Some(hook_env)) = (&settings.hooks.after_backup, hook_env) {
         let mut env = hook_env.to_vec();
         env.push((
@@ -269,11 +290,15 @@ struct Keys<'k> {
     signer: Option<&'k Signer>,
 }
 
-/// Build the archive once and store it on every destination.
+/// Build the archive once and store it on every destination; then move the page index forward
+/// to it (never before it is stored).
+#[allow(clippy::too_many_arguments)]
 fn store(
     settings: &Settings,
+    state: &StateDir,
     dests: &[Destination],
     keys: Keys<'_>,
+    plan: &Plan,
     progress: &dyn Progress,
     tags: &[String],
     state_id: Option<&str>,
@@ -289,15 +314,18 @@ fn store(
         let mut fan = FanOut::start(scope, dests, &object);
         let built = build(
             settings,
-            &id,
-            created,
+            Meta {
+                id: &id,
+                created,
+                object: &object,
+                compression: &compression,
+                tags,
+                state_id,
+            },
             sealer,
+            plan,
             &mut fan,
             progress,
-            &object,
-            &compression,
-            tags,
-            state_id,
         );
         // The signature covers the sidecar's exact bytes, and so (through the archive's size
         // and BLAKE3 in it) every stored byte.
@@ -316,7 +344,7 @@ fn store(
         });
         (fan.finish(commit), built.map(|(b, _, _)| b))
     });
-    let (sidecar, skipped, source_bytes) = match built {
+    let (sidecar, skipped, source_bytes, pages) = match built {
         Ok(b) => b,
         Err(e) => {
             crate::interrupt::check()?;
@@ -344,7 +372,7 @@ fn store(
             });
         }
     };
-    let destinations = dests
+    let destinations: Vec<DestinationResult> = dests
         .iter()
         .zip(outcomes)
         .map(|(dest, outcome)| match outcome {
@@ -359,7 +387,7 @@ fn store(
         .collect();
     // An empty database is either new or was truncated by accident: either way, someone
     // should know before this backup is the one they restore.
-    let warnings = sidecar
+    let mut warnings: Vec<String> = sidecar
         .manifest
         .databases
         .iter()
@@ -371,8 +399,37 @@ fn store(
             )
         })
         .collect();
+    if let (Some(pages), true) = (pages, destinations.iter().any(|d| d.ok)) {
+        // Stored somewhere: the next backup builds on this one. A destination that missed it
+        // makes the next run a full backup (the parent is not whole everywhere).
+        let (full_id, full_created, depth) = match plan {
+            Plan::Incremental { index } => {
+                (index.full_id.clone(), index.full_created, index.depth + 1)
+            }
+            Plan::Full { .. } => (id.clone(), created, 0),
+        };
+        let next = PageIndex {
+            backup_id: id.clone(),
+            full_id,
+            full_created,
+            depth,
+            databases: pages,
+        };
+        if let Err(e) = next.save(state) {
+            warnings.push(format!(
+                "the page index was not updated, so the next backup builds on an older one (or is full): {e:#}"
+            ));
+        }
+    }
+    let (kind, parent, full_because) = match plan {
+        Plan::Incremental { index } => ("incremental", Some(index.backup_id.clone()), None),
+        Plan::Full { why } => ("full", None, why.clone()),
+    };
     Ok(Report {
         warnings,
+        kind: kind.into(),
+        parent,
+        full_because,
         // A signal that came while the uploads were completing: what was stored stays listed
         // (and reported), the rest was aborted, and the run is an interruption.
         interrupted: crate::interrupt::requested(),
@@ -392,50 +449,83 @@ fn store(
     })
 }
 
+/// What names and marks a backup.
+struct Meta<'a> {
+    id: &'a str,
+    created: SystemTime,
+    object: &'a str,
+    compression: &'a str,
+    tags: &'a [String],
+    state_id: Option<&'a str>,
+}
+
 /// Stream every source through the archive layers into the fan-out; returns the sidecar to
-/// commit, what was skipped, and the bytes read from sources.
-#[allow(clippy::too_many_arguments)]
+/// commit, what was skipped, the bytes read from sources, and (with `[incremental]`) the pages
+/// for the next page index.
+#[allow(clippy::type_complexity)]
 fn build(
     settings: &Settings,
-    id: &str,
-    created: SystemTime,
+    meta: Meta<'_>,
     sealer: Option<&Sealer>,
+    plan: &Plan,
     fan: &mut FanOut<'_>,
     progress: &dyn Progress,
-    object: &str,
-    compression: &str,
-    tags: &[String],
-    state_id: Option<&str>,
-) -> Result<(Sidecar, Vec<String>, u64)> {
-    let mut writer =
-        ArchiveWriter::new(fan, settings.compression, sealer, settings.workers, created)?;
-    let (sources, databases, skipped) = add_sources(&mut writer, settings, progress)?;
+) -> Result<(
+    Sidecar,
+    Vec<String>,
+    u64,
+    Option<Vec<crate::pageindex::DbPages>>,
+)> {
+    let mut writer = ArchiveWriter::new(
+        fan,
+        settings.compression,
+        sealer,
+        settings.workers,
+        meta.created,
+    )?;
+    let parent = match plan {
+        Plan::Incremental { index } => Some(index),
+        Plan::Full { .. } => None,
+    };
+    let keep = settings.incremental.is_some();
+    let added = add_sources(&mut writer, settings, progress, Pages { keep, parent })?;
+    let version = if parent.is_some() {
+        FORMAT_VERSION
+    } else {
+        FULL_VERSION
+    };
     let manifest = Manifest {
         format: "litevault".into(),
-        format_version: FORMAT_VERSION,
-        backup_id: id.to_string(),
-        created: humantime::format_rfc3339_millis(created).to_string(),
+        format_version: version,
+        backup_id: meta.id.to_string(),
+        created: humantime::format_rfc3339_millis(meta.created).to_string(),
         host: settings.name.clone(),
         hostname: hostname(),
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
-        kind: "full".into(),
-        parent: None,
-        tags: tags.to_vec(),
-        state_id: state_id.map(str::to_string),
-        sources,
+        kind: if parent.is_some() {
+            "incremental"
+        } else {
+            "full"
+        }
+        .into(),
+        parent: parent.map(|p| p.backup_id.clone()),
+        full: parent.map(|p| p.full_id.clone()),
+        tags: meta.tags.to_vec(),
+        state_id: meta.state_id.map(str::to_string),
+        sources: added.sources,
         files: Vec::new(),
-        databases,
+        databases: added.databases,
     };
     let written = writer.finish(manifest)?;
     let source_bytes = written.manifest.total_size();
     let sidecar = Sidecar {
         format: "litevault-sidecar".into(),
-        format_version: FORMAT_VERSION,
+        format_version: version,
         archive: ArchiveInfo {
-            object: object.to_string(),
+            object: meta.object.to_string(),
             bytes: written.bytes,
             blake3: written.blake3,
-            compression: compression.to_string(),
+            compression: meta.compression.to_string(),
             encryption: if sealer.is_some() {
                 "age".into()
             } else {
@@ -445,7 +535,12 @@ fn build(
         },
         manifest: written.manifest,
     };
-    Ok((sidecar, skipped.0, source_bytes))
+    Ok((
+        sidecar,
+        added.skipped.0,
+        source_bytes,
+        keep.then_some(added.pages),
+    ))
 }
 
 /// The sources' size on disk, for the progress bar only.

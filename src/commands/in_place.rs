@@ -318,6 +318,9 @@ fn safety_backup(
         .filter(|s| s.path.exists())
         .collect();
     subset.prune_after_backup = false;
+    // Whole, and without moving the page index: a copy of some sources is no parent for the
+    // next regular backup, which builds on the last one as before.
+    subset.incremental = None;
     if subset.sources.is_empty() {
         notes.push("no safety backup: none of the sources exists on this host".into());
         return Ok(None);
@@ -328,6 +331,7 @@ fn safety_backup(
         if_older_than: None,
         retries: 0,
         retry_delay: std::time::Duration::ZERO,
+        full: true,
     };
     let tags = vec![
         "pre-restore".to_string(),

@@ -17,6 +17,10 @@ pub struct Item {
     pub source_bytes: u64,
     pub compression: String,
     pub encrypted: bool,
+    /// "full" or "incremental".
+    pub kind: String,
+    /// The backup an incremental builds on (null for a full backup).
+    pub parent: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -69,6 +73,8 @@ pub fn run(settings: &Settings, args: &ListArgs) -> Result<Report> {
             source_bytes: b.sidecar.manifest.total_size(),
             compression: b.sidecar.archive.compression.clone(),
             encrypted: b.sidecar.archive.encryption != "none",
+            kind: b.sidecar.manifest.kind.clone(),
+            parent: b.sidecar.manifest.parent.clone(),
             tags: b.sidecar.manifest.tags.clone(),
             damage: b.damage.clone(),
             untrusted: (!b.trust.is_good()).then(|| b.trust.to_string()),

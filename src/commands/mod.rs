@@ -7,6 +7,7 @@ pub mod in_place;
 pub mod key;
 pub mod list;
 pub mod prune;
+mod rebuild;
 pub mod rekey;
 pub mod restore;
 mod unpack;

@@ -72,10 +72,22 @@ pub fn apply(settings: &Settings, dests: &[Destination], dry_run: bool) -> Resul
                 b.id, dest.name, b.trust
             ));
         }
+        // An incremental whose chain is broken cannot be restored, but it is not prune's to
+        // delete quietly: a person should see why the link under it is gone.
+        let broken: Vec<&catalog::Backup> =
+            listing.backups.iter().filter(|b| b.broken_chain).collect();
+        for b in &broken {
+            warnings.push(format!(
+                "backup {} on {} cannot be restored: {}; left in place (delete it by hand once you have looked at it)",
+                b.id,
+                dest.name,
+                b.damage.as_deref().unwrap_or_default()
+            ));
+        }
         let items: Vec<Item> = listing
             .backups
             .iter()
-            .filter(|b| b.trust.is_good())
+            .filter(|b| b.trust.is_good() && !broken.iter().any(|x| x.id == b.id))
             .map(|b| Item {
                 id: b.id.clone(),
                 created: b.created,
@@ -105,6 +117,8 @@ pub fn apply(settings: &Settings, dests: &[Destination], dry_run: bool) -> Resul
                 Fault::new(exit, format!("destination {}: {refusal}", dest.name)).hint(hint),
             )
         })?;
+        let mut decisions = decisions;
+        retention::keep_chains(&mut decisions, &crate::chain::parents(&listing.backups));
         plans.push((dest, listing, decisions));
     }
 
@@ -116,6 +130,7 @@ pub fn apply(settings: &Settings, dests: &[Destination], dry_run: bool) -> Resul
     for (dest, listing, decisions) in plans {
         let mut deleted = Vec::new();
         let mut failed = Vec::new();
+        // Newest first, so a run cut short never leaves an incremental without its parent.
         for decision in decisions.iter().filter(|d| !d.keep) {
             if dry_run {
                 deleted.push(decision.id.clone());

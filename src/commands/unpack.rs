@@ -6,6 +6,7 @@ use std::path::Path;
 
 use anyhow::Result;
 
+use crate::archive::reader::Route;
 use crate::catalog::Backup;
 use crate::storage::Destination;
 
@@ -30,6 +31,10 @@ pub fn unpack_checked(
             .hint("restore an older backup (`litevault list`), or one from another destination"),
         ));
     }
+    if backup.sidecar.manifest.is_incremental() {
+        let chain = crate::chain::resolve(dest, backup)?;
+        return super::rebuild::rebuild(dest, &chain, opener, into, pragma, durable, progress);
+    }
     let stored = dest.reader(&backup.sidecar.archive.object)?;
     progress.set_total(backup.sidecar.manifest.total_size());
     let databases = &backup.sidecar.manifest.databases;
@@ -38,16 +43,11 @@ pub fn unpack_checked(
     // the whole archive has proved intact.
     let (extracted, aftercare) = std::thread::scope(|scope| {
         let mut pool = Aftercare::start(scope, pragma, durable);
-        let mut on_file = |path: &str, size: u64| -> Result<()> {
-            let db = databases.iter().position(|d| d.path == path);
-            if !durable && db.is_none() {
-                return Ok(());
-            }
-            pool.add(Unpacked {
-                path: into.join(path),
-                size,
-                db: db.map(|i| (i, &databases[i])),
-            })
+        let mut entries = ToAftercare {
+            pool: &mut pool,
+            into,
+            databases,
+            durable,
         };
         let extracted = crate::archive::reader::extract(
             stored,
@@ -55,7 +55,7 @@ pub fn unpack_checked(
             opener,
             into,
             progress,
-            &mut on_file,
+            &mut entries,
         );
         (extracted, pool.finish())
     });
@@ -88,6 +88,31 @@ pub fn unpack_checked(
     Ok(checked)
 }
 
+/// Every entry written, and handed to the aftercare workers as soon as it is.
+pub(super) struct ToAftercare<'a, 'scope, 'm> {
+    pub pool: &'a mut Aftercare<'scope, 'm>,
+    pub into: &'a Path,
+    pub databases: &'m [crate::archive::manifest::DatabaseEntry],
+    pub durable: bool,
+}
+
+impl<'scope, 'm: 'scope> crate::archive::reader::Entries for ToAftercare<'_, 'scope, 'm> {
+    fn done(&mut self, path: &str, size: u64, route: Route) -> Result<()> {
+        if route != Route::Write {
+            return Ok(());
+        }
+        let db = self.databases.iter().position(|d| d.path == path);
+        if !self.durable && db.is_none() {
+            return Ok(());
+        }
+        self.pool.add(Unpacked {
+            path: self.into.join(path),
+            size,
+            db: db.map(|i| (i, &self.databases[i])),
+        })
+    }
+}
+
 /// Threads that sync and check unpacked files. One thread per file ran out of threads (and
 /// memory) at about 32,000 files; a few workers behind a short queue keep both bounded while
 /// still overlapping the syncs (mostly waiting on the disk) with the unpacking.
@@ -102,7 +127,7 @@ const BATCH_BYTES: u64 = 8 << 20;
 
 /// One unpacked file and, for a database, its index in the manifest's list. The worker opens it
 /// again by path (inside the private unpack folder), so no handle waits in a queue.
-struct Unpacked<'m> {
+pub(super) struct Unpacked<'m> {
     path: std::path::PathBuf,
     size: u64,
     db: Option<(usize, &'m crate::archive::manifest::DatabaseEntry)>,
@@ -110,15 +135,15 @@ struct Unpacked<'m> {
 
 /// What the workers found: the first error (sync or check), and each database's problems by its
 /// manifest index, in manifest order.
-struct AftercareOutcome {
-    failure: Option<anyhow::Error>,
-    verdicts: Vec<(usize, Vec<String>)>,
+pub(super) struct AftercareOutcome {
+    pub failure: Option<anyhow::Error>,
+    pub verdicts: Vec<(usize, Vec<String>)>,
 }
 
 /// Returned to the unpacker once a worker has failed, so it stops instead of unpacking files
 /// that can no longer be restored; the worker's own error is the one reported.
 #[derive(Debug)]
-struct StoppedByAftercare;
+pub(super) struct StoppedByAftercare;
 
 impl std::fmt::Display for StoppedByAftercare {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -149,7 +174,7 @@ impl AftercareShared {
     }
 }
 
-struct Aftercare<'scope, 'm> {
+pub(super) struct Aftercare<'scope, 'm> {
     queue: std::sync::mpsc::SyncSender<Vec<Unpacked<'m>>>,
     workers: Vec<std::thread::ScopedJoinHandle<'scope, ()>>,
     shared: std::sync::Arc<AftercareShared>,
@@ -158,7 +183,7 @@ struct Aftercare<'scope, 'm> {
 }
 
 impl<'scope, 'm: 'scope> Aftercare<'scope, 'm> {
-    fn start<'env>(
+    pub(super) fn start<'env>(
         scope: &'scope std::thread::Scope<'scope, 'env>,
         pragma: &'scope str,
         durable: bool,
@@ -194,7 +219,7 @@ impl<'scope, 'm: 'scope> Aftercare<'scope, 'm> {
         }
     }
 
-    fn add(&mut self, file: Unpacked<'m>) -> Result<()> {
+    pub(super) fn add(&mut self, file: Unpacked<'m>) -> Result<()> {
         if self.shared.has_failed() {
             return Err(StoppedByAftercare.into());
         }
@@ -222,7 +247,7 @@ impl<'scope, 'm: 'scope> Aftercare<'scope, 'm> {
     }
 
     /// Send what is left, wait for the workers, and gather what they found.
-    fn finish(mut self) -> AftercareOutcome {
+    pub(super) fn finish(mut self) -> AftercareOutcome {
         if let Err(e) = self.send() {
             self.shared.fail(e);
         }
@@ -284,6 +309,8 @@ mod tests {
             journal_mode: "wal".into(),
             check: crate::config::Check::Quick,
             row_counts: Default::default(),
+            blake3: None,
+            stored: None,
         }
     }
 

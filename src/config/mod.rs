@@ -39,6 +39,7 @@ struct RawConfig {
     trust: Option<keys::RawTrust>,
     #[serde(default)]
     retention: RawRetention,
+    incremental: Option<RawIncremental>,
     #[serde(default, rename = "destination")]
     destinations: Vec<destination::RawDestination>,
     #[serde(default)]
@@ -46,6 +47,22 @@ struct RawConfig {
     #[serde(default)]
     history: RawHistory,
     metrics_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIncremental {
+    full_every: Option<String>,
+    max_chain: Option<u32>,
+}
+
+/// `[incremental]`: when a backup may store only the pages changed since its parent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Incremental {
+    /// A full backup once the chain's full backup is this old.
+    pub full_every: Duration,
+    /// At most this many incrementals on one full backup.
+    pub max_chain: u32,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -145,6 +162,8 @@ pub struct Settings {
     pub trust: Trust,
     pub retention: Policy,
     pub prune_after_backup: bool,
+    /// Without `[incremental]` every backup is full.
+    pub incremental: Option<Incremental>,
     pub destinations: Vec<Destination>,
     pub hooks: crate::hooks::Hooks,
     /// How much of the execution store to keep.
@@ -359,6 +378,11 @@ fn validate(raw: RawConfig, path: &Path, base: &Path) -> Result<Settings> {
     let trust = keys::trust(raw.trust.unwrap_or_default(), base).map_err(|e| fail(&e.0, e.1))?;
 
     let retention = policy(&raw.retention, "retention").map_err(|e| fail(&e.0, e.1))?;
+    let incremental = raw
+        .incremental
+        .map(incremental)
+        .transpose()
+        .map_err(|e| fail(&e.0, e.1))?;
 
     if raw.destinations.is_empty() {
         return Err(fail(
@@ -419,7 +443,37 @@ fn validate(raw: RawConfig, path: &Path, base: &Path) -> Result<Settings> {
         trust,
         retention,
         prune_after_backup: raw.retention.prune_after_backup,
+        incremental,
         destinations,
+    })
+}
+
+fn incremental(raw: RawIncremental) -> std::result::Result<Incremental, (String, String)> {
+    let full_every = match &raw.full_every {
+        None => Duration::from_secs(7 * 86400),
+        Some(text) => humantime::parse_duration(text)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                (
+                    "incremental.full_every".to_string(),
+                    format!("is {text:?}; write a duration such as \"7d\" or \"24h\""),
+                )
+            })?,
+    };
+    let max_chain = raw.max_chain.unwrap_or(30);
+    if max_chain == 0 || max_chain as usize > crate::chain::MAX_DEPTH {
+        return Err((
+            "incremental.max_chain".to_string(),
+            format!(
+                "is {max_chain}; write a number from 1 to {} (each restore reads the whole chain: 30 is a good bound)",
+                crate::chain::MAX_DEPTH
+            ),
+        ));
+    }
+    Ok(Incremental {
+        full_every,
+        max_chain,
     })
 }
 

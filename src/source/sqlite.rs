@@ -14,22 +14,33 @@
 //! Streaming first and checking after lets compression start at once and the check of one
 //! database run while the next one streams; the archive is committed only after every check has
 //! passed, so a database that fails its check is never stored.
+//!
+//! For an incremental backup the snapshot first reads every page once to compare it with the
+//! parent's page hashes (nothing streams yet: the size of the delta is not known), then reads
+//! the changed pages again by number, still in the same transaction, and streams them as a WAL
+//! file. The second read comes from SQLite's and the kernel's caches and is a fraction of the
+//! first.
 
 use std::collections::BTreeMap;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use rusqlite::{Connection, OpenFlags};
 
+use super::pages::{compare_pages, stream_wal, stream_whole};
+use crate::archive::wal::wal_size;
 use crate::config::Check;
 use crate::exit::integrity;
+use crate::pagehash::supported;
+use crate::pageindex::{DbPages, PageHash};
 
 /// Pages are handed over in chunks of about this size; the channel holds a few of them.
-const CHUNK: usize = 256 << 10;
+pub(super) const CHUNK: usize = 256 << 10;
 const CHANNEL_DEPTH: usize = 2;
 
 /// How long to wait for a writer's lock before giving up on a database.
@@ -42,21 +53,73 @@ pub struct DbInfo {
     pub sqlite_version: String,
     pub user_version: i64,
     pub journal_mode: String,
+    /// What the stream holds.
+    pub form: Form,
+}
+
+/// What a snapshot streams: the whole database, or (compared with its parent's pages) a WAL
+/// file of the pages that changed, or nothing when none did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Form {
+    Whole,
+    Wal { frames: u64 },
+    Unchanged,
 }
 
 impl DbInfo {
     pub fn size(&self) -> u64 {
         self.page_size as u64 * self.page_count
     }
+
+    /// The bytes the stream will carry.
+    pub fn stream_size(&self) -> u64 {
+        match self.form {
+            Form::Whole => self.size(),
+            Form::Wal { frames } => wal_size(frames, self.page_size),
+            Form::Unchanged => 0,
+        }
+    }
 }
 
-enum Msg {
+/// What the snapshot's transaction found once its pages were read and checked.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    /// Rows per table.
+    pub row_counts: BTreeMap<String, u64>,
+    /// The whole snapshot's BLAKE3 (hex), equal to the file's.
+    pub blake3: String,
+    /// Each page's short hash, for the next backup's comparison (when asked for, and the page
+    /// size allows it).
+    pub pages: Vec<PageHash>,
+}
+
+impl Checked {
+    pub fn index_entry(&self, source: &str, info: &DbInfo) -> DbPages {
+        DbPages {
+            source: source.to_string(),
+            page_size: info.page_size,
+            page_count: info.page_count,
+            blake3: self.blake3.clone(),
+            hashes: self.pages.clone(),
+        }
+    }
+}
+
+/// How to take a snapshot: whether to keep page hashes for the next backup, and the parent's
+/// pages to compare with (for an incremental).
+#[derive(Clone, Default)]
+pub struct Compare {
+    pub keep_pages: bool,
+    pub parent: Option<Arc<DbPages>>,
+}
+
+pub(super) enum Msg {
     Ready(DbInfo),
     Pages(Vec<u8>),
     /// Every page has been sent; the check runs now.
     Streamed,
     /// The check passed (with the row counts of the same transaction); the transaction is closed.
-    Checked(BTreeMap<String, u64>),
+    Checked(Checked),
     Failed(anyhow::Error),
 }
 
@@ -76,20 +139,20 @@ pub struct PendingCheck {
     label: String,
     rx: Receiver<Msg>,
     thread: Option<JoinHandle<()>>,
-    outcome: Option<Result<BTreeMap<String, u64>>>,
+    outcome: Option<Result<Checked>>,
 }
 
 impl Snapshot {
     /// Start the snapshot: it opens the database and begins a read transaction, then streams
     /// pages as they are read.
-    pub fn start(label: &str, path: &Path, check: Check) -> Snapshot {
+    pub fn start(label: &str, path: &Path, check: Check, compare: Compare) -> Snapshot {
         let (tx, rx) = sync_channel(CHANNEL_DEPTH);
         let path = path.to_path_buf();
         let thread_label = label.to_string();
         let thread = std::thread::Builder::new()
             .name(format!("snapshot {label}"))
             .spawn(move || {
-                if let Err(e) = produce(&path, check, &tx) {
+                if let Err(e) = produce(&path, check, compare, &thread_label, &tx) {
                     let _ = tx.send(Msg::Failed(e.context(format!(
                         "snapshot of database {thread_label} ({})",
                         path.display()
@@ -147,7 +210,7 @@ impl Snapshot {
 
 impl PendingCheck {
     /// A check already known to have passed.
-    pub fn passed(label: &str, counts: BTreeMap<String, u64>) -> PendingCheck {
+    pub fn passed(label: &str, counts: Checked) -> PendingCheck {
         let (_, rx) = sync_channel(0);
         PendingCheck {
             label: label.to_string(),
@@ -181,8 +244,8 @@ impl PendingCheck {
         matches!(self.outcome, Some(Err(_)))
     }
 
-    /// Wait for the check; the row counts of each table on success.
-    pub fn wait(mut self) -> Result<BTreeMap<String, u64>> {
+    /// Wait for the check; the row counts, hash and page hashes on success.
+    pub fn wait(mut self) -> Result<Checked> {
         let outcome = match self.outcome.take() {
             Some(o) => o,
             None => match self.rx.recv() {
@@ -257,7 +320,13 @@ impl Drop for PendingCheck {
     }
 }
 
-fn produce(path: &PathBuf, check: Check, tx: &SyncSender<Msg>) -> Result<()> {
+fn produce(
+    path: &PathBuf,
+    check: Check,
+    compare: Compare,
+    label: &str,
+    tx: &SyncSender<Msg>,
+) -> Result<()> {
     let meta = std::fs::metadata(path).context("cannot read the database file")?;
     if !meta.is_file() {
         bail!("not a regular file");
@@ -285,68 +354,77 @@ fn produce(path: &PathBuf, check: Check, tx: &SyncSender<Msg>) -> Result<()> {
             _ => corrupt_or(e, "cannot read the schema"),
         })?;
 
-    let info = DbInfo {
+    let mut info = DbInfo {
         page_size: conn.query_row("PRAGMA page_size", [], |r| r.get(0))?,
         page_count: conn.query_row("PRAGMA page_count", [], |r| r.get::<_, i64>(0))? as u64,
         sqlite_version: conn.query_row("SELECT sqlite_version()", [], |r| r.get(0))?,
         user_version: conn.query_row("PRAGMA user_version", [], |r| r.get(0))?,
         journal_mode: conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?,
+        form: Form::Whole,
     };
-    let page_size = info.page_size as usize;
-    let page_count = info.page_count;
-    if tx.send(Msg::Ready(info)).is_err() {
-        return Ok(());
-    }
-
-    let mut stmt = conn
-        .prepare("SELECT pgno, data FROM sqlite_dbpage('main')")
-        .context(
-            "this build of SQLite lacks the sqlite_dbpage table litevault snapshots through",
-        )?;
-    let mut rows = stmt.query([])?;
-    let mut chunk = Vec::with_capacity(CHUNK + page_size);
-    let mut next: u64 = 1;
-    let zero = vec![0u8; page_size];
-    while let Some(row) = rows.next()? {
-        let pgno: i64 = row.get(0)?;
-        let data = row.get_ref(1)?.as_blob()?;
-        if data.len() != page_size {
-            bail!("page {pgno} has {} bytes, expected {page_size}", data.len());
-        }
-        // SQLite never uses the page holding the lock byte (at 1 GiB); keep the file's geometry.
-        while next < pgno as u64 {
-            chunk.extend_from_slice(&zero);
-            next += 1;
-        }
-        chunk.extend_from_slice(data);
-        next += 1;
-        if chunk.len() >= CHUNK {
-            let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK + page_size));
-            if tx.send(Msg::Pages(full)).is_err() {
+    // A delta needs pages of the same size on both sides, a parent with pages to apply to
+    // (SQLite drops a WAL beside an empty file) and at least one page to commit.
+    let parent = compare.parent.filter(|p| {
+        supported(info.page_size)
+            && p.page_size == info.page_size
+            && p.page_count > 0
+            && p.hashes.len() as u64 == p.page_count
+            && info.page_count > 0
+    });
+    let keep = compare.keep_pages || parent.is_some();
+    let (blake3, pages) = match parent {
+        None => {
+            if tx.send(Msg::Ready(info.clone())).is_err() {
                 return Ok(());
             }
+            match stream_whole(&conn, &info, keep, tx)? {
+                Some(done) => done,
+                None => return Ok(()),
+            }
         }
-    }
-    if next - 1 != page_count {
-        bail!("read {} pages, but the database has {page_count}", next - 1);
-    }
-    drop(rows);
-    drop(stmt);
-    if !chunk.is_empty() && tx.send(Msg::Pages(chunk)).is_err() {
-        return Ok(());
-    }
+        Some(parent) => {
+            let (blake3, pages, changed) = compare_pages(&conn, &info, &parent)?;
+            let mut frames = changed;
+            if frames.is_empty() && info.page_count != parent.page_count {
+                // Only a shrink: the commit frame still has to say the new page count.
+                frames.push(1);
+            }
+            info.form = if frames.is_empty() {
+                Form::Unchanged
+            } else {
+                Form::Wal {
+                    frames: frames.len() as u64,
+                }
+            };
+            if tx.send(Msg::Ready(info.clone())).is_err() {
+                return Ok(());
+            }
+            if !frames.is_empty() && !stream_wal(&conn, &info, &frames, label, tx)? {
+                return Ok(());
+            }
+            (blake3, pages)
+        }
+    };
     if tx.send(Msg::Streamed).is_err() {
         return Ok(());
     }
 
     // The pages just sent are checked in the same transaction, so what is checked is exactly
     // what is stored; the archive is committed only once every check has passed.
-    let counts = interruptible(&conn, || {
+    let row_counts = interruptible(&conn, || {
         run_check(&conn, check)?;
         row_counts(&conn)
     })?;
     conn.execute_batch("COMMIT")?;
-    let _ = tx.send(Msg::Checked(counts));
+    let _ = tx.send(Msg::Checked(Checked {
+        row_counts,
+        blake3,
+        pages: if compare.keep_pages {
+            pages
+        } else {
+            Vec::new()
+        },
+    }));
     Ok(())
 }
 

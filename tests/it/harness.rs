@@ -37,6 +37,8 @@ pub struct Env {
     pub vars: Vec<(String, String)>,
     /// Another `state_dir` than `<root>/state`.
     pub state_dir: Option<PathBuf>,
+    /// The body of an `[incremental]` table (written after `extra`); none: every backup full.
+    pub incremental: Option<String>,
 }
 
 impl Env {
@@ -55,6 +57,7 @@ impl Env {
             destinations: vec![dest("local", &format!("file://{}/backups", "__ROOT__"))],
             vars: Vec::new(),
             state_dir: None,
+            incremental: None,
         }
     }
 
@@ -68,6 +71,11 @@ impl Env {
 
     pub fn config_path(&self) -> PathBuf {
         self.path("litevault.toml")
+    }
+
+    /// The state folder (`state_dir`) this environment's config names.
+    pub fn state(&self) -> PathBuf {
+        self.state_dir.clone().unwrap_or_else(|| self.path("state"))
     }
 
     /// The namespace folder of the local destination.
@@ -119,6 +127,9 @@ impl Env {
                 .display(),
             self.extra
         );
+        if let Some(body) = &self.incremental {
+            text.push_str(&format!("[incremental]\n{body}\n"));
+        }
         for s in &self.sources {
             text.push_str(s);
         }

@@ -16,6 +16,7 @@ mod faults;
 mod format;
 mod hostile;
 mod in_place;
+mod incremental;
 mod metadata;
 mod plugin;
 mod prune;

@@ -360,6 +360,7 @@ fn clone_env(env: &Env) -> Env {
         destinations: env.destinations.clone(),
         vars: env.vars.clone(),
         state_dir: env.state_dir.clone(),
+        incremental: env.incremental.clone(),
     }
 }
 

@@ -1,0 +1,426 @@
+//! Restoring an incremental backup: its chain, oldest link first, into one private folder.
+//!
+//! Each database is written from the newest link that holds it whole (usually the full backup),
+//! then each later link's WAL frames are written over it in place, so every database is built
+//! once, never replayed through SQLite. Every link is checked as it goes: its stored bytes,
+//! each entry's BLAKE3, the WAL's own checksums, and, per database, the hash it must apply on
+//! (the previous link's) and the hash it must produce. Those whole-file hashes come from the
+//! pages' BLAKE3 chaining values, kept in memory (32 bytes a page) and updated page by page, so
+//! a chain costs no re-reading. Files and whole databases of the backup itself come from its own
+//! archive; earlier links give only the databases it builds on.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use blake3::hazmat::ChainingValue;
+
+use super::unpack::{Aftercare, StoppedByAftercare, ToAftercare};
+use crate::archive::manifest::{DatabaseEntry, Stored};
+use crate::archive::reader::{extract, Entries, Route};
+use crate::archive::wal::{first_page_hash, wal_path, WalApplier};
+use crate::catalog::Backup;
+use crate::exit::integrity;
+use crate::pagehash::{root_of, supported, PageHasher};
+use crate::storage::Destination;
+
+/// A database rebuilt from links before the last.
+struct Rebuilt {
+    source: String,
+    path: String,
+    /// The link that holds it whole.
+    base: usize,
+    page_size: u32,
+    file: Option<File>,
+    cvs: Vec<ChainingValue>,
+    /// Its BLAKE3 after the links applied so far.
+    blake3: Option<String>,
+    whole: Option<PageHasher>,
+    wal: Option<WalApplier>,
+}
+
+/// Rebuild `chain` (full first, the backup to restore last) into `into`, then check each
+/// database with `pragma`. Returns the databases checked, in the backup's order.
+#[allow(clippy::too_many_arguments)]
+pub fn rebuild(
+    dest: &Destination,
+    chain: &[Backup],
+    opener: Option<&crate::crypto::Opener>,
+    into: &Path,
+    pragma: &str,
+    durable: bool,
+    progress: &dyn crate::progress::Progress,
+) -> Result<Vec<String>> {
+    let last = chain.len() - 1;
+    let target = &chain[last];
+    let mut rebuilt = plan(chain)?;
+    progress.set_total(chain.iter().map(|b| b.sidecar.manifest.total_size()).sum());
+    for (k, link) in chain.iter().enumerate().take(last) {
+        let context = || {
+            format!(
+                "backup {} on {} (link {} of {} in the chain of {})",
+                link.id,
+                dest.name,
+                k + 1,
+                chain.len(),
+                target.id
+            )
+        };
+        if let Some(damage) = &link.damage {
+            return Err(integrity(format!("{}: damaged: {damage}", context())).into());
+        }
+        let stored = dest
+            .reader(&link.sidecar.archive.object)
+            .with_context(context)?;
+        let mut entries = Links {
+            k,
+            rebuilt: &mut rebuilt,
+            into,
+            last: None,
+        };
+        extract(stored, &link.sidecar, opener, into, progress, &mut entries)
+            .and_then(|()| settle(&mut rebuilt, link, k, into, last))
+            .with_context(context)?;
+    }
+
+    // The backup itself: its own files and whole databases through the usual workers, its
+    // deltas onto the databases rebuilt so far.
+    let databases = &target.sidecar.manifest.databases;
+    let stored = dest.reader(&target.sidecar.archive.object)?;
+    let (extracted, aftercare) = std::thread::scope(|scope| {
+        let mut pool = Aftercare::start(scope, pragma, durable);
+        let mut entries = Links {
+            k: last,
+            rebuilt: &mut rebuilt,
+            into,
+            last: Some(ToAftercare {
+                pool: &mut pool,
+                into,
+                databases,
+                durable,
+            }),
+        };
+        let extracted = extract(
+            stored,
+            &target.sidecar,
+            opener,
+            into,
+            progress,
+            &mut entries,
+        );
+        (extracted, pool.finish())
+    });
+    let context = || format!("backup {} on {}", target.id, dest.name);
+    match (extracted, aftercare.failure) {
+        (Err(e), Some(failure)) if e.is::<StoppedByAftercare>() => {
+            return Err(failure).with_context(context)
+        }
+        (Err(e), _) => return Err(e).with_context(context),
+        (Ok(()), Some(failure)) => return Err(failure).with_context(context),
+        (Ok(()), None) => {}
+    }
+    settle(&mut rebuilt, target, last, into, last).with_context(context)?;
+
+    // The rebuilt databases are checked as at rest, like every restored one, side by side.
+    let mut verdicts: HashMap<String, Vec<String>> = aftercare
+        .verdicts
+        .into_iter()
+        .map(|(i, problems)| (databases[i].source.clone(), problems))
+        .collect();
+    let checked: Vec<Result<(String, Vec<String>)>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = rebuilt
+            .iter_mut()
+            .filter(|r| r.base < last)
+            .map(|r| {
+                let file = r.file.take();
+                let path = into.join(&r.path);
+                let source = r.source.clone();
+                scope.spawn(move || -> Result<(String, Vec<String>)> {
+                    if durable {
+                        if let Some(f) = &file {
+                            f.sync_all()
+                                .with_context(|| format!("syncing {}", path.display()))?;
+                        }
+                    }
+                    drop(file);
+                    let problems = crate::source::sqlite::check_file(&path, pragma)
+                        .with_context(|| format!("database {source} ({})", path.display()))?;
+                    Ok((source, problems))
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| {
+                w.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a database check panicked")))
+            })
+            .collect()
+    });
+    for outcome in checked {
+        let (source, problems) = outcome.with_context(context)?;
+        verdicts.insert(source, problems);
+    }
+    let mut out = Vec::new();
+    for db in databases {
+        let problems = verdicts.remove(&db.source).unwrap_or_default();
+        if !problems.is_empty() {
+            return Err(integrity(format!(
+                "backup {} on {}: database {} fails {pragma}: {}",
+                target.id,
+                dest.name,
+                db.source,
+                problems.join("; ")
+            ))
+            .into());
+        }
+        out.push(db.source.clone());
+    }
+    Ok(out)
+}
+
+/// Which link holds each of the backup's databases whole, and that every later link has a
+/// delta (or an unchanged mark) for it.
+fn plan(chain: &[Backup]) -> Result<Vec<Rebuilt>> {
+    let last = chain.len() - 1;
+    let target = &chain[last];
+    let entry = |k: usize, source: &str| -> Option<&DatabaseEntry> {
+        chain[k]
+            .sidecar
+            .manifest
+            .databases
+            .iter()
+            .find(|d| d.source == source)
+    };
+    let mut out = Vec::new();
+    for db in &target.sidecar.manifest.databases {
+        let Some(base) = (0..=last)
+            .rev()
+            .find(|&k| entry(k, &db.source).is_some_and(DatabaseEntry::is_whole))
+        else {
+            return Err(integrity(format!(
+                "backup {}: no backup in its chain holds database {} whole",
+                target.id, db.source
+            ))
+            .into());
+        };
+        if let Some(gap) = (base + 1..=last).find(|&k| entry(k, &db.source).is_none()) {
+            return Err(integrity(format!(
+                "backup {}: its chain lacks database {} in backup {}",
+                target.id, db.source, chain[gap].id
+            ))
+            .into());
+        }
+        let page_size = entry(base, &db.source).map(|d| d.page_size).unwrap_or(0);
+        if base < last && !supported(page_size) {
+            return Err(integrity(format!(
+                "backup {}: database {} has {page_size}-byte pages, which are never stored as deltas",
+                target.id, db.source
+            ))
+            .into());
+        }
+        out.push(Rebuilt {
+            source: db.source.clone(),
+            path: db.path.clone(),
+            base,
+            page_size,
+            file: None,
+            cvs: Vec::new(),
+            blake3: None,
+            whole: None,
+            wal: None,
+        });
+    }
+    Ok(out)
+}
+
+/// Routes one link's entries: a database this link holds whole (and later links change) is
+/// fed into a new file and hashed page by page; a later link's WAL is applied onto it; the
+/// last link's own files go to the workers. The rest is only checked.
+struct Links<'r, 'a, 'scope, 'm> {
+    k: usize,
+    rebuilt: &'r mut [Rebuilt],
+    into: &'r Path,
+    last: Option<ToAftercare<'a, 'scope, 'm>>,
+}
+
+impl Links<'_, '_, '_, '_> {
+    fn find(&mut self, path: &str) -> Option<(usize, bool)> {
+        let k = self.k;
+        self.rebuilt
+            .iter()
+            .position(|r| r.base < k && wal_path(&r.path) == path)
+            .map(|i| (i, true))
+            .or_else(|| {
+                self.rebuilt
+                    .iter()
+                    .position(|r| r.base == k && r.path == path && self.last.is_none())
+                    .map(|i| (i, false))
+            })
+    }
+}
+
+impl<'scope, 'm: 'scope> Entries for Links<'_, '_, 'scope, 'm> {
+    fn route(&mut self, path: &str) -> Route {
+        match (self.find(path), &self.last) {
+            (Some(_), _) => Route::Feed,
+            (None, Some(_)) => Route::Write,
+            (None, None) => Route::Skip,
+        }
+    }
+
+    fn feed(&mut self, path: &str, bytes: &[u8]) -> Result<()> {
+        let (i, is_wal) = self
+            .find(path)
+            .context("an entry that was not routed here")?;
+        let into = self.into;
+        let r = &mut self.rebuilt[i];
+        if is_wal {
+            let file = r
+                .file
+                .as_ref()
+                .context("a page delta for a database that was never written")?;
+            let wal = r
+                .wal
+                .get_or_insert_with(|| WalApplier::new(path, r.page_size));
+            return wal.update(file, &mut r.cvs, bytes);
+        }
+        if r.file.is_none() {
+            start_whole(r, into)?;
+        }
+        let file = r.file.as_mut().expect("just made");
+        file.write_all(bytes)
+            .with_context(|| format!("writing {}", into.join(&r.path).display()))?;
+        r.whole.as_mut().expect("made with the file").update(bytes);
+        Ok(())
+    }
+
+    fn done(&mut self, path: &str, size: u64, route: Route) -> Result<()> {
+        match (&mut self.last, route) {
+            (Some(last), Route::Write) => last.done(path, size, route),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Create the file a database is rebuilt in, from the link that holds it whole.
+fn start_whole(r: &mut Rebuilt, into: &Path) -> Result<()> {
+    let target = into.join(&r.path);
+    if let Some(parent) = target.parent() {
+        crate::state::ensure_private_dir(parent)?;
+    }
+    r.file = Some(
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&target)
+            .with_context(|| format!("creating {}", target.display()))?,
+    );
+    r.whole = Some(PageHasher::new(r.page_size, true));
+    Ok(())
+}
+
+/// After link `k` has been read whole: each database it wrote or changed has the hash the link
+/// records, and each change applied on the hash the link expected.
+fn settle(
+    rebuilt: &mut [Rebuilt],
+    link: &Backup,
+    k: usize,
+    into: &Path,
+    last: usize,
+) -> Result<()> {
+    let m = &link.sidecar.manifest;
+    for r in rebuilt.iter_mut().filter(|r| r.base <= k) {
+        let Some(db) = m.databases.iter().find(|d| d.source == r.source) else {
+            continue;
+        };
+        let want = m.database_blake3(db);
+        if r.base == k {
+            if k == last {
+                // Held whole by the last link: written and checked as any restored file.
+                continue;
+            }
+            if r.file.is_none() {
+                // An empty database: no bytes came, but it is still a file to build on.
+                start_whole(r, into)?;
+            }
+            let (root, cvs) = r
+                .whole
+                .take()
+                .and_then(PageHasher::finish)
+                .with_context(|| format!("database {} is not whole pages", r.source))?;
+            r.cvs = cvs;
+            r.blake3 = Some(root.to_hex().to_string());
+        } else {
+            let (expected_parent, frames) = match &db.stored {
+                Some(Stored::Wal {
+                    wal,
+                    frames,
+                    parent_blake3,
+                }) => {
+                    if *wal != wal_path(&db.path) {
+                        return Err(integrity(format!(
+                            "database {}: its page delta is named {wal:?}",
+                            r.source
+                        ))
+                        .into());
+                    }
+                    (parent_blake3, Some(*frames))
+                }
+                Some(Stored::Unchanged { parent_blake3 }) => (parent_blake3, None),
+                _ => {
+                    return Err(integrity(format!(
+                        "database {} is stored whole here, after the link it was rebuilt from",
+                        r.source
+                    ))
+                    .into())
+                }
+            };
+            if r.blake3.as_deref() != Some(expected_parent.as_str()) {
+                return Err(integrity(format!(
+                    "database {} applies on a database with BLAKE3 {expected_parent}, but the chain so far gives {}",
+                    r.source,
+                    r.blake3.as_deref().unwrap_or("nothing")
+                ))
+                .into());
+            }
+            if let Some(frames) = frames {
+                let file = r.file.as_ref().context("no database to apply a delta to")?;
+                let Some(wal) = r.wal.take() else {
+                    return Err(integrity(format!(
+                        "database {}: its page delta is not in the archive",
+                        r.source
+                    ))
+                    .into());
+                };
+                let (applied, pages) = wal.finish(file, &mut r.cvs)?;
+                if applied != frames || pages != db.page_count {
+                    return Err(integrity(format!(
+                        "database {}: its page delta holds {applied} pages and commits {pages}, the manifest says {frames} and {}",
+                        r.source, db.page_count
+                    ))
+                    .into());
+                }
+                let root = root_of(&r.cvs, || {
+                    first_page_hash(file, r.page_size).unwrap_or_else(|_| blake3::hash(b"?"))
+                });
+                r.blake3 = Some(root.to_hex().to_string());
+            }
+        }
+        if r.blake3 != want {
+            return Err(integrity(format!(
+                "database {} rebuilt to BLAKE3 {}, the backup records {}",
+                r.source,
+                r.blake3.as_deref().unwrap_or("nothing"),
+                want.as_deref().unwrap_or("nothing")
+            ))
+            .into());
+        }
+    }
+    Ok(())
+}
