@@ -308,10 +308,12 @@ fn store(
     let compression = compression_name(settings.compression).to_string();
     let sealer = keys.sealer;
     let object = format!("{id}.{}", archive_extension(&compression, sealer.is_some()));
-    progress.set_total(estimate(settings));
+    let size = estimate(settings);
+    progress.set_total(size);
+    let (_spool_dir, spool, spool_warning) = open_spool(state, size);
 
     let (outcomes, built) = std::thread::scope(|scope| {
-        let mut fan = FanOut::start(scope, dests, &object);
+        let mut fan = FanOut::start(scope, dests, &object, spool);
         let built = build(
             settings,
             Meta {
@@ -387,7 +389,9 @@ fn store(
         .collect();
     // An empty database is either new or was truncated by accident: either way, someone
     // should know before this backup is the one they restore.
-    let mut warnings: Vec<String> = sidecar
+    let mut warnings: Vec<String> = spool_warning
+        .into_iter()
+        .chain(sidecar
         .manifest
         .databases
         .iter()
@@ -397,7 +401,7 @@ fn store(
                 "database {} is empty (0 bytes): stored as it is; if the server should have data there, it is new or was truncated",
                 d.source
             )
-        })
+        }))
         .collect();
     if let (Some(pages), true) = (pages, destinations.iter().any(|d| d.ok)) {
         // Stored somewhere: the next backup builds on this one. A destination that missed it
@@ -543,17 +547,63 @@ fn build(
     ))
 }
 
-/// The sources' size on disk, for the progress bar only.
+/// The sources' size on disk: for the progress bar, and an upper bound of the archive's size
+/// (compression only shrinks SQLite pages and config files) for the spool.
 fn estimate(settings: &Settings) -> u64 {
-    settings
-        .sources
-        .iter()
-        .map(|s| {
-            std::fs::metadata(&s.path)
-                .map(|m| if m.is_file() { m.len() } else { 0 })
-                .unwrap_or(0)
-        })
-        .sum()
+    fn size(path: &std::path::Path, depth: u32) -> u64 {
+        match std::fs::symlink_metadata(path) {
+            Ok(m) if m.is_file() => m.len(),
+            Ok(m) if m.is_dir() && depth < 64 => std::fs::read_dir(path)
+                .map(|entries| entries.flatten().map(|e| size(&e.path(), depth + 1)).sum())
+                .unwrap_or(0),
+            _ => 0,
+        }
+    }
+    settings.sources.iter().map(|s| size(&s.path, 0)).sum()
+}
+
+/// A spool for the archive in `state_dir/tmp` (see `storage::fanout`), when the state folder
+/// has room for the whole archive; otherwise none, and a warning that says what that costs.
+fn open_spool(
+    state: &StateDir,
+    estimate: u64,
+) -> (
+    Option<crate::state::Scratch>,
+    Option<std::fs::File>,
+    Option<String>,
+) {
+    // The layers' own overhead: tar headers, zstd frames on incompressible data, age's tags.
+    let need = estimate + estimate / 32 + (16 << 20);
+    let opened = (|| -> Result<(crate::state::Scratch, std::fs::File)> {
+        let free = crate::place::free_space(&state.path)?;
+        if free < need {
+            anyhow::bail!(
+                "{} has {} free, less than the archive may need ({})",
+                state.path.display(),
+                crate::ui::bytes(free),
+                crate::ui::bytes(need)
+            );
+        }
+        let dir = state.scratch("spool")?;
+        let path = dir.path.join("archive");
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .with_context(|| format!("creating {}", path.display()))?;
+        Ok((dir, file))
+    })();
+    match opened {
+        Ok((dir, file)) => (Some(dir), Some(file), None),
+        Err(e) => (
+            None,
+            None,
+            Some(format!(
+                "the archive is not spooled in state_dir ({e:#}): it streams straight to the destinations, so while a slow destination uploads, the snapshots stay open and the server's writers may wait; free space there"
+            )),
+        ),
+    }
 }
 
 fn hostname() -> String {

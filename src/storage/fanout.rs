@@ -1,11 +1,24 @@
 //! One archive stream, sent to several destinations at once.
 //!
-//! The archive is built once; each destination gets its own upload thread fed through a bounded
-//! channel of shared chunks, so a slow destination slows the pipeline (backpressure) instead of
-//! growing memory, and a failed one is dropped while the others go on.
+//! The archive is built once; each destination gets its own upload thread, and a failed one is
+//! dropped while the others go on.
+//!
+//! With a spool (the default), every chunk is first written to a file in `state_dir/tmp`, and
+//! each upload thread reads it from there at its own pace: the pipeline never waits for a
+//! destination, so the snapshots' read transactions last as long as reading, checking,
+//! compressing and encrypting take on this host, and no longer. A slow destination then costs
+//! the server's writers nothing (a rollback-journal database's writers would otherwise wait on
+//! our shared lock for the whole upload, and a WAL database could not checkpoint past it); it
+//! only makes the upload finish after the snapshots have closed. Memory stays one chunk per
+//! upload; disk is at most the archive's size, removed when the run ends.
+//!
+//! Without a spool (no room for it in `state_dir`), chunks go through a bounded channel
+//! straight to the uploads, and a slow destination slows the pipeline (backpressure).
 
+use std::fs::File;
 use std::io::{self, Write};
-use std::sync::mpsc::{sync_channel, SyncSender};
+use std::os::unix::fs::FileExt;
+use std::sync::mpsc::{channel, sync_channel, Sender, SyncSender};
 use std::sync::Arc;
 use std::thread::{self, ScopedJoinHandle};
 
@@ -19,6 +32,11 @@ const DEPTH: usize = 4;
 
 enum Msg {
     Data(Bytes),
+    /// `len` bytes at `offset` of the spool file.
+    Spooled {
+        offset: u64,
+        len: usize,
+    },
     /// The archive is complete: commit it, then store the signature, then the sidecar.
     Commit(Arc<Completion>),
 }
@@ -60,25 +78,56 @@ pub type Outcome = Result<u64>;
 pub struct FanOut<'scope> {
     buf: BytesMut,
     lanes: Vec<Lane<'scope>>,
+    spool: Option<Arc<File>>,
+    spooled: u64,
+}
+
+/// A spool's messages are tiny (an offset and a length), so its channel needs no bound; without
+/// a spool, the bound is the backpressure.
+enum LaneTx {
+    Bounded(SyncSender<Msg>),
+    Spooled(Sender<Msg>),
+}
+
+impl LaneTx {
+    fn send(&self, msg: Msg) -> bool {
+        match self {
+            LaneTx::Bounded(tx) => tx.send(msg).is_ok(),
+            LaneTx::Spooled(tx) => tx.send(msg).is_ok(),
+        }
+    }
 }
 
 struct Lane<'scope> {
-    tx: Option<SyncSender<Msg>>,
+    tx: Option<LaneTx>,
     handle: ScopedJoinHandle<'scope, Outcome>,
 }
 
 impl<'scope> FanOut<'scope> {
-    /// Start one upload thread per destination, writing `object` on each.
+    /// Start one upload thread per destination, writing `object` on each; with `spool` (an
+    /// empty file of its own), through it.
     pub fn start<'env>(
         scope: &'scope thread::Scope<'scope, 'env>,
         dests: &'env [Destination],
         object: &str,
+        spool: Option<File>,
     ) -> Self {
+        let spool = spool.map(Arc::new);
         let lanes = dests
             .iter()
             .map(|dest| {
-                let (tx, rx) = sync_channel::<Msg>(DEPTH);
+                let (tx, rx) = match &spool {
+                    Some(_) => {
+                        let (tx, rx) = channel::<Msg>();
+                        (LaneTx::Spooled(tx), rx)
+                    }
+                    None => {
+                        let (tx, rx) = sync_channel::<Msg>(DEPTH);
+                        (LaneTx::Bounded(tx), rx)
+                    }
+                };
                 let object = object.to_string();
+                let spool = spool.clone();
                 let handle = scope.spawn(move || -> Outcome {
                     let mut upload = dest.upload(&object)?;
                     for msg in rx {
@@ -86,6 +135,18 @@ impl<'scope> FanOut<'scope> {
                         crate::interrupt::check()?;
                         match msg {
                             Msg::Data(chunk) => upload.write(chunk)?,
+                            Msg::Spooled { offset, len } => {
+                                let mut chunk = BytesMut::zeroed(len);
+                                spool
+                                    .as_ref()
+                                    .expect("spooled chunks come with a spool")
+                                    .read_exact_at(&mut chunk, offset)
+                                    .map_err(|e| {
+                                        anyhow::Error::new(e)
+                                            .context("reading the spooled archive in state_dir")
+                                    })?;
+                                upload.write(chunk.freeze())?;
+                            }
                             Msg::Commit(done) => {
                                 let stored = upload.commit()?;
                                 if let Some((name, body)) = &done.signature {
@@ -109,6 +170,8 @@ impl<'scope> FanOut<'scope> {
         FanOut {
             buf: BytesMut::with_capacity(CHUNK),
             lanes,
+            spool,
+            spooled: 0,
         }
     }
 
@@ -118,10 +181,27 @@ impl<'scope> FanOut<'scope> {
         }
         let chunk = self.buf.split().freeze();
         self.buf.reserve(CHUNK);
+        let offset = self.spooled;
+        if let Some(spool) = &self.spool {
+            spool.write_all_at(&chunk, offset).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("spooling the archive to state_dir/tmp: {e}"),
+                )
+            })?;
+            self.spooled += chunk.len() as u64;
+        }
         let mut alive = 0;
         for lane in &mut self.lanes {
             if let Some(tx) = &lane.tx {
-                if tx.send(Msg::Data(chunk.clone())).is_ok() {
+                let msg = match self.spool {
+                    Some(_) => Msg::Spooled {
+                        offset,
+                        len: chunk.len(),
+                    },
+                    None => Msg::Data(chunk.clone()),
+                };
+                if tx.send(msg) {
                     alive += 1;
                 } else {
                     lane.tx = None; // that upload failed; its thread holds the reason
@@ -145,7 +225,7 @@ impl<'scope> FanOut<'scope> {
         let commit = commit.map(Arc::new);
         for lane in &mut self.lanes {
             if let (Some(tx), Some(done), true) = (lane.tx.take(), &commit, flushed.is_ok()) {
-                let _ = tx.send(Msg::Commit(done.clone()));
+                tx.send(Msg::Commit(done.clone()));
             }
         }
         self.lanes

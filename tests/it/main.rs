@@ -26,6 +26,7 @@ mod restore_modes;
 mod runs;
 mod servers;
 mod signals;
+mod spool;
 mod state_dir;
 mod tmpfs;
 mod trust;
