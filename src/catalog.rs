@@ -11,7 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result};
 
 use crate::archive::manifest::{check_version, Sidecar};
-use crate::storage::destination::{Destination, TMP_DIR};
+use crate::storage::destination::{Destination, Object, TMP_DIR};
 use crate::trust::Verdict;
 
 const SIDECAR_SUFFIX: &str = ".json";
@@ -160,18 +160,17 @@ impl std::fmt::Display for Orphan {
 
 pub fn list(dest: &Destination) -> Result<Listing> {
     let objects = dest.list("")?;
-    let sizes: HashMap<&str, u64> = objects.iter().map(|o| (o.name.as_str(), o.size)).collect();
+    let by_name: HashMap<&str, &Object> = objects.iter().map(|o| (o.name.as_str(), o)).collect();
+    let ids: Vec<&str> = objects
+        .iter()
+        .filter_map(|o| o.name.strip_suffix(SIDECAR_SUFFIX))
+        .filter(|id| is_id(id))
+        .collect();
+    let listed = |name: &str| Ok(by_name.get(name).map(|o| (*o).clone()));
+    let loaded = load_many(dest, &ids, &listed);
     let mut listing = Listing::default();
-    for obj in &objects {
-        let Some(id) = obj.name.strip_suffix(SIDECAR_SUFFIX) else {
-            continue;
-        };
-        if !is_id(id) {
-            continue;
-        }
-        match load_backup(dest, id, &|name| Ok(sizes.get(name).copied()), &|name| {
-            sizes.contains_key(name)
-        }) {
+    for (id, loaded) in ids.iter().zip(loaded) {
+        match loaded {
             Ok(backup) => listing.backups.push(backup),
             Err(e) => listing.problems.push(Problem {
                 id: id.to_string(),
@@ -206,24 +205,55 @@ pub fn list(dest: &Destination) -> Result<Listing> {
     Ok(listing)
 }
 
-/// Backup `id` as its sidecar (and signature, when trust is configured) describe it; `size`
-/// says how big a stored object is (`None`: missing) and `exists` whether one is there, from a
-/// listing or by asking the destination.
+/// Load each of `ids` at once, as many at a time as the destination allows requests in flight
+/// (sidecars seen before come from the cache, without a request); results in `ids`' order.
+fn load_many(
+    dest: &Destination,
+    ids: &[&str],
+    listed: &(dyn Fn(&str) -> Result<Option<Object>> + Sync),
+) -> Vec<Result<Backup>> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let slots: Vec<std::sync::Mutex<Option<Result<Backup>>>> =
+        ids.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    let workers = dest.concurrency().clamp(1, 16).min(ids.len().max(1));
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(id) = ids.get(i) else { break };
+                let loaded = load_backup(dest, id, listed);
+                *slots[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(loaded);
+            });
+        }
+    });
+    slots
+        .into_iter()
+        .map(|slot| {
+            slot.into_inner()
+                .unwrap_or_else(|p| p.into_inner())
+                .unwrap_or_else(|| Err(anyhow::anyhow!("a sidecar reader stopped")))
+        })
+        .collect()
+}
+
+/// Backup `id` as its sidecar (and signature, when trust is configured) describe it; `listed`
+/// says what the destination holds under a name (`None`: nothing), from a listing or by asking.
 fn load_backup(
     dest: &Destination,
     id: &str,
-    size: &dyn Fn(&str) -> Result<Option<u64>>,
-    exists: &dyn Fn(&str) -> bool,
+    listed: &dyn Fn(&str) -> Result<Option<Object>>,
 ) -> Result<Backup> {
-    let (mut sidecar, mut created, body) = load_sidecar(dest, id)?;
+    let sidecar_obj = listed(&sidecar_name(id))?
+        .ok_or_else(|| anyhow::anyhow!("sidecar {} is gone", sidecar_name(id)))?;
+    let (mut sidecar, mut created, body) = load_sidecar(dest, &sidecar_obj, id)?;
     let trust = if dest.trust.is_configured() {
-        if exists(signature_name(id).as_str()) {
-            match dest.read_small(&signature_name(id), SIGNATURE_LIMIT) {
+        match listed(&signature_name(id)) {
+            Ok(Some(sig)) => match dest.read_listed(&sig, SIGNATURE_LIMIT) {
                 Ok(sig) => dest.trust.judge(&body, Some(&sig)),
                 Err(e) => Verdict::BadSignature(format!("its signature cannot be read: {e:#}")),
-            }
-        } else {
-            dest.trust.judge(&body, None)
+            },
+            Ok(None) => dest.trust.judge(&body, None),
+            Err(e) => Verdict::BadSignature(format!("its signature cannot be read: {e:#}")),
         }
     } else {
         Verdict::NotRequired
@@ -240,7 +270,7 @@ fn load_backup(
         },
         other => other,
     };
-    let damage = match size(sidecar.archive.object.as_str())? {
+    let damage = match listed(sidecar.archive.object.as_str())?.map(|o| o.size) {
         Some(size) if size == sidecar.archive.bytes => None,
         Some(size) => Some(format!(
             "the stored archive has {size} bytes, the sidecar says {}",
@@ -259,14 +289,101 @@ fn load_backup(
     })
 }
 
-/// Backup `id` on `dest`, read by name (its sidecar, signature and archive size): `None` when it
-/// has no sidecar there.
-pub fn get(dest: &Destination, id: &str) -> Result<Option<Backup>> {
-    if !is_id(id) || dest.size(&sidecar_name(id))?.is_none() {
-        return Ok(None);
+/// One listing of a destination's namespace, to load backups from by id: a chain of thirty
+/// links costs one listing (and, once seen, no downloads), not a request per link.
+pub struct Listed<'d> {
+    dest: &'d Destination,
+    by_name: HashMap<String, Object>,
+}
+
+impl<'d> Listed<'d> {
+    pub fn take(dest: &'d Destination) -> Result<Listed<'d>> {
+        let by_name = dest
+            .list("")?
+            .into_iter()
+            .map(|o| (o.name.clone(), o))
+            .collect();
+        Ok(Listed { dest, by_name })
     }
-    let exists = |name: &str| dest.size(name).ok().flatten().is_some();
-    load_backup(dest, id, &|name| dest.size(name), &exists).map(Some)
+
+    pub fn dest(&self) -> &'d Destination {
+        self.dest
+    }
+
+    /// Backup `id`: `None` when it has no sidecar here.
+    pub fn get(&self, id: &str) -> Result<Option<Backup>> {
+        if !is_id(id) || !self.by_name.contains_key(&sidecar_name(id)) {
+            return Ok(None);
+        }
+        load_backup(self.dest, id, &|name| Ok(self.by_name.get(name).cloned())).map(Some)
+    }
+
+    /// The archive object of backup `id`, sidecar or not.
+    pub fn archive_of(&self, id: &str) -> Option<String> {
+        self.by_name
+            .keys()
+            .find(|n| archive_id(n) == Some(id))
+            .cloned()
+    }
+
+    /// Ids with a sidecar, newest first (ids sort by time to the second).
+    fn ids(&self) -> Vec<&str> {
+        let mut ids: Vec<&str> = self
+            .by_name
+            .keys()
+            .filter_map(|n| n.strip_suffix(SIDECAR_SUFFIX))
+            .filter(|id| is_id(id))
+            .collect();
+        ids.sort_unstable_by(|a, b| b.cmp(a));
+        ids
+    }
+}
+
+/// The newest backup on `dest` that may be restored (not damaged, trusted, not dated ahead of
+/// `now`, its chain whole), reading sidecars newest first and stopping at the first good one:
+/// `latest` costs one listing and a sidecar or two, however many backups there are. Also what
+/// was passed over, and why.
+pub fn latest(dest: &Destination, now: SystemTime) -> Result<(Option<Backup>, Vec<String>)> {
+    let listed = Listed::take(dest)?;
+    let mut best: Option<Backup> = None;
+    let mut notes = Vec::new();
+    for id in listed.ids() {
+        // An id is its backup's time to the second: one from an earlier second than the best so
+        // far cannot be newer.
+        if let Some(b) = &best {
+            if id_time(id) < id_time(&b.id) {
+                break;
+            }
+        }
+        let mut b = match listed.get(id) {
+            Ok(Some(b)) => b,
+            Ok(None) => continue,
+            Err(e) => {
+                notes.push(format!(
+                    "passed over backup {id} on {}: its sidecar cannot be read: {e:#}",
+                    dest.name
+                ));
+                continue;
+            }
+        };
+        if b.damage.is_none() && b.sidecar.manifest.is_incremental() {
+            if let Err(e) = crate::chain::resolve_in(&listed, &b) {
+                b.broken_chain = true;
+                b.damage = Some(format!("{e:#}"));
+            }
+        }
+        if let Some(why) = b.refusal(now) {
+            notes.push(format!(
+                "passed over backup {} on {}: {why}",
+                b.id, dest.name
+            ));
+            continue;
+        }
+        if best.as_ref().is_none_or(|cur| b.created > cur.created) {
+            best = Some(b);
+        }
+    }
+    Ok((best, notes))
 }
 
 /// How many of the newest backups a backup run reads to notice another config writing into
@@ -287,7 +404,10 @@ pub fn foreign_identities(dest: &Destination, mine: &str) -> Vec<String> {
     ids.sort_unstable_by(|a, b| b.cmp(a));
     let mut out = Vec::new();
     for id in ids.into_iter().take(IDENTITY_SAMPLE) {
-        if let Ok((sidecar, _, _)) = load_sidecar(dest, id) {
+        let Some(obj) = objects.iter().find(|o| o.name == sidecar_name(id)) else {
+            continue;
+        };
+        if let Ok((sidecar, _, _)) = load_sidecar(dest, obj, id) {
             match sidecar.manifest.state_id.as_deref() {
                 Some(other) if other != mine => out.push(format!(
                     "destination {}: backup {id} was taken by another state_dir (identity {}) than this one ({}): two configs are writing the namespace {:?}, and each would restore, prune and count the other's backups as its own; give each config its own `name` (if this host's state_dir was recreated, this stops once its own backups are the newest)",
@@ -413,8 +533,12 @@ pub fn roll_forward(dest: &Destination) -> Result<Vec<String>> {
 }
 
 /// The sidecar, its time, and its exact bytes (what a signature covers).
-fn load_sidecar(dest: &Destination, id: &str) -> Result<(Sidecar, SystemTime, Vec<u8>)> {
-    let body = dest.read_small(&sidecar_name(id), SIDECAR_LIMIT)?;
+fn load_sidecar(
+    dest: &Destination,
+    obj: &Object,
+    id: &str,
+) -> Result<(Sidecar, SystemTime, Vec<u8>)> {
+    let body = dest.read_listed(obj, SIDECAR_LIMIT)?;
     parse_sidecar(id, body)
 }
 

@@ -69,6 +69,15 @@ pub fn mark_broken(backups: &mut [Backup]) {
 /// `backup` when it is full). Each link is read from `dest` by name; a missing, damaged or
 /// untrusted link is an integrity fault that names it.
 pub fn resolve(dest: &Destination, backup: &Backup) -> Result<Vec<Backup>> {
+    if !backup.sidecar.manifest.is_incremental() {
+        return Ok(vec![backup.clone()]);
+    }
+    resolve_in(&catalog::Listed::take(dest)?, backup)
+}
+
+/// [`resolve`] within one listing of the destination.
+pub fn resolve_in(listed: &catalog::Listed<'_>, backup: &Backup) -> Result<Vec<Backup>> {
+    let dest = listed.dest();
     let mut chain = vec![backup.clone()];
     let mut seen = std::collections::HashSet::new();
     loop {
@@ -91,7 +100,7 @@ pub fn resolve(dest: &Destination, backup: &Backup) -> Result<Vec<Backup>> {
             ));
         }
         let full = m.full.clone();
-        let Some(found) = catalog::get(dest, &parent)? else {
+        let Some(found) = listed.get(&parent)? else {
             return Err(broken(
                 backup,
                 dest,
@@ -233,7 +242,11 @@ pub fn plan(
 /// Why the backup `index` describes cannot be the parent on `dest`, if it cannot.
 fn parent_problem(dest: &Destination, index: &PageIndex) -> Option<String> {
     let id = &index.backup_id;
-    let parent = match catalog::get(dest, id) {
+    let listed = match catalog::Listed::take(dest) {
+        Ok(l) => l,
+        Err(e) => return Some(format!("destination {} cannot be listed: {e:#}", dest.name)),
+    };
+    let parent = match listed.get(id) {
         Ok(Some(b)) => b,
         Ok(None) => {
             return Some(format!(
@@ -269,7 +282,7 @@ fn parent_problem(dest: &Destination, index: &PageIndex) -> Option<String> {
             ));
         }
     }
-    if let Err(e) = resolve(dest, &parent) {
+    if let Err(e) = resolve_in(&listed, &parent) {
         return Some(format!("{e:#}"));
     }
     None

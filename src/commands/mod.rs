@@ -39,6 +39,15 @@ pub fn open_destination(
         &settings.trust.signers,
         settings.trust.allowed_signers_file.as_deref(),
     )?;
+    // Without a usable state folder there is no cache, only slower listings.
+    dest.cache = crate::state::StateDir::open(&settings.state_dir)
+        .ok()
+        .and_then(|state| {
+            crate::storage::cache::ObjectCache::open(
+                state.path.join("cache"),
+                &format!("{}\n{}", dest.display, settings.name),
+            )
+        });
     Ok(dest)
 }
 
@@ -69,52 +78,67 @@ pub fn find_backup_noted<'d>(
     let mut notes = Vec::new();
     let now = std::time::SystemTime::now();
     for dest in dests {
-        let listing = match catalog::list(dest) {
+        if id == "latest" {
+            match catalog::latest(dest, now) {
+                Ok((found, passed)) => {
+                    notes.extend(passed);
+                    if let Some(b) = found {
+                        if best.as_ref().is_none_or(|(_, cur)| b.created > cur.created) {
+                            best = Some((dest, b));
+                        }
+                    }
+                }
+                Err(e) => problems.push(format!("{e:#}")),
+            }
+            continue;
+        }
+        let listed = match catalog::Listed::take(dest) {
             Ok(l) => l,
             Err(e) => {
                 problems.push(format!("{e:#}"));
                 continue;
             }
         };
-        if id == "latest" {
-            for b in listing.backups {
-                if let Some(why) = b.refusal(now) {
-                    notes.push(format!(
-                        "passed over backup {} on {}: {why}",
-                        b.id, dest.name
+        match listed.get(id) {
+            Ok(Some(b)) => {
+                // Damage is found (and named) by the unpacking itself; trust is decided here.
+                if !b.trust.is_good() {
+                    return Err(anyhow::Error::new(
+                        crate::exit::integrity(format!(
+                            "backup {id} on {} is refused: {}",
+                            dest.name, b.trust
+                        ))
+                        .hint("only backups signed by a key in [trust] are restored; if this one is genuine, add its signer's public key to [trust] signers"),
                     ));
-                    continue;
                 }
-                if best.as_ref().is_none_or(|(_, cur)| b.created > cur.created) {
-                    best = Some((dest, b));
-                }
-                break;
+                return Ok((dest, b, notes));
             }
-            for p in &listing.problems {
-                notes.push(format!("passed over {p}"));
-            }
-        } else if let Some(b) = listing.backups.into_iter().find(|b| b.id == id) {
-            // Damage is found (and named) by the unpacking itself; trust is decided here.
-            if !b.trust.is_good() {
+            Err(e) => {
+                let exit = match crate::exit::classify(&e) {
+                    crate::exit::Exit::Integrity => crate::exit::Exit::Integrity,
+                    _ => crate::exit::Exit::Failure,
+                };
                 return Err(anyhow::Error::new(
-                    crate::exit::integrity(format!(
-                        "backup {id} on {} is refused: {}",
-                        dest.name, b.trust
-                    ))
-                    .hint("only backups signed by a key in [trust] are restored; if this one is genuine, add its signer's public key to [trust] signers"),
+                    crate::exit::Fault::new(
+                        exit,
+                        format!("backup {id} on {}: its sidecar cannot be read: {e:#}", dest.name),
+                    )
+                    .hint("restore another backup (`litevault list`), or this one from another destination"),
                 ));
             }
-            return Ok((dest, b, notes));
-        } else if let Some(p) = listing.problems.iter().find(|p| p.id == id) {
-            return Err(anyhow::Error::new(
-                crate::exit::Fault::new(p.exit, p.to_string())
-                    .hint("restore another backup (`litevault list`), or this one from another destination"),
-            ));
-        } else if let Some(o) = listing.orphans.iter().find(|o| o.id == id) {
-            return Err(anyhow::Error::new(
-                crate::exit::integrity(format!("backup {id} is not complete: {o}"))
-                    .hint("restore another backup (`litevault list`)"),
-            ));
+            Ok(None) => {
+                if let Some(object) = listed.archive_of(id) {
+                    let o = catalog::Orphan {
+                        id: id.to_string(),
+                        object,
+                        destination: dest.name.clone(),
+                    };
+                    return Err(anyhow::Error::new(
+                        crate::exit::integrity(format!("backup {id} is not complete: {o}"))
+                            .hint("restore another backup (`litevault list`)"),
+                    ));
+                }
+            }
         }
     }
     if let Some((dest, b)) = best {

@@ -33,6 +33,8 @@ pub struct Destination {
     concurrency: usize,
     /// Whose signatures make a backup here trusted: read by the catalogue on every listing.
     pub trust: crate::trust::Policy,
+    /// Sidecars and signatures already seen (see `cache`); none without a state folder.
+    pub cache: Option<super::cache::ObjectCache>,
     /// SFTP only: where and how to log in to make stored objects private (see `sftp_modes`).
     sftp: Option<(super::url::Sftp, String)>,
     modes: std::sync::Mutex<Option<super::sftp_modes::Modes>>,
@@ -43,6 +45,15 @@ pub struct Destination {
 pub struct Object {
     pub name: String,
     pub size: u64,
+    /// Its ETag, or else its modification time, when the backend says: what tells a rewritten
+    /// object of the same size apart.
+    pub version: Option<String>,
+}
+
+fn version_of(meta: &opendal::Metadata) -> Option<String> {
+    meta.etag()
+        .map(str::to_string)
+        .or_else(|| meta.last_modified().map(|t| t.to_string()))
 }
 
 impl Destination {
@@ -140,6 +151,7 @@ impl Destination {
             },
             modes: std::sync::Mutex::new(None),
             trust: crate::trust::Policy::default(),
+            cache: None,
         })
     }
 
@@ -179,7 +191,12 @@ impl Destination {
                 .unwrap_or(entry.path())
                 .to_string();
             let size = entry.metadata().content_length();
-            out.push(Object { name, size });
+            let version = version_of(entry.metadata());
+            out.push(Object {
+                name,
+                size,
+                version,
+            });
         }
         Ok(out)
     }
@@ -187,15 +204,58 @@ impl Destination {
     /// A small object, whole (sidecars). Refuses objects over `limit` bytes.
     pub fn read_small(&self, path: &str, limit: u64) -> Result<Vec<u8>> {
         let meta = self.link.call("reading", path, || self.op.stat(path))?;
-        if meta.content_length() > limit {
+        self.read_within(path, meta.content_length(), limit)
+    }
+
+    fn read_within(&self, path: &str, size: u64, limit: u64) -> Result<Vec<u8>> {
+        if size > limit {
             anyhow::bail!(
-                "{}: {} bytes, more than the {limit} expected",
+                "{}: {size} bytes, more than the {limit} expected",
                 self.link.ctx("reading", path),
-                meta.content_length()
             );
         }
         let buf = self.link.call("reading", path, || self.op.read(path))?;
+        if buf.len() as u64 > limit {
+            anyhow::bail!(
+                "{}: more than the {limit} bytes expected",
+                self.link.ctx("reading", path),
+            );
+        }
         Ok(buf.to_vec())
+    }
+
+    /// A small object as listed (or stat'ed), in one request: from the cache when the entry
+    /// still matches the listing, else read and kept there.
+    pub fn read_listed(&self, obj: &Object, limit: u64) -> Result<Vec<u8>> {
+        if let Some(body) = self.cache.as_ref().and_then(|c| c.get(obj)) {
+            return Ok(body);
+        }
+        let body = self.read_within(&obj.name, obj.size, limit)?;
+        if let Some(cache) = &self.cache {
+            cache.put(obj, &body);
+        }
+        Ok(body)
+    }
+
+    /// What the destination says about one object, as a listing would: `None` when it is not
+    /// there.
+    pub fn stat(&self, path: &str) -> Result<Option<Object>> {
+        self.link.call("checking", path, || async {
+            match self.op.stat(path).await {
+                Ok(meta) => Ok(Some(Object {
+                    name: path.to_string(),
+                    size: meta.content_length(),
+                    version: version_of(&meta),
+                })),
+                Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+    }
+
+    /// Requests this destination may have in flight at once.
+    pub fn concurrency(&self) -> usize {
+        self.concurrency
     }
 
     /// Stream an object; each read can be stopped by a signal.

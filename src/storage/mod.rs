@@ -1,6 +1,7 @@
 //! Where backups are stored: one [`Destination`] type over Apache OpenDAL serves every backend,
 //! so commands never know which backend they talk to.
 
+pub mod cache;
 pub mod credentials;
 pub mod destination;
 pub mod fanout;

@@ -35,9 +35,12 @@ fn header_offset(bytes: &[u8], prefix: &str) -> usize {
     panic!("no {prefix:?} line in the age header");
 }
 
-/// Another base64 character in place of the one at `at`, so the header still parses.
+/// Another base64 character in place of the first letter or digit from `at` on (the key is
+/// random: `+` and `/` are base64 too), so the header still parses.
 fn flip_base64(bytes: &mut [u8], at: usize) {
-    assert!(bytes[at].is_ascii_alphanumeric(), "not base64 at {at}");
+    let at = (at..at + 8)
+        .find(|&i| bytes[i].is_ascii_alphanumeric())
+        .unwrap_or_else(|| panic!("no base64 letter near {at}"));
     bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
 }
 

@@ -17,6 +17,7 @@ mod format;
 mod hostile;
 mod in_place;
 mod incremental;
+mod listing;
 mod metadata;
 mod plugin;
 mod prune;
