@@ -8,11 +8,17 @@
 use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use crate::archive::manifest::{check_version, Sidecar};
-use crate::storage::destination::{Destination, Object, TMP_DIR};
+use crate::storage::destination::{Destination, Object};
 use crate::trust::Verdict;
+
+mod upkeep;
+pub use upkeep::{
+    clean_leftovers, delete, foreign_identities, mixed_identities, rekeyed_object_name,
+    roll_forward, staged_sidecar_name, staged_signature_name,
+};
 
 const SIDECAR_SUFFIX: &str = ".json";
 /// The sidecar's SSHSIG, beside it: `<id>.json.sig`, written before the sidecar.
@@ -386,74 +392,6 @@ pub fn latest(dest: &Destination, now: SystemTime) -> Result<(Option<Backup>, Ve
     Ok((best, notes))
 }
 
-/// How many of the newest backups a backup run reads to notice another config writing into
-/// its namespace: enough to see a neighbour that backs up as often, cheap on every run.
-const IDENTITY_SAMPLE: usize = 3;
-
-/// Warnings for the newest backups in `dest` taken by another `state_dir` than `mine`. Cannot
-/// fail a backup: a sidecar that cannot be read here is reported by `list` and `verify`.
-pub fn foreign_identities(dest: &Destination, mine: &str) -> Vec<String> {
-    let Ok(objects) = dest.list("") else {
-        return Vec::new();
-    };
-    let mut ids: Vec<&str> = objects
-        .iter()
-        .filter_map(|o| o.name.strip_suffix(SIDECAR_SUFFIX))
-        .filter(|id| is_id(id))
-        .collect();
-    ids.sort_unstable_by(|a, b| b.cmp(a));
-    let mut out = Vec::new();
-    for id in ids.into_iter().take(IDENTITY_SAMPLE) {
-        let Some(obj) = objects.iter().find(|o| o.name == sidecar_name(id)) else {
-            continue;
-        };
-        if let Ok((sidecar, _, _)) = load_sidecar(dest, obj, id) {
-            match sidecar.manifest.state_id.as_deref() {
-                Some(other) if other != mine => out.push(format!(
-                    "destination {}: backup {id} was taken by another state_dir (identity {}) than this one ({}): two configs are writing the namespace {:?}, and each would restore, prune and count the other's backups as its own; give each config its own `name` (if this host's state_dir was recreated, this stops once its own backups are the newest)",
-                    dest.name,
-                    short(other),
-                    short(mine),
-                    sidecar.manifest.host
-                )),
-                _ => {}
-            }
-        }
-    }
-    out.truncate(1);
-    out
-}
-
-/// Warnings when the backups of one listing come from more than one `state_dir`.
-pub fn mixed_identities(backups: &[Backup]) -> Vec<String> {
-    let mut seen: Vec<(&str, &str, &str)> = Vec::new(); // identity, a backup id, destination
-    for b in backups {
-        if let Some(sid) = b.sidecar.manifest.state_id.as_deref() {
-            if !seen
-                .iter()
-                .any(|(s, _, d)| *s == sid && *d == b.destination)
-            {
-                seen.push((sid, &b.id, &b.destination));
-            }
-        }
-    }
-    let mut out = Vec::new();
-    for (i, (sid, id, dest)) in seen.iter().enumerate() {
-        if let Some((other, other_id, _)) = seen[..i].iter().find(|(_, _, d)| d == dest) {
-            out.push(format!(
-                "destination {dest}: backups from two state_dirs share this namespace: {other_id} (identity {}) and {id} (identity {}); two configs with the same `name` mix their backups: give each its own `name`",
-                short(other),
-                short(sid)
-            ));
-        }
-    }
-    out
-}
-
-fn short(identity: &str) -> &str {
-    identity.get(..12).unwrap_or(identity)
-}
-
 /// The id of an archive object (`<id>.tar...`), if `name` is one.
 /// The staged sidecar of an unfinished rekey of `id`, if the signature in place vouches for it.
 fn staged_pair(dest: &Destination, id: &str) -> Option<((Sidecar, SystemTime), Verdict)> {
@@ -484,52 +422,6 @@ fn archive_id(name: &str) -> Option<&str> {
         _ => ext,
     };
     (is_id(id) && ext.starts_with("tar")).then_some(id)
-}
-
-/// A new name for a re-encrypted archive of backup `id` with extension `ext` (`tar.zst.age`).
-pub fn rekeyed_object_name(id: &str, ext: &str) -> String {
-    format!("{id}.r{}.{ext}", crate::state::nonce())
-}
-
-/// Where `rekey` stages a backup's new sidecar and signature before putting them in place, so
-/// that a run killed between the two is finished by the next one (see [`roll_forward`]).
-pub fn staged_sidecar_name(id: &str) -> String {
-    format!("{TMP_DIR}{id}{SIDECAR_SUFFIX}.rekey")
-}
-
-pub fn staged_signature_name(id: &str) -> String {
-    format!("{TMP_DIR}{id}{SIGNATURE_SUFFIX}.rekey")
-}
-
-/// Finish re-keyings a killed run left half-way: a staged sidecar means its new archive is
-/// stored, so putting the staged signature and sidecar in place is always right. Call while
-/// holding the lock. Returns the ids finished.
-pub fn roll_forward(dest: &Destination) -> Result<Vec<String>> {
-    let staged = dest.list(TMP_DIR)?;
-    let top: std::collections::HashSet<String> =
-        dest.list("")?.into_iter().map(|o| o.name).collect();
-    let mut done = Vec::new();
-    for obj in &staged {
-        let Some(id) = obj.name.strip_suffix(".json.rekey") else {
-            continue;
-        };
-        if !is_id(id) || !top.contains(&sidecar_name(id)) {
-            continue;
-        }
-        let sidecar = dest.read_small(&staged_sidecar_name(id), SIDECAR_LIMIT)?;
-        if staged
-            .iter()
-            .any(|o| format!("{TMP_DIR}{}", o.name) == staged_signature_name(id))
-        {
-            let sig = dest.read_small(&staged_signature_name(id), SIGNATURE_LIMIT)?;
-            dest.put(&signature_name(id), sig)?;
-        }
-        dest.put(&sidecar_name(id), sidecar)?;
-        dest.delete(&staged_sidecar_name(id))?;
-        let _ = dest.delete(&staged_signature_name(id));
-        done.push(id.to_string());
-    }
-    Ok(done)
 }
 
 /// The sidecar, its time, and its exact bytes (what a signature covers).
@@ -621,60 +513,6 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     era * 146_097 + doe - 719_468
-}
-
-/// Remove what a killed run left behind: anything under `tmp/`, and archives whose sidecar was
-/// never written (the run died between storing the archive and completing it). Call only while
-/// holding the state lock: then no other run of this host is writing here.
-pub fn clean_leftovers(dest: &Destination) -> Result<Vec<String>> {
-    roll_forward(dest)?;
-    let mut removed = Vec::new();
-    for obj in dest.list(TMP_DIR)? {
-        let path = format!("{TMP_DIR}{}", obj.name);
-        dest.delete(&path)
-            .with_context(|| format!("removing leftover {path}"))?;
-        removed.push(path);
-    }
-    let objects = dest.list("")?;
-    let sidecars: Vec<&str> = objects
-        .iter()
-        .filter_map(|o| o.name.strip_suffix(SIDECAR_SUFFIX))
-        .collect();
-    for obj in objects
-        .iter()
-        .filter(|o| o.name.starts_with("check-") && o.name.ends_with(".probe"))
-    {
-        dest.delete(&obj.name)?;
-        removed.push(obj.name.clone());
-    }
-    for obj in &objects {
-        // A signature whose sidecar was never written: the run died between the two.
-        if let Some(id) = obj.name.strip_suffix(SIGNATURE_SUFFIX) {
-            if is_id(id) && !sidecars.contains(&id) {
-                dest.delete(&obj.name)
-                    .with_context(|| format!("removing leftover {}", obj.name))?;
-                removed.push(obj.name.clone());
-            }
-            continue;
-        }
-        let Some(id) = archive_id(&obj.name) else {
-            continue;
-        };
-        if !sidecars.contains(&id) {
-            dest.delete(&obj.name)
-                .with_context(|| format!("removing leftover {}", obj.name))?;
-            removed.push(obj.name.clone());
-        }
-    }
-    Ok(removed)
-}
-
-/// Delete one backup: the sidecar first, so it stops being listed before its archive goes.
-pub fn delete(dest: &Destination, backup: &Backup) -> Result<()> {
-    dest.delete(&sidecar_name(&backup.id))?;
-    dest.delete(&signature_name(&backup.id))?;
-    dest.delete(&backup.sidecar.archive.object)?;
-    Ok(())
 }
 
 #[cfg(test)]
