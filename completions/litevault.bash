@@ -25,6 +25,9 @@ _litevault() {
             litevault,completions)
                 cmd="litevault__subcmd__completions"
                 ;;
+            litevault,copy)
+                cmd="litevault__subcmd__copy"
+                ;;
             litevault,help)
                 cmd="litevault__subcmd__help"
                 ;;
@@ -63,6 +66,9 @@ _litevault() {
                 ;;
             litevault__subcmd__help,completions)
                 cmd="litevault__subcmd__help__subcmd__completions"
+                ;;
+            litevault__subcmd__help,copy)
+                cmd="litevault__subcmd__help__subcmd__copy"
                 ;;
             litevault__subcmd__help,help)
                 cmd="litevault__subcmd__help__subcmd__help"
@@ -113,7 +119,7 @@ _litevault() {
 
     case "${cmd}" in
         litevault)
-            opts="-c -q -h -V --config --quiet --json --metrics-file --help --version backup list ls restore verify prune rekey check history key completions man help"
+            opts="-c -q -h -V --config --quiet --json --metrics-file --help --version backup list ls restore verify prune copy rekey check history key completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -248,8 +254,46 @@ _litevault() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        litevault__subcmd__copy)
+            opts="-c -q -h --from --to --all --wait --config --quiet --json --metrics-file --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --from)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --metrics-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         litevault__subcmd__help)
-            opts="backup list restore verify prune rekey check history key completions man help"
+            opts="backup list restore verify prune copy rekey check history key completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -291,6 +335,20 @@ _litevault() {
             return 0
             ;;
         litevault__subcmd__help__subcmd__completions)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        litevault__subcmd__help__subcmd__copy)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

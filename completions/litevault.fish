@@ -36,6 +36,7 @@ complete -c litevault -n "__fish_litevault_needs_command" -f -a "ls" -d 'List co
 complete -c litevault -n "__fish_litevault_needs_command" -f -a "restore" -d 'Restore a backup into a folder'
 complete -c litevault -n "__fish_litevault_needs_command" -f -a "verify" -d 'Prove that backups are intact and restorable'
 complete -c litevault -n "__fish_litevault_needs_command" -f -a "prune" -d 'Delete backups that the retention policy no longer keeps'
+complete -c litevault -n "__fish_litevault_needs_command" -f -a "copy" -d 'Copy backups from one destination to another: by default every backup the other lacks'
 complete -c litevault -n "__fish_litevault_needs_command" -f -a "rekey" -d 'Re-encrypt stored backups to the current recipients (and re-sign them), one at a time'
 complete -c litevault -n "__fish_litevault_needs_command" -f -a "check" -d 'Check the config and test each destination with a probe object'
 complete -c litevault -n "__fish_litevault_needs_command" -f -a "history" -d 'Show recorded runs from the execution store, newest first'
@@ -95,6 +96,15 @@ complete -c litevault -n "__fish_litevault_using_subcommand prune" -s n -l dry-r
 complete -c litevault -n "__fish_litevault_using_subcommand prune" -s q -l quiet -d 'Print nothing on success; errors still go to stderr'
 complete -c litevault -n "__fish_litevault_using_subcommand prune" -l json -d 'Print one JSON document on stdout instead of text'
 complete -c litevault -n "__fish_litevault_using_subcommand prune" -s h -l help -d 'Print help'
+complete -c litevault -n "__fish_litevault_using_subcommand copy" -l from -d 'The destination to copy from' -r
+complete -c litevault -n "__fish_litevault_using_subcommand copy" -l to -d 'The destination to copy to' -r
+complete -c litevault -n "__fish_litevault_using_subcommand copy" -l wait -d 'If another run holds the lock, wait this long for it instead of exiting 5' -r
+complete -c litevault -n "__fish_litevault_using_subcommand copy" -s c -l config -d 'Configuration file [default: $LITEVAULT_CONFIG, else /etc/litevault/litevault.toml]' -r -F
+complete -c litevault -n "__fish_litevault_using_subcommand copy" -l metrics-file -d 'Write Prometheus metrics here after the run [default: metrics_file in the config]' -r -F
+complete -c litevault -n "__fish_litevault_using_subcommand copy" -l all -d 'Copy every backup --to lacks (the default, said explicitly)'
+complete -c litevault -n "__fish_litevault_using_subcommand copy" -s q -l quiet -d 'Print nothing on success; errors still go to stderr'
+complete -c litevault -n "__fish_litevault_using_subcommand copy" -l json -d 'Print one JSON document on stdout instead of text'
+complete -c litevault -n "__fish_litevault_using_subcommand copy" -s h -l help -d 'Print help'
 complete -c litevault -n "__fish_litevault_using_subcommand rekey" -s d -l dest -d 'Work on this destination only [default: all]' -r
 complete -c litevault -n "__fish_litevault_using_subcommand rekey" -l wait -d 'If another run holds the lock, wait this long for it instead of exiting 5' -r
 complete -c litevault -n "__fish_litevault_using_subcommand rekey" -s c -l config -d 'Configuration file [default: $LITEVAULT_CONFIG, else /etc/litevault/litevault.toml]' -r -F
@@ -140,16 +150,17 @@ complete -c litevault -n "__fish_litevault_using_subcommand man" -l metrics-file
 complete -c litevault -n "__fish_litevault_using_subcommand man" -s q -l quiet -d 'Print nothing on success; errors still go to stderr'
 complete -c litevault -n "__fish_litevault_using_subcommand man" -l json -d 'Print one JSON document on stdout instead of text'
 complete -c litevault -n "__fish_litevault_using_subcommand man" -s h -l help -d 'Print help'
-complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune rekey check history key completions man help" -f -a "backup" -d 'Take a backup and store it on every (or each named) destination'
-complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune rekey check history key completions man help" -f -a "list" -d 'List complete backups, newest first'
-complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune rekey check history key completions man help" -f -a "restore" -d 'Restore a backup into a folder'
-complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune rekey check history key completions man help" -f -a "verify" -d 'Prove that backups are intact and restorable'
-complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune rekey check history key completions man help" -f -a "prune" -d 'Delete backups that the retention policy no longer keeps'
-complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune rekey check history key completions man help" -f -a "rekey" -d 'Re-encrypt stored backups to the current recipients (and re-sign them), one at a time'
-complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune rekey check history key completions man help" -f -a "check" -d 'Check the config and test each destination with a probe object'
-complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune rekey check history key completions man help" -f -a "history" -d 'Show recorded runs from the execution store, newest first'
-complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune rekey check history key completions man help" -f -a "key" -d 'Make keys: an age identity to encrypt to, or an SSH key to sign backups with'
-complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune rekey check history key completions man help" -f -a "completions" -d 'Print a shell completion script'
-complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune rekey check history key completions man help" -f -a "man" -d 'Write the man pages into a folder'
-complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune rekey check history key completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune copy rekey check history key completions man help" -f -a "backup" -d 'Take a backup and store it on every (or each named) destination'
+complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune copy rekey check history key completions man help" -f -a "list" -d 'List complete backups, newest first'
+complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune copy rekey check history key completions man help" -f -a "restore" -d 'Restore a backup into a folder'
+complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune copy rekey check history key completions man help" -f -a "verify" -d 'Prove that backups are intact and restorable'
+complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune copy rekey check history key completions man help" -f -a "prune" -d 'Delete backups that the retention policy no longer keeps'
+complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune copy rekey check history key completions man help" -f -a "copy" -d 'Copy backups from one destination to another: by default every backup the other lacks'
+complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune copy rekey check history key completions man help" -f -a "rekey" -d 'Re-encrypt stored backups to the current recipients (and re-sign them), one at a time'
+complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune copy rekey check history key completions man help" -f -a "check" -d 'Check the config and test each destination with a probe object'
+complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune copy rekey check history key completions man help" -f -a "history" -d 'Show recorded runs from the execution store, newest first'
+complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune copy rekey check history key completions man help" -f -a "key" -d 'Make keys: an age identity to encrypt to, or an SSH key to sign backups with'
+complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune copy rekey check history key completions man help" -f -a "completions" -d 'Print a shell completion script'
+complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune copy rekey check history key completions man help" -f -a "man" -d 'Write the man pages into a folder'
+complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune copy rekey check history key completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c litevault -n "__fish_litevault_using_subcommand help; and __fish_seen_subcommand_from key" -f -a "generate" -d 'Write a new key to FILE (mode 0600, never over an existing file) and print its public half'

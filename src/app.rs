@@ -275,6 +275,15 @@ fn dispatch(cli: &Cli, ui: &Ui) -> Result<Exit> {
             ui.say_all(&lines)?;
             Ok(report.exit())
         }
+        Command::Copy(args) => {
+            let s = settings(cli)?;
+            let mut runner = Runner::new(&s, cli.metrics_file.as_deref());
+            let report = runner.record("copy", |_| commands::copy::run(&s, args));
+            warn_all(ui, &runner.warnings);
+            let report = report?;
+            render_copy(ui, &report)?;
+            Ok(report.exit())
+        }
         Command::Prune(args) => {
             let s = settings(cli)?;
             let mut runner = Runner::new(&s, cli.metrics_file.as_deref());
@@ -412,6 +421,37 @@ fn render_restore(ui: &Ui, r: &commands::restore::Report) -> Result<()> {
             "safety backup of the replaced state: {id} (undo with: litevault restore {id} --in-place --no-safety-backup)"
         ));
     }
+    Ok(())
+}
+
+fn render_copy(ui: &Ui, r: &commands::copy::Report) -> Result<()> {
+    ui.json(r)?;
+    warn_all(ui, &r.warnings);
+    for f in &r.failed {
+        ui.error(&f.error);
+    }
+    let mut lines: Vec<String> = r
+        .leftovers_removed
+        .iter()
+        .map(|l| format!("removed leftover {l} on {}", r.to))
+        .collect();
+    lines.extend(r.copied.iter().map(|c| {
+        format!(
+            "copied {} from {} to {} ({})",
+            c.id,
+            r.from,
+            r.to,
+            ui::bytes(c.bytes)
+        )
+    }));
+    lines.push(format!(
+        "{} copied, {} already on {}, {} failed",
+        r.copied.len(),
+        r.present.len(),
+        r.to,
+        r.failed.len()
+    ));
+    ui.say_all(&lines)?;
     Ok(())
 }
 

@@ -54,6 +54,8 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Delete backups that the retention policy no longer keeps
     Prune(PruneArgs),
+    /// Copy backups from one destination to another: by default every backup the other lacks
+    Copy(CopyArgs),
     /// Re-encrypt stored backups to the current recipients (and re-sign them), one at a time
     Rekey(RekeyArgs),
     /// Check the config and test each destination with a probe object
@@ -224,6 +226,29 @@ pub struct PruneArgs {
     /// Show what would be deleted and why, delete nothing
     #[arg(long, short = 'n')]
     pub dry_run: bool,
+
+    /// If another run holds the lock, wait this long for it instead of exiting 5
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub wait: Option<Duration>,
+}
+
+#[derive(Debug, Args)]
+pub struct CopyArgs {
+    /// The destination to copy from
+    #[arg(long, value_name = "NAME")]
+    pub from: String,
+
+    /// The destination to copy to
+    #[arg(long, value_name = "NAME")]
+    pub to: String,
+
+    /// Copy these backups (with the backups they build on) [default: every backup --to lacks]
+    #[arg(value_name = "ID", conflicts_with = "all")]
+    pub ids: Vec<String>,
+
+    /// Copy every backup --to lacks (the default, said explicitly)
+    #[arg(long)]
+    pub all: bool,
 
     /// If another run holds the lock, wait this long for it instead of exiting 5
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]

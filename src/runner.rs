@@ -321,6 +321,25 @@ impl Recorded for backup::Report {
     }
 }
 
+impl Recorded for commands::copy::Report {
+    fn outcome(&self) -> Outcome {
+        let code = self.exit();
+        let failed: Vec<String> = self.failed.iter().map(|f| f.error.clone()).collect();
+        Outcome {
+            status: status_name(code).into(),
+            exit_code: code.code() as i32,
+            bytes: Some(self.copied.iter().map(|c| c.bytes).sum()),
+            destinations: Some(json!({
+                "from": self.from,
+                "to": self.to,
+                "copied": self.copied.iter().map(|c| &c.id).collect::<Vec<_>>(),
+            })),
+            error: (!failed.is_empty()).then(|| failed.join("; ")),
+            ..Outcome::default()
+        }
+    }
+}
+
 impl Recorded for commands::prune::Report {
     fn outcome(&self) -> Outcome {
         let code = self.exit();

@@ -191,6 +191,32 @@ impl Manifest {
         self.files.iter().map(|f| f.size).sum()
     }
 
+    /// The bytes a restore of this backup writes: its files, and its databases whole (an
+    /// incremental stores only their changed pages).
+    pub fn restored_size(&self) -> u64 {
+        let deltas: std::collections::HashSet<&str> = self
+            .databases
+            .iter()
+            .filter_map(|d| match &d.stored {
+                Some(Stored::Wal { wal, .. }) => Some(wal.as_str()),
+                _ => None,
+            })
+            .collect();
+        let files: u64 = self
+            .files
+            .iter()
+            .filter(|f| !deltas.contains(f.path.as_str()))
+            .map(|f| f.size)
+            .sum();
+        let rebuilt: u64 = self
+            .databases
+            .iter()
+            .filter(|d| !d.is_whole())
+            .map(|d| d.page_size as u64 * d.page_count)
+            .sum();
+        files + rebuilt
+    }
+
     pub fn is_incremental(&self) -> bool {
         self.kind == "incremental"
     }

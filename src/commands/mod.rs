@@ -3,6 +3,8 @@
 
 pub mod backup;
 pub mod check;
+pub mod copy;
+pub mod fleet;
 pub mod in_place;
 pub mod key;
 pub mod list;
@@ -10,6 +12,7 @@ pub mod prune;
 mod rebuild;
 pub mod rekey;
 pub mod restore;
+pub mod show;
 mod unpack;
 pub mod verify;
 
@@ -34,7 +37,17 @@ pub fn open_destination(
     settings: &Settings,
     cfg: &crate::config::Destination,
 ) -> Result<Destination> {
-    let mut dest = Destination::open(cfg, &settings.name)?;
+    open_destination_at(settings, cfg, &settings.name)
+}
+
+/// [`open_destination`] at another host's namespace (the fleet view), read with this host's
+/// trust and through this host's sidecar cache.
+pub fn open_destination_at(
+    settings: &Settings,
+    cfg: &crate::config::Destination,
+    namespace: &str,
+) -> Result<Destination> {
+    let mut dest = Destination::open(cfg, namespace)?;
     dest.trust = crate::trust::Policy::load(
         &settings.trust.signers,
         settings.trust.allowed_signers_file.as_deref(),
@@ -45,7 +58,7 @@ pub fn open_destination(
         .and_then(|state| {
             crate::storage::cache::ObjectCache::open(
                 state.path.join("cache"),
-                &format!("{}\n{}", dest.display, settings.name),
+                &format!("{}\n{namespace}", dest.display),
             )
         });
     Ok(dest)
@@ -72,6 +85,23 @@ pub fn find_backup<'d>(dests: &'d [Destination], id: &str) -> Result<(&'d Destin
 pub fn find_backup_noted<'d>(
     dests: &'d [Destination],
     id: &str,
+) -> Result<(&'d Destination, Backup, Vec<String>)> {
+    find_noted(dests, id, true)
+}
+
+/// [`find_backup_noted`] for inspection (`show`): a backup named by its id is found even when
+/// it is not trusted, for the caller to show and mark.
+pub fn find_backup_to_inspect<'d>(
+    dests: &'d [Destination],
+    id: &str,
+) -> Result<(&'d Destination, Backup, Vec<String>)> {
+    find_noted(dests, id, false)
+}
+
+fn find_noted<'d>(
+    dests: &'d [Destination],
+    id: &str,
+    refuse_untrusted: bool,
 ) -> Result<(&'d Destination, Backup, Vec<String>)> {
     let mut best: Option<(&Destination, Backup)> = None;
     let mut problems = Vec::new();
@@ -102,7 +132,7 @@ pub fn find_backup_noted<'d>(
         match listed.get(id) {
             Ok(Some(b)) => {
                 // Damage is found (and named) by the unpacking itself; trust is decided here.
-                if !b.trust.is_good() {
+                if refuse_untrusted && !b.trust.is_good() {
                     return Err(anyhow::Error::new(
                         crate::exit::integrity(format!(
                             "backup {id} on {} is refused: {}",

@@ -218,7 +218,7 @@ fn to_dir(
             .filter(|d| sources.contains(d))
             .collect(),
         check: pragma.to_string(),
-        bytes: backup.sidecar.manifest.total_size(),
+        bytes: backup.sidecar.manifest.restored_size(),
         removed_stale,
         notes,
         ..Report::default()

@@ -9,6 +9,7 @@ mod bad_input;
 mod bigdir;
 mod cli;
 mod compat;
+mod copy;
 mod cron;
 mod damaged;
 mod faultproxy;
