@@ -55,6 +55,9 @@ _litevault() {
             litevault,restore)
                 cmd="litevault__subcmd__restore"
                 ;;
+            litevault,show)
+                cmd="litevault__subcmd__show"
+                ;;
             litevault,verify)
                 cmd="litevault__subcmd__verify"
                 ;;
@@ -94,6 +97,9 @@ _litevault() {
             litevault__subcmd__help,restore)
                 cmd="litevault__subcmd__help__subcmd__restore"
                 ;;
+            litevault__subcmd__help,show)
+                cmd="litevault__subcmd__help__subcmd__show"
+                ;;
             litevault__subcmd__help,verify)
                 cmd="litevault__subcmd__help__subcmd__verify"
                 ;;
@@ -119,7 +125,7 @@ _litevault() {
 
     case "${cmd}" in
         litevault)
-            opts="-c -q -h -V --config --quiet --json --metrics-file --help --version backup list ls restore verify prune copy rekey check history key completions man help"
+            opts="-c -q -h -V --config --quiet --json --metrics-file --help --version backup list ls restore show verify prune copy rekey check history key completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -195,7 +201,7 @@ _litevault() {
             return 0
             ;;
         litevault__subcmd__check)
-            opts="-d -c -q -h --dest --config --quiet --json --metrics-file --help"
+            opts="-d -c -q -h --dest --role --config --quiet --json --metrics-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -207,6 +213,10 @@ _litevault() {
                     ;;
                 -d)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --role)
+                    COMPREPLY=($(compgen -W "backup restore maintenance" -- "${cur}"))
                     return 0
                     ;;
                 --config)
@@ -293,7 +303,7 @@ _litevault() {
             return 0
             ;;
         litevault__subcmd__help)
-            opts="backup list restore verify prune copy rekey check history key completions man help"
+            opts="backup list restore show verify prune copy rekey check history key completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -488,6 +498,20 @@ _litevault() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        litevault__subcmd__help__subcmd__show)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         litevault__subcmd__help__subcmd__verify)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -631,7 +655,7 @@ _litevault() {
             return 0
             ;;
         litevault__subcmd__list)
-            opts="-d -c -q -h --dest --config --quiet --json --metrics-file --help"
+            opts="-d -c -q -h --dest --all-hosts --config --quiet --json --metrics-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -785,6 +809,40 @@ _litevault() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --dest)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -d)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --metrics-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        litevault__subcmd__show)
+            opts="-d -c -q -h --dest --config --quiet --json --metrics-file --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 --dest)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

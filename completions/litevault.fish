@@ -34,6 +34,7 @@ complete -c litevault -n "__fish_litevault_needs_command" -f -a "backup" -d 'Tak
 complete -c litevault -n "__fish_litevault_needs_command" -f -a "list" -d 'List complete backups, newest first'
 complete -c litevault -n "__fish_litevault_needs_command" -f -a "ls" -d 'List complete backups, newest first'
 complete -c litevault -n "__fish_litevault_needs_command" -f -a "restore" -d 'Restore a backup into a folder'
+complete -c litevault -n "__fish_litevault_needs_command" -f -a "show" -d 'Show what a backup holds and where, from its sidecar: no key needed, nothing downloaded'
 complete -c litevault -n "__fish_litevault_needs_command" -f -a "verify" -d 'Prove that backups are intact and restorable'
 complete -c litevault -n "__fish_litevault_needs_command" -f -a "prune" -d 'Delete backups that the retention policy no longer keeps'
 complete -c litevault -n "__fish_litevault_needs_command" -f -a "copy" -d 'Copy backups from one destination to another: by default every backup the other lacks'
@@ -58,12 +59,14 @@ complete -c litevault -n "__fish_litevault_using_subcommand backup" -s h -l help
 complete -c litevault -n "__fish_litevault_using_subcommand list" -s d -l dest -d 'List only this destination [default: all]' -r
 complete -c litevault -n "__fish_litevault_using_subcommand list" -s c -l config -d 'Configuration file [default: $LITEVAULT_CONFIG, else /etc/litevault/litevault.toml]' -r -F
 complete -c litevault -n "__fish_litevault_using_subcommand list" -l metrics-file -d 'Write Prometheus metrics here after the run [default: metrics_file in the config]' -r -F
+complete -c litevault -n "__fish_litevault_using_subcommand list" -l all-hosts -d 'Every host\'s folder in the destination: each host\'s newest good backup and count (with --metrics-file, written per host for Prometheus)'
 complete -c litevault -n "__fish_litevault_using_subcommand list" -s q -l quiet -d 'Print nothing on success; errors still go to stderr'
 complete -c litevault -n "__fish_litevault_using_subcommand list" -l json -d 'Print one JSON document on stdout instead of text'
 complete -c litevault -n "__fish_litevault_using_subcommand list" -s h -l help -d 'Print help'
 complete -c litevault -n "__fish_litevault_using_subcommand ls" -s d -l dest -d 'List only this destination [default: all]' -r
 complete -c litevault -n "__fish_litevault_using_subcommand ls" -s c -l config -d 'Configuration file [default: $LITEVAULT_CONFIG, else /etc/litevault/litevault.toml]' -r -F
 complete -c litevault -n "__fish_litevault_using_subcommand ls" -l metrics-file -d 'Write Prometheus metrics here after the run [default: metrics_file in the config]' -r -F
+complete -c litevault -n "__fish_litevault_using_subcommand ls" -l all-hosts -d 'Every host\'s folder in the destination: each host\'s newest good backup and count (with --metrics-file, written per host for Prometheus)'
 complete -c litevault -n "__fish_litevault_using_subcommand ls" -s q -l quiet -d 'Print nothing on success; errors still go to stderr'
 complete -c litevault -n "__fish_litevault_using_subcommand ls" -l json -d 'Print one JSON document on stdout instead of text'
 complete -c litevault -n "__fish_litevault_using_subcommand ls" -s h -l help -d 'Print help'
@@ -80,6 +83,12 @@ complete -c litevault -n "__fish_litevault_using_subcommand restore" -l deep -d 
 complete -c litevault -n "__fish_litevault_using_subcommand restore" -s q -l quiet -d 'Print nothing on success; errors still go to stderr'
 complete -c litevault -n "__fish_litevault_using_subcommand restore" -l json -d 'Print one JSON document on stdout instead of text'
 complete -c litevault -n "__fish_litevault_using_subcommand restore" -s h -l help -d 'Print help'
+complete -c litevault -n "__fish_litevault_using_subcommand show" -s d -l dest -d 'Look on this destination only [default: all]' -r
+complete -c litevault -n "__fish_litevault_using_subcommand show" -s c -l config -d 'Configuration file [default: $LITEVAULT_CONFIG, else /etc/litevault/litevault.toml]' -r -F
+complete -c litevault -n "__fish_litevault_using_subcommand show" -l metrics-file -d 'Write Prometheus metrics here after the run [default: metrics_file in the config]' -r -F
+complete -c litevault -n "__fish_litevault_using_subcommand show" -s q -l quiet -d 'Print nothing on success; errors still go to stderr'
+complete -c litevault -n "__fish_litevault_using_subcommand show" -l json -d 'Print one JSON document on stdout instead of text'
+complete -c litevault -n "__fish_litevault_using_subcommand show" -s h -l help -d 'Print help'
 complete -c litevault -n "__fish_litevault_using_subcommand verify" -s d -l dest -d 'Verify on this destination only [default: all]' -r
 complete -c litevault -n "__fish_litevault_using_subcommand verify" -s c -l config -d 'Configuration file [default: $LITEVAULT_CONFIG, else /etc/litevault/litevault.toml]' -r -F
 complete -c litevault -n "__fish_litevault_using_subcommand verify" -l metrics-file -d 'Write Prometheus metrics here after the run [default: metrics_file in the config]' -r -F
@@ -114,11 +123,14 @@ complete -c litevault -n "__fish_litevault_using_subcommand rekey" -s q -l quiet
 complete -c litevault -n "__fish_litevault_using_subcommand rekey" -l json -d 'Print one JSON document on stdout instead of text'
 complete -c litevault -n "__fish_litevault_using_subcommand rekey" -s h -l help -d 'Print help'
 complete -c litevault -n "__fish_litevault_using_subcommand check" -s d -l dest -d 'Check only this destination (repeat for several) [default: all]' -r
+complete -c litevault -n "__fish_litevault_using_subcommand check" -l role -d 'Check what this host\'s role needs, and nothing else [default: everything]' -r -f -a "backup\t'The server: adds backups; should not be able to delete them, nor hold an identity'
+restore\t'A drill runner or workstation: reads and opens backups'
+maintenance\t'A trusted host that prunes, re-keys and copies: needs delete and rename'"
 complete -c litevault -n "__fish_litevault_using_subcommand check" -s c -l config -d 'Configuration file [default: $LITEVAULT_CONFIG, else /etc/litevault/litevault.toml]' -r -F
 complete -c litevault -n "__fish_litevault_using_subcommand check" -l metrics-file -d 'Write Prometheus metrics here after the run [default: metrics_file in the config]' -r -F
 complete -c litevault -n "__fish_litevault_using_subcommand check" -s q -l quiet -d 'Print nothing on success; errors still go to stderr'
 complete -c litevault -n "__fish_litevault_using_subcommand check" -l json -d 'Print one JSON document on stdout instead of text'
-complete -c litevault -n "__fish_litevault_using_subcommand check" -s h -l help -d 'Print help'
+complete -c litevault -n "__fish_litevault_using_subcommand check" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c litevault -n "__fish_litevault_using_subcommand history" -s n -l limit -d 'Show this many runs, newest first' -r
 complete -c litevault -n "__fish_litevault_using_subcommand history" -s c -l config -d 'Configuration file [default: $LITEVAULT_CONFIG, else /etc/litevault/litevault.toml]' -r -F
 complete -c litevault -n "__fish_litevault_using_subcommand history" -l metrics-file -d 'Write Prometheus metrics here after the run [default: metrics_file in the config]' -r -F
@@ -150,17 +162,18 @@ complete -c litevault -n "__fish_litevault_using_subcommand man" -l metrics-file
 complete -c litevault -n "__fish_litevault_using_subcommand man" -s q -l quiet -d 'Print nothing on success; errors still go to stderr'
 complete -c litevault -n "__fish_litevault_using_subcommand man" -l json -d 'Print one JSON document on stdout instead of text'
 complete -c litevault -n "__fish_litevault_using_subcommand man" -s h -l help -d 'Print help'
-complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune copy rekey check history key completions man help" -f -a "backup" -d 'Take a backup and store it on every (or each named) destination'
-complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune copy rekey check history key completions man help" -f -a "list" -d 'List complete backups, newest first'
-complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune copy rekey check history key completions man help" -f -a "restore" -d 'Restore a backup into a folder'
-complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune copy rekey check history key completions man help" -f -a "verify" -d 'Prove that backups are intact and restorable'
-complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune copy rekey check history key completions man help" -f -a "prune" -d 'Delete backups that the retention policy no longer keeps'
-complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune copy rekey check history key completions man help" -f -a "copy" -d 'Copy backups from one destination to another: by default every backup the other lacks'
-complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune copy rekey check history key completions man help" -f -a "rekey" -d 'Re-encrypt stored backups to the current recipients (and re-sign them), one at a time'
-complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune copy rekey check history key completions man help" -f -a "check" -d 'Check the config and test each destination with a probe object'
-complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune copy rekey check history key completions man help" -f -a "history" -d 'Show recorded runs from the execution store, newest first'
-complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune copy rekey check history key completions man help" -f -a "key" -d 'Make keys: an age identity to encrypt to, or an SSH key to sign backups with'
-complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune copy rekey check history key completions man help" -f -a "completions" -d 'Print a shell completion script'
-complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune copy rekey check history key completions man help" -f -a "man" -d 'Write the man pages into a folder'
-complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore verify prune copy rekey check history key completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore show verify prune copy rekey check history key completions man help" -f -a "backup" -d 'Take a backup and store it on every (or each named) destination'
+complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore show verify prune copy rekey check history key completions man help" -f -a "list" -d 'List complete backups, newest first'
+complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore show verify prune copy rekey check history key completions man help" -f -a "restore" -d 'Restore a backup into a folder'
+complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore show verify prune copy rekey check history key completions man help" -f -a "show" -d 'Show what a backup holds and where, from its sidecar: no key needed, nothing downloaded'
+complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore show verify prune copy rekey check history key completions man help" -f -a "verify" -d 'Prove that backups are intact and restorable'
+complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore show verify prune copy rekey check history key completions man help" -f -a "prune" -d 'Delete backups that the retention policy no longer keeps'
+complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore show verify prune copy rekey check history key completions man help" -f -a "copy" -d 'Copy backups from one destination to another: by default every backup the other lacks'
+complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore show verify prune copy rekey check history key completions man help" -f -a "rekey" -d 'Re-encrypt stored backups to the current recipients (and re-sign them), one at a time'
+complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore show verify prune copy rekey check history key completions man help" -f -a "check" -d 'Check the config and test each destination with a probe object'
+complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore show verify prune copy rekey check history key completions man help" -f -a "history" -d 'Show recorded runs from the execution store, newest first'
+complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore show verify prune copy rekey check history key completions man help" -f -a "key" -d 'Make keys: an age identity to encrypt to, or an SSH key to sign backups with'
+complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore show verify prune copy rekey check history key completions man help" -f -a "completions" -d 'Print a shell completion script'
+complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore show verify prune copy rekey check history key completions man help" -f -a "man" -d 'Write the man pages into a folder'
+complete -c litevault -n "__fish_litevault_using_subcommand help; and not __fish_seen_subcommand_from backup list restore show verify prune copy rekey check history key completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c litevault -n "__fish_litevault_using_subcommand help; and __fish_seen_subcommand_from key" -f -a "generate" -d 'Write a new key to FILE (mode 0600, never over an existing file) and print its public half'

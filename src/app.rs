@@ -10,6 +10,8 @@ use crate::exit::{self, Exit};
 use crate::runner::Runner;
 use crate::ui::{self, Mode, Ui};
 
+mod inspect;
+
 pub fn run(cli: Cli) -> Exit {
     let ui = Ui::new(cli.quiet, cli.json);
     let outcome = dispatch(&cli, &ui);
@@ -54,6 +56,26 @@ fn dispatch(cli: &Cli, ui: &Ui) -> Result<Exit> {
             warn_all(ui, &runner.warnings);
             let report = report?;
             render_backup(ui, &report)?;
+            Ok(report.exit())
+        }
+        Command::List(args) if args.all_hosts => {
+            let s = settings(cli)?;
+            let report = commands::fleet::run(&s, args)?;
+            inspect::render_fleet(ui, &report)?;
+            // Only the flag: the config's metrics_file is this host's own, which the fleet
+            // view must not replace.
+            if let Some(path) = &cli.metrics_file {
+                let metrics = crate::journal::Metrics { path: path.clone() };
+                metrics
+                    .write_hosts(&report.facts())
+                    .map_err(|e| e.context("writing the fleet metrics"))?;
+            }
+            Ok(report.exit())
+        }
+        Command::Show(args) => {
+            let s = settings(cli)?;
+            let report = commands::show::run(&s, args)?;
+            inspect::render_show(ui, &report)?;
             Ok(report.exit())
         }
         Command::List(args) => {
@@ -176,6 +198,7 @@ fn dispatch(cli: &Cli, ui: &Ui) -> Result<Exit> {
             warn_all(ui, &runner.warnings);
             let report = report?;
             ui.json(&report)?;
+            warn_all(ui, &report.warnings);
             let mut lines = vec![format!("ok   config {}", report.config)];
             for p in std::iter::once(&report.keys).chain(&report.destinations) {
                 if p.ok {
@@ -477,6 +500,9 @@ fn render_prune(ui: &Ui, r: &commands::prune::Report) -> Result<()> {
         }
         for f in &d.failed {
             ui.error(&format!("destination {}: could not delete {f}", d.name));
+        }
+        if let (Some(hint), false) = (r.hint(), d.failed.is_empty()) {
+            ui.hint(&hint);
         }
         lines.push(format!(
             "{}: {} kept, {} {}",

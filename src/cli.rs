@@ -50,6 +50,8 @@ pub enum Command {
     List(ListArgs),
     /// Restore a backup into a folder
     Restore(RestoreArgs),
+    /// Show what a backup holds and where, from its sidecar: no key needed, nothing downloaded
+    Show(ShowArgs),
     /// Prove that backups are intact and restorable
     Verify(VerifyArgs),
     /// Delete backups that the retention policy no longer keeps
@@ -126,6 +128,22 @@ pub struct HistoryArgs {
 #[derive(Debug, Args)]
 pub struct ListArgs {
     /// List only this destination [default: all]
+    #[arg(long = "dest", short = 'd', value_name = "NAME")]
+    pub dest: Option<String>,
+
+    /// Every host's folder in the destination: each host's newest good backup and count
+    /// (with --metrics-file, written per host for Prometheus)
+    #[arg(long)]
+    pub all_hosts: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// Backup id, or `latest`
+    #[arg(value_name = "ID", default_value = "latest")]
+    pub id: String,
+
+    /// Look on this destination only [default: all]
     #[arg(long = "dest", short = 'd', value_name = "NAME")]
     pub dest: Option<String>,
 }
@@ -260,6 +278,22 @@ pub struct CheckArgs {
     /// Check only this destination (repeat for several) [default: all]
     #[arg(long = "dest", short = 'd', value_name = "NAME")]
     pub dest: Vec<String>,
+
+    /// Check what this host's role needs, and nothing else [default: everything]
+    #[arg(long, value_enum, value_name = "ROLE")]
+    pub role: Option<Role>,
+}
+
+/// The three roles a host can hold: see the README's Roles section.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// The server: adds backups; should not be able to delete them, nor hold an identity
+    Backup,
+    /// A drill runner or workstation: reads and opens backups
+    Restore,
+    /// A trusted host that prunes, re-keys and copies: needs delete and rename
+    Maintenance,
 }
 
 #[derive(Debug, Args)]
@@ -341,6 +375,17 @@ mod tests {
                 "1s",
             ],
             &["litevault", "--metrics-file", "/tmp/m.prom", "prune"],
+            &["litevault", "show", "latest", "--dest", "a", "--json"],
+            &["litevault", "show", "20261126T091938Z-ab12"],
+            &[
+                "litevault",
+                "list",
+                "--all-hosts",
+                "--dest",
+                "s3",
+                "--metrics-file",
+                "/tmp/fleet.prom",
+            ],
         ] {
             Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
         }

@@ -235,7 +235,53 @@ pub struct DestinationFacts {
     pub newest_age: Option<Duration>,
 }
 
+/// One host's backups on one destination, as the fleet view (`list --all-hosts`) counts them.
+pub struct HostFacts {
+    pub host: String,
+    pub destination: String,
+    pub backups: u64,
+    pub newest_age: Option<Duration>,
+}
+
 impl Metrics {
+    /// The fleet view's file: per host and destination, the good backups and the newest one's
+    /// age (left out when there is none, so `litevault_host_backups == 0` is the alert).
+    pub fn write_hosts(&self, hosts: &[HostFacts]) -> Result<()> {
+        let mut out = String::new();
+        let labels = |h: &HostFacts| {
+            format!(
+                "host=\"{}\",destination=\"{}\"",
+                escape(&h.host),
+                escape(&h.destination)
+            )
+        };
+        out.push_str(
+            "# HELP litevault_host_newest_backup_age_seconds Age of each host's newest good backup, by destination.\n\
+             # TYPE litevault_host_newest_backup_age_seconds gauge\n",
+        );
+        for h in hosts {
+            if let Some(age) = h.newest_age {
+                out.push_str(&format!(
+                    "litevault_host_newest_backup_age_seconds{{{}}} {}\n",
+                    labels(h),
+                    age.as_secs()
+                ));
+            }
+        }
+        out.push_str(
+            "# HELP litevault_host_backups Good backups of each host, by destination.\n\
+             # TYPE litevault_host_backups gauge\n",
+        );
+        for h in hosts {
+            out.push_str(&format!(
+                "litevault_host_backups{{{}}} {}\n",
+                labels(h),
+                h.backups
+            ));
+        }
+        self.replace(&out)
+    }
+
     pub fn write(
         &self,
         journal: &Journal,
@@ -325,6 +371,11 @@ impl Metrics {
                 })
                 .collect(),
         );
+        self.replace(&out)
+    }
+
+    /// Replace the file with `out` at once: node_exporter never reads half of it.
+    fn replace(&self, out: &str) -> Result<()> {
         let dir = self
             .path
             .parent()
@@ -362,6 +413,14 @@ impl Metrics {
     }
 }
 
+/// A Prometheus label value, quoted safely.
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
 fn secs_of(rfc: &str) -> f64 {
     humantime::parse_rfc3339(rfc)
         .ok()
@@ -373,6 +432,37 @@ fn secs_of(rfc: &str) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fleet_metrics_name_each_host_and_leave_out_an_age_that_does_not_exist() {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Metrics {
+            path: dir.path().join("fleet.prom"),
+        };
+        let host = |host: &str, backups, age: Option<u64>| HostFacts {
+            host: host.into(),
+            destination: "s3".into(),
+            backups,
+            newest_age: age.map(Duration::from_secs),
+        };
+        metrics
+            .write_hosts(&[host("web-1", 3, Some(90)), host("we\"b", 0, None)])
+            .unwrap();
+        let text = std::fs::read_to_string(&metrics.path).unwrap();
+        let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(
+            samples,
+            [
+                "litevault_host_newest_backup_age_seconds{host=\"web-1\",destination=\"s3\"} 90",
+                "litevault_host_backups{host=\"web-1\",destination=\"s3\"} 3",
+                "litevault_host_backups{host=\"we\\\"b\",destination=\"s3\"} 0",
+            ]
+        );
+        assert!(
+            text.contains("# TYPE litevault_host_backups gauge\n"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn runs_are_recorded_trimmed_and_stale_ones_marked_interrupted() {

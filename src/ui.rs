@@ -133,6 +133,11 @@ impl Ui {
         eprintln!("error: {line}");
     }
 
+    /// What to do about the errors just printed; shown even with --quiet, like them.
+    pub fn hint(&self, line: &str) {
+        eprintln!("hint: {line}");
+    }
+
     pub fn fatal(err: &anyhow::Error) {
         eprintln!("error: {err:#}");
         if let Some(hint) = crate::exit::hint(err) {

@@ -14,10 +14,12 @@ use crate::archive::manifest::{check_version, Sidecar};
 use crate::storage::destination::{Destination, Object};
 use crate::trust::Verdict;
 
+mod hosts;
 mod upkeep;
+pub use hosts::{host_summary, hosts, HostSummary};
 pub use upkeep::{
     clean_leftovers, delete, foreign_identities, mixed_identities, rekeyed_object_name,
-    roll_forward, staged_sidecar_name, staged_signature_name,
+    roll_forward, staged_sidecar_name, staged_signature_name, Cleanup,
 };
 
 const SIDECAR_SUFFIX: &str = ".json";
@@ -332,6 +334,11 @@ impl<'d> Listed<'d> {
             .cloned()
     }
 
+    /// Whether the listing holds an object of this name (a signature beside its sidecar).
+    pub fn holds(&self, name: &str) -> bool {
+        self.by_name.contains_key(name)
+    }
+
     /// Ids with a sidecar, newest first (ids sort by time to the second).
     fn ids(&self) -> Vec<&str> {
         let mut ids: Vec<&str> = self
@@ -350,9 +357,45 @@ impl<'d> Listed<'d> {
 /// `latest` costs one listing and a sidecar or two, however many backups there are. Also what
 /// was passed over, and why.
 pub fn latest(dest: &Destination, now: SystemTime) -> Result<(Option<Backup>, Vec<String>)> {
-    let listed = Listed::take(dest)?;
+    let (best, passed) = latest_in(&Listed::take(dest)?, now, &|_| None);
+    Ok((best, passed.iter().map(Passed::to_string).collect()))
+}
+
+/// A backup `latest` passed over, and why.
+#[derive(Debug, Clone)]
+pub struct Passed {
+    pub id: String,
+    pub destination: String,
+    pub why: String,
+}
+
+impl std::fmt::Display for Passed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "passed over backup {} on {}: {}",
+            self.id, self.destination, self.why
+        )
+    }
+}
+
+/// [`latest`] within one listing, passing over also what `refuse` finds a reason to; what it
+/// passed over is every backup newer than the one it found (all of them when it found none).
+pub fn latest_in(
+    listed: &Listed<'_>,
+    now: SystemTime,
+    refuse: &dyn Fn(&Backup) -> Option<String>,
+) -> (Option<Backup>, Vec<Passed>) {
+    let dest = listed.dest();
     let mut best: Option<Backup> = None;
-    let mut notes = Vec::new();
+    let mut passed = Vec::new();
+    let mut pass = |id: &str, why: String| {
+        passed.push(Passed {
+            id: id.to_string(),
+            destination: dest.name.clone(),
+            why,
+        })
+    };
     for id in listed.ids() {
         // An id is its backup's time to the second: one from an earlier second than the best so
         // far cannot be newer.
@@ -365,31 +408,25 @@ pub fn latest(dest: &Destination, now: SystemTime) -> Result<(Option<Backup>, Ve
             Ok(Some(b)) => b,
             Ok(None) => continue,
             Err(e) => {
-                notes.push(format!(
-                    "passed over backup {id} on {}: its sidecar cannot be read: {e:#}",
-                    dest.name
-                ));
+                pass(id, format!("its sidecar cannot be read: {e:#}"));
                 continue;
             }
         };
         if b.damage.is_none() && b.sidecar.manifest.is_incremental() {
-            if let Err(e) = crate::chain::resolve_in(&listed, &b) {
+            if let Err(e) = crate::chain::resolve_in(listed, &b) {
                 b.broken_chain = true;
                 b.damage = Some(format!("{e:#}"));
             }
         }
-        if let Some(why) = b.refusal(now) {
-            notes.push(format!(
-                "passed over backup {} on {}: {why}",
-                b.id, dest.name
-            ));
+        if let Some(why) = b.refusal(now).or_else(|| refuse(&b)) {
+            pass(&b.id, why);
             continue;
         }
         if best.as_ref().is_none_or(|cur| b.created > cur.created) {
             best = Some(b);
         }
     }
-    Ok((best, notes))
+    (best, passed)
 }
 
 /// The id of an archive object (`<id>.tar...`), if `name` is one.

@@ -2,7 +2,7 @@
 //! (leftovers, half-finished re-keyings), deleting backups, and noticing two configs writing
 //! one namespace.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use super::{
     archive_id, is_id, load_sidecar, sidecar_name, signature_name, Backup, SIDECAR_LIMIT,
@@ -124,17 +124,51 @@ pub fn roll_forward(dest: &Destination) -> Result<Vec<String>> {
     Ok(done)
 }
 
+/// What [`clean_leftovers`] did: what it removed, and what it had to leave (with why).
+#[derive(Debug, Default)]
+pub struct Cleanup {
+    pub removed: Vec<String>,
+    pub left: Vec<String>,
+}
+
+impl Cleanup {
+    /// Warnings for what was left: never a failure of the run, because a backup host whose
+    /// credential cannot delete (the backup role) must still back up.
+    pub fn warnings(&self, dest: &Destination) -> Vec<String> {
+        if self.left.is_empty() {
+            return Vec::new();
+        }
+        vec![format!(
+            "destination {}: leftovers of killed runs were left in place (this credential cannot delete them, or they could not be deleted): {}; they are never counted as backups, and `litevault prune` from a host with delete rights (the maintenance role) removes them",
+            dest.name,
+            self.left.join("; ")
+        )]
+    }
+}
+
 /// Remove what a killed run left behind: anything under `tmp/`, and archives whose sidecar was
 /// never written (the run died between storing the archive and completing it). Call only while
-/// holding the state lock: then no other run of this host is writing here.
-pub fn clean_leftovers(dest: &Destination) -> Result<Vec<String>> {
-    roll_forward(dest)?;
-    let mut removed = Vec::new();
-    for obj in dest.list(TMP_DIR)? {
-        let path = format!("{TMP_DIR}{}", obj.name);
-        dest.delete(&path)
-            .with_context(|| format!("removing leftover {path}"))?;
-        removed.push(path);
+/// holding the state lock: then no other run of this host is writing here. What cannot be
+/// deleted (a credential without delete rights) is left, and said.
+pub fn clean_leftovers(dest: &Destination) -> Result<Cleanup> {
+    let mut done = Cleanup::default();
+    // A destination that cannot even be listed fails here, once, before anything else tries.
+    let staged = dest.list(TMP_DIR)?;
+    if let Err(e) = roll_forward(dest) {
+        done.left.push(format!("a half-finished re-keying ({e:#})"));
+    }
+    let remove = |path: &str, done: &mut Cleanup| match dest.delete(path) {
+        Ok(()) => done.removed.push(path.to_string()),
+        Err(e) => done.left.push(format!("{path} ({e:#})")),
+    };
+    // Re-listed: finishing a re-keying removed what it staged.
+    let staged = if staged.is_empty() {
+        staged
+    } else {
+        dest.list(TMP_DIR)?
+    };
+    for obj in staged {
+        remove(&format!("{TMP_DIR}{}", obj.name), &mut done);
     }
     let objects = dest.list("")?;
     let sidecars: Vec<&str> = objects
@@ -145,16 +179,13 @@ pub fn clean_leftovers(dest: &Destination) -> Result<Vec<String>> {
         .iter()
         .filter(|o| o.name.starts_with("check-") && o.name.ends_with(".probe"))
     {
-        dest.delete(&obj.name)?;
-        removed.push(obj.name.clone());
+        remove(&obj.name, &mut done);
     }
     for obj in &objects {
         // A signature whose sidecar was never written: the run died between the two.
         if let Some(id) = obj.name.strip_suffix(SIGNATURE_SUFFIX) {
             if is_id(id) && !sidecars.contains(&id) {
-                dest.delete(&obj.name)
-                    .with_context(|| format!("removing leftover {}", obj.name))?;
-                removed.push(obj.name.clone());
+                remove(&obj.name, &mut done);
             }
             continue;
         }
@@ -162,12 +193,10 @@ pub fn clean_leftovers(dest: &Destination) -> Result<Vec<String>> {
             continue;
         };
         if !sidecars.contains(&id) {
-            dest.delete(&obj.name)
-                .with_context(|| format!("removing leftover {}", obj.name))?;
-            removed.push(obj.name.clone());
+            remove(&obj.name, &mut done);
         }
     }
-    Ok(removed)
+    Ok(done)
 }
 
 /// Delete one backup: the sidecar first, so it stops being listed before its archive goes.

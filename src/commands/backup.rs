@@ -135,9 +135,11 @@ pub fn run_locked(
     let mut dests = Vec::new();
     let mut failed = Vec::new();
     let mut first_error = None;
+    let mut cleanup_warnings = Vec::new();
     for cfg in settings.select_destinations(&args.dest)? {
         let opened = super::open_destination(settings, cfg).and_then(|d| {
-            catalog::clean_leftovers(&d)?;
+            let cleanup = catalog::clean_leftovers(&d)?;
+            cleanup_warnings.extend(cleanup.warnings(&d));
             Ok(d)
         });
         match opened {
@@ -153,7 +155,7 @@ pub fn run_locked(
         return Err(e);
     }
 
-    let mut warnings = Vec::new();
+    let mut warnings = cleanup_warnings;
     if let Some(max_age) = args.if_older_than {
         if failed.is_empty() {
             if let Some(reason) = recent_everywhere(&dests, max_age, &mut warnings)? {
@@ -310,7 +312,7 @@ fn store(
     let object = format!("{id}.{}", archive_extension(&compression, sealer.is_some()));
     let size = estimate(settings);
     progress.set_total(size);
-    let (_spool_dir, spool, spool_warning) = open_spool(state, size);
+    let (_spool_dir, spool, spool_warning) = crate::storage::spool::open(state, size);
 
     let (outcomes, built) = std::thread::scope(|scope| {
         let mut fan = FanOut::start(scope, dests, &object, spool);
@@ -560,50 +562,6 @@ fn estimate(settings: &Settings) -> u64 {
         }
     }
     settings.sources.iter().map(|s| size(&s.path, 0)).sum()
-}
-
-/// A spool for the archive in `state_dir/tmp` (see `storage::fanout`), when the state folder
-/// has room for the whole archive; otherwise none, and a warning that says what that costs.
-fn open_spool(
-    state: &StateDir,
-    estimate: u64,
-) -> (
-    Option<crate::state::Scratch>,
-    Option<std::fs::File>,
-    Option<String>,
-) {
-    // The layers' own overhead: tar headers, zstd frames on incompressible data, age's tags.
-    let need = estimate + estimate / 32 + (16 << 20);
-    let opened = (|| -> Result<(crate::state::Scratch, std::fs::File)> {
-        let free = crate::place::free_space(&state.path)?;
-        if free < need {
-            anyhow::bail!(
-                "{} has {} free, less than the archive may need ({})",
-                state.path.display(),
-                crate::ui::bytes(free),
-                crate::ui::bytes(need)
-            );
-        }
-        let dir = state.scratch("spool")?;
-        let path = dir.path.join("archive");
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .with_context(|| format!("creating {}", path.display()))?;
-        Ok((dir, file))
-    })();
-    match opened {
-        Ok((dir, file)) => (Some(dir), Some(file), None),
-        Err(e) => (
-            None,
-            None,
-            Some(format!(
-                "the archive is not spooled in state_dir ({e:#}): it streams straight to the destinations, so while a slow destination uploads, the snapshots stay open and the server's writers may wait; free space there"
-            )),
-        ),
-    }
 }
 
 fn hostname() -> String {

@@ -1,12 +1,14 @@
-//! `litevault check`: the config is valid, the keys load, and each destination accepts a write,
-//! gives the same bytes back, lists it and deletes it.
+//! `litevault check [--role ROLE]`: the config is valid, the keys load, and each destination
+//! does what this host needs of it. Without a role, everything: write, read back, list, delete.
+//! With one, what that role needs and nothing else, plus warnings where the host holds more
+//! power than its role should (a backup host that can delete, or that holds an identity).
 
 use std::time::Instant;
 
 use anyhow::{bail, Result};
 use serde::Serialize;
 
-use crate::cli::CheckArgs;
+use crate::cli::{CheckArgs, Role};
 use crate::config::Settings;
 use crate::exit::Exit;
 use crate::storage::Destination;
@@ -14,8 +16,13 @@ use crate::storage::Destination;
 #[derive(Debug, Serialize)]
 pub struct Report {
     pub config: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
     pub keys: Probe,
     pub destinations: Vec<Probe>,
+    /// More power than the role needs, or less safety than it should have.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -37,18 +44,25 @@ impl Report {
 }
 
 pub fn run(settings: &Settings, args: &CheckArgs) -> Result<Report> {
-    let keys = timed("keys", || keys(settings));
+    let mut warnings = Vec::new();
+    let keys = timed("keys", || keys(settings, args.role, &mut warnings));
     let mut destinations = Vec::new();
     for cfg in settings.select_destinations(&args.dest)? {
         destinations.push(timed(&cfg.name, || {
             let dest = super::open_destination(settings, cfg)?;
-            probe(&dest)
+            match args.role {
+                None | Some(Role::Maintenance) => probe(&dest),
+                Some(Role::Backup) => probe_backup(&dest, &mut warnings),
+                Some(Role::Restore) => probe_restore(settings, &dest, &mut warnings),
+            }
         }));
     }
     Ok(Report {
         config: settings.config_path.display().to_string(),
+        role: args.role,
         keys,
         destinations,
+        warnings,
     })
 }
 
@@ -66,35 +80,98 @@ fn timed(name: &str, f: impl FnOnce() -> Result<String>) -> Probe {
     }
 }
 
-fn keys(settings: &Settings) -> Result<String> {
-    let Some(enc) = &settings.encryption else {
-        return Ok("no [encryption]: backups are stored unencrypted".into());
+fn keys(settings: &Settings, role: Option<Role>, warnings: &mut Vec<String>) -> Result<String> {
+    let enc = settings.encryption.as_ref();
+    let signs = match &settings.signing {
+        Some(s) => {
+            crate::trust::Signer::load(&s.key_file)?;
+            "; the signing key loads"
+        }
+        None => "",
     };
-    crate::crypto::Sealer::load(enc)?;
-    if enc.identity_file.is_some() || enc.passphrase_file.is_some() {
-        crate::crypto::Opener::load(enc)?;
-        Ok("recipients and identity load".into())
-    } else {
-        Ok("recipients load; no identity here (restore and verify need one)".into())
+    match role {
+        Some(Role::Backup) => {
+            let Some(enc) = enc else {
+                warnings.push("no [encryption]: this host stores its backups unencrypted".into());
+                return Ok(format!("no [encryption]{signs}"));
+            };
+            crate::crypto::Sealer::load(enc)?;
+            if let Some(id) = &enc.identity_file {
+                warnings.push(format!(
+                    "this backup host is given an identity ([encryption] identity_file = {}): restore keys do not belong on the server, where an intruder would find them; keep only the recipients here",
+                    id.display()
+                ));
+            }
+            if enc.passphrase_file.is_some() {
+                warnings.push("this backup host holds the passphrase that opens every backup ([encryption] passphrase_file): use age recipients instead, so the server holds no key that decrypts".into());
+            }
+            warnings.extend(stray_identities(settings));
+            if settings.signing.is_none() {
+                warnings.push("no [signing]: restore hosts cannot tell this host's backups from planted ones; add a signing key".into());
+            }
+            Ok(format!("recipients load{signs}"))
+        }
+        Some(Role::Restore) => {
+            let Some(enc) = enc else {
+                return Ok("no [encryption]: backups are read unencrypted".into());
+            };
+            crate::crypto::Opener::load(enc)?;
+            if settings.trust.signers.is_empty() && settings.trust.allowed_signers_file.is_none() {
+                warnings.push("no [trust]: this host would restore a backup planted by anyone who can write to the destination; list the backup hosts' signing keys".into());
+            }
+            Ok("the identity loads".into())
+        }
+        None | Some(Role::Maintenance) => {
+            let Some(enc) = enc else {
+                return Ok("no [encryption]: backups are stored unencrypted".into());
+            };
+            crate::crypto::Sealer::load(enc)?;
+            if enc.identity_file.is_some() || enc.passphrase_file.is_some() {
+                crate::crypto::Opener::load(enc)?;
+                Ok(format!("recipients and identity load{signs}"))
+            } else {
+                Ok(format!(
+                    "recipients load; no identity here (restore and verify need one){signs}"
+                ))
+            }
+        }
     }
+}
+
+/// Age identities lying in the config's folder: the machine gives the backup host a restore key
+/// even when the config does not name it.
+fn stray_identities(settings: &Settings) -> Vec<String> {
+    let Some(folder) = settings.config_path.parent() else {
+        return Vec::new();
+    };
+    let Ok(entries) = std::fs::read_dir(folder) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .filter(|e| e.metadata().is_ok_and(|m| m.len() < 64 << 10))
+        .filter(|e| {
+            std::fs::read_to_string(e.path())
+                .is_ok_and(|t| t.contains("AGE-SECRET-KEY-1") || t.contains("AGE-PLUGIN-"))
+        })
+        .map(|e| {
+            format!(
+                "{} holds an age identity on this backup host: restore keys do not belong on the server; move it to the hosts that restore",
+                e.path().display()
+            )
+        })
+        .collect()
 }
 
 /// List, write, read back, list, delete and confirm the deletion of a small probe object.
 fn probe(dest: &Destination) -> Result<String> {
-    let name = format!("check-{}.probe", crate::state::nonce());
-    let body: Vec<u8> = (0..4096u32).flat_map(|i| i.to_le_bytes()).collect();
+    let name = probe_name();
+    let body = probe_body();
     // List first, as a backup does: a missing bucket must not be created by a lenient server.
     dest.list("")?;
-    dest.put(&name, body.clone())?;
-    let outcome = (|| {
-        if dest.read_small(&name, 1 << 20)? != body {
-            bail!("the probe read back differs from what was written");
-        }
-        if !dest.list("")?.iter().any(|o| o.name == name) {
-            bail!("the probe was written but is not listed");
-        }
-        Ok(())
-    })();
+    dest.put_new(&name, body.clone())?;
+    let outcome = read_back(dest, &name, &body);
     dest.delete(&name)?;
     outcome?;
     if dest.size(&name)?.is_some() {
@@ -104,4 +181,86 @@ fn probe(dest: &Destination) -> Result<String> {
         "{}: write, read, list and delete work",
         dest.display
     ))
+}
+
+/// The backup role: write (through tmp/ and a rename where the backend has one), read back and
+/// list a probe; delete is not needed, and being able to is a warning.
+fn probe_backup(dest: &Destination, warnings: &mut Vec<String>) -> Result<String> {
+    let name = probe_name();
+    let body = probe_body();
+    dest.list("")?;
+    dest.put_new(&name, body.clone())?;
+    read_back(dest, &name, &body)?;
+    let can_delete = dest.delete(&name).is_ok() && dest.size(&name).ok() == Some(None);
+    if can_delete {
+        warnings.push(format!(
+            "destination {}: this credential can delete: an intruder on this host could erase its backups; give the backup host a credential that can add but not delete (see Roles in the README)",
+            dest.name
+        ));
+        Ok(format!(
+            "{}: write, read and list work; delete works too (more than the backup role needs)",
+            dest.display
+        ))
+    } else {
+        Ok(format!(
+            "{}: write, read and list work; delete is refused, as it should be for the backup role (the probe {name} is left for the maintenance role's prune)",
+            dest.display
+        ))
+    }
+}
+
+/// The restore role: list, open the newest backup's header with the identity, and (with
+/// [trust]) see it verified by a trusted signer. Writes nothing.
+fn probe_restore(
+    settings: &Settings,
+    dest: &Destination,
+    warnings: &mut Vec<String>,
+) -> Result<String> {
+    let (newest, passed) = crate::catalog::latest(dest, std::time::SystemTime::now())?;
+    warnings.extend(passed);
+    let Some(backup) = newest else {
+        return Ok(format!("{}: readable; no backup to open yet", dest.display));
+    };
+    let signed = match &backup.trust {
+        crate::trust::Verdict::Trusted(fp) => format!(", signed by trusted key {fp}"),
+        _ => String::new(),
+    };
+    if backup.sidecar.archive.encryption == "none" {
+        return Ok(format!(
+            "{}: the newest backup {} is readable (unencrypted){signed}",
+            dest.display, backup.id
+        ));
+    }
+    let opener = super::opener_for(settings, &backup)?.expect("an encrypted backup");
+    let stored = dest.reader(&backup.sidecar.archive.object)?;
+    let mut plain = opener.open(stored)?;
+    let mut first = [0u8; 512];
+    std::io::Read::read_exact(&mut plain, &mut first).map_err(|e| {
+        anyhow::Error::new(e).context(format!(
+            "reading the first bytes of backup {} with the identity",
+            backup.id
+        ))
+    })?;
+    Ok(format!(
+        "{}: the identity opens the newest backup {}{signed}",
+        dest.display, backup.id
+    ))
+}
+
+fn probe_name() -> String {
+    format!("check-{}.probe", crate::state::nonce())
+}
+
+fn probe_body() -> Vec<u8> {
+    (0..4096u32).flat_map(|i| i.to_le_bytes()).collect()
+}
+
+fn read_back(dest: &Destination, name: &str, body: &[u8]) -> Result<()> {
+    if dest.read_small(name, 1 << 20)? != body {
+        bail!("the probe read back differs from what was written");
+    }
+    if !dest.list("")?.iter().any(|o| o.name == name) {
+        bail!("the probe was written but is not listed");
+    }
+    Ok(())
 }

@@ -83,8 +83,10 @@ pub fn run(settings: &Settings, args: &CopyArgs) -> Result<Report> {
         to: to.name.clone(),
         ..Report::default()
     };
-    report.leftovers_removed = catalog::clean_leftovers(&to)
+    let cleanup = catalog::clean_leftovers(&to)
         .with_context(|| format!("cleaning leftovers on destination {}", to.name))?;
+    report.warnings.extend(cleanup.warnings(&to));
+    report.leftovers_removed = cleanup.removed;
 
     let source = catalog::list(&from)?;
     let target = catalog::list(&to)?;
@@ -221,7 +223,7 @@ fn copy_one(from: &Destination, to: &Destination, b: &Backup) -> Result<u64> {
     let mut reader = from
         .reader(&info.object)
         .with_context(|| format!("backup {} on {}", b.id, from.name))?;
-    let mut upload = to.upload(&info.object)?;
+    let mut upload = to.upload_new(&info.object)?;
     let mut hasher = blake3::Hasher::new();
     let mut count: u64 = 0;
     let mut buf = vec![0u8; 1 << 20];
@@ -280,8 +282,8 @@ fn copy_one(from: &Destination, to: &Destination, b: &Backup) -> Result<u64> {
         .map(|_| from.read_small(&catalog::signature_name(&b.id), 64 << 10))
         .transpose()?
     {
-        to.put(&catalog::signature_name(&b.id), sig)?;
+        to.put_new(&catalog::signature_name(&b.id), sig)?;
     }
-    to.put(&catalog::sidecar_name(&b.id), sidecar)?;
+    to.put_new(&catalog::sidecar_name(&b.id), sidecar)?;
     Ok(stored)
 }

@@ -34,6 +34,18 @@ pub struct DestinationPrune {
 }
 
 impl Report {
+    /// What to do when deletions were refused: pruning needs a credential with delete rights.
+    pub fn hint(&self) -> Option<String> {
+        let denied = self
+            .destinations
+            .iter()
+            .flat_map(|d| &d.failed)
+            .any(|f| crate::storage::link::denied(f));
+        denied.then(|| {
+            "this host's credential may not delete (the backup role, by design): pruning belongs to the maintenance role, a trusted host whose credential can delete (see Roles in the README)".to_string()
+        })
+    }
+
     pub fn exit(&self) -> Exit {
         if self.destinations.iter().any(|d| !d.failed.is_empty()) {
             Exit::Partial
@@ -149,10 +161,17 @@ pub fn apply(settings: &Settings, dests: &[Destination], dry_run: bool) -> Resul
         let leftovers_removed = if dry_run {
             Vec::new()
         } else {
-            catalog::clean_leftovers(dest).unwrap_or_else(|e| {
-                failed.push(format!("cleaning leftovers: {e:#}"));
-                Vec::new()
-            })
+            match catalog::clean_leftovers(dest) {
+                Ok(cleanup) => {
+                    // Prune is the maintenance role's: a leftover it cannot delete is a failure.
+                    failed.extend(cleanup.left.iter().map(|l| format!("leftover {l}")));
+                    cleanup.removed
+                }
+                Err(e) => {
+                    failed.push(format!("cleaning leftovers: {e:#}"));
+                    Vec::new()
+                }
+            }
         };
         report.destinations.push(DestinationPrune {
             name: dest.name.clone(),

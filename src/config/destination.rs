@@ -2,12 +2,12 @@
 //! keys checked for the combinations that make sense, and the transfer settings.
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{is_safe_name, policy, resolve, RawRetention};
+use super::{is_safe_name, policy, Paths, RawRetention};
 use crate::retention::Policy;
 use crate::storage::url::{Location, Sse};
 
@@ -60,7 +60,7 @@ pub struct Destination {
 pub(super) fn validate(
     d: RawDestination,
     i: usize,
-    base: &Path,
+    paths: &Paths,
     seen: &mut HashSet<String>,
 ) -> Result<Destination, (String, String)> {
     let key = |k: &str| format!("destination[{i}].{k}");
@@ -79,7 +79,7 @@ pub(super) fn validate(
             ),
         ));
     }
-    let location = destination_location(&d, base).map_err(|(k, why)| (key(&k), why))?;
+    let location = destination_location(&d, paths).map_err(|(k, why)| (key(&k), why))?;
     let timeout = match &d.timeout {
         None => Duration::from_secs(60),
         Some(t) => humantime::parse_duration(t)
@@ -123,7 +123,7 @@ pub(super) fn validate(
 /// for the combinations that make sense. Errors are (key, why).
 fn destination_location(
     d: &RawDestination,
-    base: &Path,
+    paths: &Paths,
 ) -> std::result::Result<Location, (String, String)> {
     let misplaced = |k: &str, backend: &str| {
         (
@@ -155,7 +155,7 @@ fn destination_location(
                     "goes with `scheme`, not with `url`".into(),
                 ));
             }
-            Location::parse(url, base).map_err(|e| ("url".to_string(), format!("{e:#}")))?
+            Location::parse(url, paths.base()).map_err(|e| ("url".to_string(), format!("{e:#}")))?
         }
     };
     match &location {
@@ -179,14 +179,18 @@ fn destination_location(
             if let Some(v) = d.virtual_host_style {
                 s3.virtual_host_style = v;
             }
-            s3.credentials_file = d.credentials_file.as_ref().map(|p| resolve(base, p));
+            s3.credentials_file = d
+                .credentials_file
+                .as_ref()
+                .map(|p| paths.resolve("credentials_file", p))
+                .transpose()?;
             s3.profile = d.profile.clone();
             s3.use_instance_metadata = d.use_instance_metadata;
             s3.sse = match (d.sse.as_deref(), &d.sse_kms_key_id, &d.sse_c_key_file) {
                 (None, None, None) => Sse::None,
                 (Some("AES256"), None, None) => Sse::S3,
                 (Some("aws:kms"), id, None) => Sse::Kms(id.clone()),
-                (None, None, Some(file)) => Sse::Customer(resolve(base, file)),
+                (None, None, Some(file)) => Sse::Customer(paths.resolve("sse_c_key_file", file)?),
                 (Some(other), _, None) if other != "AES256" && other != "aws:kms" => {
                     return Err((
                         "sse".into(),
@@ -219,7 +223,7 @@ fn destination_location(
             let Some(key) = &d.key else {
                 return Err(("key".into(), "is missing: sftp:// destinations log in with a private key (password login is not supported)".into()));
             };
-            sftp.key = resolve(base, key);
+            sftp.key = paths.resolve("key", key)?;
             sftp.accept_new_host_key = match d.host_key_check.as_deref() {
                 None | Some("strict") => false,
                 Some("accept-new") => true,

@@ -3,11 +3,11 @@
 //! side accepts). Key material is read later, by `crypto` and `trust`; here only the shape is
 //! checked, so a config error never quotes a key.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::resolve;
+use super::Paths;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -61,7 +61,7 @@ impl Trust {
 
 type KeyError = (String, String);
 
-pub fn encryption(e: RawEncryption, base: &Path) -> Result<Encryption, KeyError> {
+pub fn encryption(e: RawEncryption, paths: &Paths) -> Result<Encryption, KeyError> {
     if e.passphrase_file.is_some() && (!e.recipients.is_empty() || e.recipients_file.is_some()) {
         return Err((
             "encryption.passphrase_file".into(),
@@ -74,21 +74,25 @@ pub fn encryption(e: RawEncryption, base: &Path) -> Result<Encryption, KeyError>
             "has no key: set recipients, recipients_file or passphrase_file (or remove [encryption] to store unencrypted backups)".into(),
         ));
     }
+    let file = |key: &str, p: Option<PathBuf>| {
+        p.map(|p| paths.resolve(&format!("encryption.{key}"), &p))
+            .transpose()
+    };
     Ok(Encryption {
         recipients: e.recipients,
-        recipients_file: e.recipients_file.map(|p| resolve(base, &p)),
-        passphrase_file: e.passphrase_file.map(|p| resolve(base, &p)),
-        identity_file: e.identity_file.map(|p| resolve(base, &p)),
+        recipients_file: file("recipients_file", e.recipients_file)?,
+        passphrase_file: file("passphrase_file", e.passphrase_file)?,
+        identity_file: file("identity_file", e.identity_file)?,
     })
 }
 
-pub fn signing(s: RawSigning, base: &Path) -> Signing {
-    Signing {
-        key_file: resolve(base, &s.key_file),
-    }
+pub fn signing(s: RawSigning, paths: &Paths) -> Result<Signing, KeyError> {
+    Ok(Signing {
+        key_file: paths.resolve("signing.key_file", &s.key_file)?,
+    })
 }
 
-pub fn trust(t: RawTrust, base: &Path) -> Result<Trust, KeyError> {
+pub fn trust(t: RawTrust, paths: &Paths) -> Result<Trust, KeyError> {
     for (i, line) in t.signers.iter().enumerate() {
         if line.split_whitespace().count() < 2 {
             return Err((
@@ -100,6 +104,9 @@ pub fn trust(t: RawTrust, base: &Path) -> Result<Trust, KeyError> {
     }
     Ok(Trust {
         signers: t.signers,
-        allowed_signers_file: t.allowed_signers_file.map(|p| resolve(base, &p)),
+        allowed_signers_file: t
+            .allowed_signers_file
+            .map(|p| paths.resolve("trust.allowed_signers_file", &p))
+            .transpose()?,
     })
 }

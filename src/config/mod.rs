@@ -3,9 +3,11 @@
 //! Everything a run needs is checked here, before any work starts: an unknown key, a duplicate
 //! source name or an out-of-range level is an exit-2 error naming the key, not a surprise half-way
 //! through a backup. Relative paths are taken relative to the config file's folder, so a config
-//! can travel with its data (the quickstart does this).
+//! can travel with its data (the quickstart does this); `$CREDENTIALS_DIRECTORY` in a path is
+//! expanded (see `paths`).
 
 use std::collections::HashSet;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -16,8 +18,10 @@ use crate::exit::config as config_error;
 use crate::retention::Policy;
 mod destination;
 mod keys;
+mod paths;
 pub use destination::Destination;
 pub use keys::{Encryption, Signing, Trust};
+use paths::Paths;
 
 const DEFAULT_STATE_DIR: &str = "/var/lib/litevault";
 
@@ -227,6 +231,16 @@ pub fn load(path: &Path) -> Result<Settings> {
 }
 
 pub fn parse(text: &str, path: &Path) -> Result<Settings> {
+    parse_with_env(text, path, &|name| std::env::var_os(name))
+}
+
+/// [`parse`], with the environment that path values may name (`$CREDENTIALS_DIRECTORY`) read
+/// through `env`.
+pub fn parse_with_env(
+    text: &str,
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<OsString>,
+) -> Result<Settings> {
     // The message and its line, but not the quoted source line: a misplaced secret must not be
     // echoed into cron mail.
     let raw: RawConfig = toml::from_str(text).map_err(|e| {
@@ -258,13 +272,14 @@ pub fn parse(text: &str, path: &Path) -> Result<Settings> {
         .unwrap_or(Path::new("."));
     let base = std::path::absolute(base)
         .with_context(|| format!("resolving the folder of {}", path.display()))?;
-    validate(raw, path, &base)
+    validate(raw, path, &Paths::new(&base, env))
 }
 
-fn validate(raw: RawConfig, path: &Path, base: &Path) -> Result<Settings> {
+fn validate(raw: RawConfig, path: &Path, paths: &Paths) -> Result<Settings> {
     let fail = |key: &str, why: String| -> anyhow::Error {
         config_error(format!("{}: `{key}` {why}", path.display())).into()
     };
+    let resolve = |key: &str, p: &Path| paths.resolve(key, p).map_err(|(k, why)| fail(&k, why));
 
     if !is_safe_name(&raw.name) {
         return Err(fail(
@@ -277,11 +292,11 @@ fn validate(raw: RawConfig, path: &Path, base: &Path) -> Result<Settings> {
     }
 
     let state_dir = resolve(
-        base,
+        "state_dir",
         raw.state_dir
             .as_deref()
             .unwrap_or(Path::new(DEFAULT_STATE_DIR)),
-    );
+    )?;
 
     let workers = match raw.workers {
         Some(0) => return Err(fail("workers", "must be at least 1".into())),
@@ -323,7 +338,7 @@ fn validate(raw: RawConfig, path: &Path, base: &Path) -> Result<Settings> {
         }
         sources.push(Source {
             name: s.name,
-            path: resolve(base, &s.path),
+            path: resolve(&format!("source[{i}].path"), &s.path)?,
             kind: s.kind,
             check: s.check.unwrap_or(Check::Quick),
         });
@@ -371,11 +386,15 @@ fn validate(raw: RawConfig, path: &Path, base: &Path) -> Result<Settings> {
 
     let encryption = raw
         .encryption
-        .map(|e| keys::encryption(e, base))
+        .map(|e| keys::encryption(e, paths))
         .transpose()
         .map_err(|e| fail(&e.0, e.1))?;
-    let signing = raw.signing.map(|s| keys::signing(s, base));
-    let trust = keys::trust(raw.trust.unwrap_or_default(), base).map_err(|e| fail(&e.0, e.1))?;
+    let signing = raw
+        .signing
+        .map(|s| keys::signing(s, paths))
+        .transpose()
+        .map_err(|e| fail(&e.0, e.1))?;
+    let trust = keys::trust(raw.trust.unwrap_or_default(), paths).map_err(|e| fail(&e.0, e.1))?;
 
     let retention = policy(&raw.retention, "retention").map_err(|e| fail(&e.0, e.1))?;
     let incremental = raw
@@ -394,7 +413,7 @@ fn validate(raw: RawConfig, path: &Path, base: &Path) -> Result<Settings> {
     let mut destinations = Vec::new();
     for (i, d) in raw.destinations.into_iter().enumerate() {
         let dest =
-            destination::validate(d, i, base, &mut seen).map_err(|(key, why)| fail(&key, why))?;
+            destination::validate(d, i, paths, &mut seen).map_err(|(key, why)| fail(&key, why))?;
         destinations.push(dest);
     }
 
@@ -428,10 +447,15 @@ fn validate(raw: RawConfig, path: &Path, base: &Path) -> Result<Settings> {
         return Err(fail("history.keep_runs", "must be at least 1".into()));
     }
 
+    let metrics_file = raw
+        .metrics_file
+        .map(|p| resolve("metrics_file", &p))
+        .transpose()?;
+
     Ok(Settings {
         hooks,
         history,
-        metrics_file: raw.metrics_file.map(|p| resolve(base, &p)),
+        metrics_file,
         config_path: std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()),
         name: raw.name,
         state_dir,
@@ -508,14 +532,6 @@ fn line_of(text: &str, offset: usize) -> usize {
 fn column_of(text: &str, offset: usize) -> usize {
     let before = &text[..offset.min(text.len())];
     before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1
-}
-
-fn resolve(base: &Path, p: &Path) -> PathBuf {
-    if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        base.join(p)
-    }
 }
 
 /// Names that become file names and object-key segments: nothing that could climb out of a folder.

@@ -191,3 +191,130 @@ fn config_path_precedence() {
     assert_eq!(locate(None, Some("/b.toml".into())), Path::new("/b.toml"));
     assert_eq!(locate(None, None), Path::new(crate::cli::DEFAULT_CONFIG));
 }
+
+fn parse_env(text: &str, credentials: Option<&str>) -> Result<Settings> {
+    let env = |name: &str| {
+        (name == "CREDENTIALS_DIRECTORY")
+            .then_some(credentials)
+            .flatten()
+            .map(std::ffi::OsString::from)
+    };
+    parse_with_env(text, Path::new("/etc/litevault/litevault.toml"), &env)
+}
+
+#[test]
+fn every_path_value_expands_the_credentials_directory() {
+    // metrics_file is a top-level key: before the first table.
+    let text = "metrics_file = \"$CREDENTIALS_DIRECTORY/m.prom\"\n".to_string()
+        + &GOOD.replace(
+            "url = \"file:///var/backups/litevault\"",
+            "url = \"s3://bkt/pre?region=us-east-1\"\n\
+             credentials_file = \"$CREDENTIALS_DIRECTORY/s3\"\n\
+             sse_c_key_file = \"${CREDENTIALS_DIRECTORY}/sse-c\"\n\
+             [[destination]]\nname = \"offsite\"\nurl = \"sftp://u@h:22/srv\"\n\
+             key = \"$CREDENTIALS_DIRECTORY/ssh\"",
+        );
+    let text = format!(
+        "{text}\n[encryption]\nrecipients_file = \"$CREDENTIALS_DIRECTORY/recipients\"\n\
+         identity_file = \"${{CREDENTIALS_DIRECTORY}}/age-identity\"\n\
+         [signing]\nkey_file = \"$CREDENTIALS_DIRECTORY/signing\"\n\
+         [trust]\nallowed_signers_file = \"$CREDENTIALS_DIRECTORY/signers\"\n"
+    );
+    let dir = "/run/credentials/litevault-backup.service";
+    let s = parse_env(&text, Some(dir)).unwrap();
+    let p = |name: &str| Path::new(dir).join(name);
+    let e = s.encryption.as_ref().unwrap();
+    assert_eq!(
+        e.recipients_file.as_deref(),
+        Some(p("recipients").as_path())
+    );
+    assert_eq!(
+        e.identity_file.as_deref(),
+        Some(p("age-identity").as_path())
+    );
+    assert_eq!(s.signing.as_ref().unwrap().key_file, p("signing"));
+    assert_eq!(s.trust.allowed_signers_file, Some(p("signers")));
+    assert_eq!(s.metrics_file, Some(p("m.prom")));
+    match &s.destinations[0].location {
+        Location::S3(s3) => {
+            assert_eq!(s3.credentials_file, Some(p("s3")));
+            assert_eq!(s3.sse, Sse::Customer(p("sse-c")));
+        }
+        other => panic!("{other:?}"),
+    }
+    match &s.destinations[1].location {
+        Location::Sftp(sftp) => assert_eq!(sftp.key, p("ssh")),
+        other => panic!("{other:?}"),
+    }
+    // Paths without a variable are untouched: relative to the config's folder.
+    assert_eq!(s.state_dir, Path::new("/etc/litevault/state"));
+
+    // Unset, the first path that needs it (in the order the tables are checked) is named, with
+    // what to do.
+    let msg = format!("{:#}", parse_env(&text, None).unwrap_err());
+    assert!(
+        msg.contains("`encryption.recipients_file` uses $CREDENTIALS_DIRECTORY, which is not set (run under systemd with LoadCredential=, or write the path)"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn an_unset_credentials_directory_names_each_key() {
+    let with = |dest: &str| GOOD.replace("url = \"file:///var/backups/litevault\"", dest);
+    let cases = [
+        (
+            format!("{GOOD}\n[encryption]\nrecipients = [\"age1x\"]\nidentity_file = \"$CREDENTIALS_DIRECTORY/id\"\n"),
+            "encryption.identity_file",
+        ),
+        (
+            format!("{GOOD}\n[encryption]\npassphrase_file = \"${{CREDENTIALS_DIRECTORY}}/pass\"\n"),
+            "encryption.passphrase_file",
+        ),
+        (
+            format!("{GOOD}\n[signing]\nkey_file = \"$CREDENTIALS_DIRECTORY/signing\"\n"),
+            "signing.key_file",
+        ),
+        (
+            with("url = \"s3://b/p?region=x\"\ncredentials_file = \"$CREDENTIALS_DIRECTORY/s3\""),
+            "destination[0].credentials_file",
+        ),
+        (
+            with("url = \"sftp://u@h:22/srv\"\nkey = \"$CREDENTIALS_DIRECTORY/ssh\""),
+            "destination[0].key",
+        ),
+        (
+            GOOD.replace("path = \"etc\"", "path = \"$CREDENTIALS_DIRECTORY/etc\""),
+            "source[1].path",
+        ),
+        (
+            GOOD.replace("state_dir = \"state\"", "state_dir = \"$CREDENTIALS_DIRECTORY\""),
+            "`state_dir`",
+        ),
+    ];
+    for (text, key) in cases {
+        let msg = format!("{:#}", parse_env(&text, None).unwrap_err());
+        assert!(
+            msg.contains(key) && msg.contains("$CREDENTIALS_DIRECTORY, which is not set"),
+            "expected {key} in: {msg}"
+        );
+        parse_env(&text, Some("/run/credentials/x")).unwrap();
+    }
+}
+
+#[test]
+fn other_variables_in_paths_are_config_errors() {
+    let text = GOOD.replace("state_dir = \"state\"", "state_dir = \"$HOME/state\"");
+    let msg = format!(
+        "{:#}",
+        parse_env(&text, Some("/run/credentials/x")).unwrap_err()
+    );
+    assert!(
+        msg.contains("`state_dir` uses $HOME, which litevault does not expand"),
+        "{msg}"
+    );
+    let text = GOOD.replace("state_dir = \"state\"", "state_dir = \"st$$ate\"");
+    assert_eq!(
+        parse_env(&text, None).unwrap().state_dir,
+        Path::new("/etc/litevault/st$ate")
+    );
+}

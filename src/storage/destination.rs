@@ -155,6 +155,12 @@ impl Destination {
         })
     }
 
+    /// The destination's root, the folder that holds one namespace per host: for reading which
+    /// hosts there are (`folders("")`), never for writing.
+    pub fn open_root(cfg: &config::Destination) -> Result<Destination> {
+        Destination::open(cfg, "")
+    }
+
     /// SFTP: create `path` empty and private (0600, in 0700 folders) before OpenDAL writes it.
     fn make_private(&self, path: &str) -> Result<()> {
         let Some((cfg, namespace)) = &self.sftp else {
@@ -199,6 +205,26 @@ impl Destination {
             });
         }
         Ok(out)
+    }
+
+    /// Folders directly in `dir` ("" for the root), by name without the trailing '/'.
+    pub fn folders(&self, dir: &str) -> Result<Vec<String>> {
+        let listed = self.link.call("listing", dir, || async {
+            match self.op.list(dir).await {
+                Err(e) if e.kind() == ErrorKind::NotFound => Ok(Vec::new()),
+                other => other,
+            }
+        })?;
+        Ok(listed
+            .into_iter()
+            .filter(|entry| entry.metadata().is_dir())
+            .filter_map(|entry| {
+                let name = entry.path().strip_prefix(dir).unwrap_or(entry.path());
+                let name = name.trim_matches('/');
+                // Some backends list the folder itself among its entries.
+                (!name.is_empty() && !name.contains('/')).then(|| name.to_string())
+            })
+            .collect())
     }
 
     /// A small object, whole (sidecars). Refuses objects over `limit` bytes.
@@ -281,17 +307,37 @@ impl Destination {
         })
     }
 
-    /// Start writing `path`; nothing is visible under that name until [`Upload::commit`].
+    /// Start writing `path`, replacing what may be there (re-keying rewrites a sidecar);
+    /// nothing is visible under that name until [`Upload::commit`].
     pub fn upload(&self, path: &str) -> Result<Upload<'_>> {
+        self.start_upload(path, false)
+    }
+
+    /// Start writing `path`, which must not exist: a stored backup object is never overwritten.
+    /// The commit claims the name only if it is still free (S3: a conditional write,
+    /// `If-None-Match: *`, where the service supports it).
+    pub fn upload_new(&self, path: &str) -> Result<Upload<'_>> {
+        self.start_upload(path, true)
+    }
+
+    fn start_upload(&self, path: &str, claim: bool) -> Result<Upload<'_>> {
+        // A name of its own under tmp/: two runs (or a run and a killed one's leftover) never
+        // write into the same staged object.
         let staging = if self.can_rename {
-            format!("{TMP_DIR}{path}")
+            format!("{TMP_DIR}{path}.{}", crate::state::nonce())
         } else {
             path.to_string()
         };
+        if claim {
+            self.refuse_existing(path)?;
+        }
         self.make_private(&staging)?;
+        let conditional =
+            claim && !self.can_rename && self.op.info().capability().write_with_if_not_exists;
         let options = || opendal::options::WriteOptions {
             chunk: self.chunk,
             concurrent: self.concurrency,
+            if_not_exists: conditional,
             ..Default::default()
         };
         let writer = self.link.call("writing", path, || {
@@ -303,12 +349,38 @@ impl Destination {
             path: path.to_string(),
             writer: Some(writer),
             sent: 0,
+            claim,
         })
     }
 
-    /// Write a small object in one piece, never visible half-written.
+    fn refuse_existing(&self, path: &str) -> Result<()> {
+        if self.size(path)?.is_some() {
+            return Err(anyhow::Error::new(
+                crate::exit::Fault::new(
+                    crate::exit::Exit::Failure,
+                    format!(
+                        "{}: it already exists; litevault never overwrites a stored object",
+                        self.link.ctx("writing", path)
+                    ),
+                )
+                .hint("another run or host wrote this name: check `litevault list` and the config's `name`"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Write a small object in one piece, never visible half-written, replacing what may be
+    /// there.
     pub fn put(&self, path: &str, body: Vec<u8>) -> Result<()> {
         let mut up = self.upload(path)?;
+        up.write(Bytes::from(body))?;
+        up.commit()?;
+        Ok(())
+    }
+
+    /// [`Self::put`] for a name that must not exist yet.
+    pub fn put_new(&self, path: &str, body: Vec<u8>) -> Result<()> {
+        let mut up = self.upload_new(path)?;
         up.write(Bytes::from(body))?;
         up.commit()?;
         Ok(())
@@ -377,6 +449,8 @@ pub struct Upload<'d> {
     path: String,
     writer: Option<opendal::Writer>,
     sent: u64,
+    /// The final name must still be free when the upload completes.
+    claim: bool,
 }
 
 impl Upload<'_> {
@@ -404,6 +478,11 @@ impl Upload<'_> {
             return Err(e);
         }
         if self.staging != self.path {
+            if self.claim {
+                // Renames replace; so the name is checked again just before (the lock keeps this
+                // host's own runs apart).
+                self.dest.refuse_existing(&self.path)?;
+            }
             let (from, to) = (&self.staging, &self.path);
             self.dest
                 .link

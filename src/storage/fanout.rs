@@ -129,7 +129,7 @@ impl<'scope> FanOut<'scope> {
                 let object = object.to_string();
                 let spool = spool.clone();
                 let handle = scope.spawn(move || -> Outcome {
-                    let mut upload = dest.upload(&object)?;
+                    let mut upload = dest.upload_new(&object)?;
                     for msg in rx {
                         // A stop asked for mid-upload: dropping the upload aborts it.
                         crate::interrupt::check()?;
@@ -150,9 +150,9 @@ impl<'scope> FanOut<'scope> {
                             Msg::Commit(done) => {
                                 let stored = upload.commit()?;
                                 if let Some((name, body)) = &done.signature {
-                                    dest.put(name, body.clone())?;
+                                    dest.put_new(name, body.clone())?;
                                 }
-                                dest.put(&done.sidecar_name, done.sidecar.clone())?;
+                                dest.put_new(&done.sidecar_name, done.sidecar.clone())?;
                                 return Ok(stored);
                             }
                         }

@@ -216,9 +216,17 @@ fn jitter(d: Duration) -> Duration {
     d + d.mul_f64((n % 1000) as f64 / 2000.0)
 }
 
-/// SFTP's ssh could not connect at all (refused, unreachable): worth another try.
+/// SFTP's ssh could not connect at all (refused, unreachable): worth another try. A host key
+/// that does not verify, or a key the server refuses, is an answer, not an outage: retrying it
+/// only delays the error a person must act on.
 fn is_connect_error(e: &opendal::Error) -> bool {
-    !e.is_temporary() && e.kind() == ErrorKind::Unexpected && e.to_string().contains("ssh error")
+    if e.is_temporary() || e.kind() != ErrorKind::Unexpected {
+        return false;
+    }
+    let text = flatten(e).to_ascii_lowercase();
+    text.contains("ssh error")
+        && !text.contains("host key verification failed")
+        && !text.contains("permission denied")
 }
 
 /// OpenDAL errors carry the request (with our paths, never credentials); they become a failure
@@ -229,6 +237,13 @@ pub fn storage_fault(e: opendal::Error, hint: Option<String>) -> Fault {
         fault = fault.hint(h);
     }
     fault
+}
+
+/// Whether an error message says the destination refused the operation for lack of rights
+/// (S3's AccessDenied, SFTP's permission denied).
+pub fn denied(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("permissiondenied") || m.contains("permission denied") || m.contains("accessdenied")
 }
 
 /// The error and its sources on one line (OpenDAL's Display keeps the cause separate).

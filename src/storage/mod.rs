@@ -8,6 +8,7 @@ pub mod fanout;
 pub mod link;
 pub mod runtime;
 pub mod sftp_modes;
+pub mod spool;
 pub mod url;
 
 pub use destination::Destination;

@@ -121,6 +121,12 @@ pub struct SshServer {
 
 impl SshServer {
     pub fn start(dir: &Path) -> SshServer {
+        SshServer::start_with(dir, "internal-sftp")
+    }
+
+    /// An sshd whose SFTP subsystem is `subsystem` (e.g. `internal-sftp -P remove,rmdir`, an
+    /// account that cannot delete).
+    pub fn start_with(dir: &Path, subsystem: &str) -> SshServer {
         let sshd = Path::new("/usr/sbin/sshd");
         assert!(
             sshd.is_file(),
@@ -149,7 +155,7 @@ impl SshServer {
             "Port {port}\nListenAddress 127.0.0.1\nHostKey {dir}/host_key\nAuthorizedKeysFile {dir}/authorized_keys\n\
              PidFile {dir}/sshd.pid\nUsePAM no\nStrictModes no\nPasswordAuthentication no\n\
              KbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\nAllowUsers {user}\n\
-             Subsystem sftp internal-sftp\nLogLevel ERROR\n",
+             Subsystem sftp {subsystem}\nLogLevel ERROR\n",
             dir = dir.display()
         );
         fs::write(dir.join("sshd_config"), config).unwrap();

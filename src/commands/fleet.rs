@@ -1,0 +1,167 @@
+//! `litevault list --all-hosts`: the fleet view. Every host namespace found in each destination
+//! (or `--dest`), with that host's newest good backup and how many good backups it has, for
+//! whoever watches many servers backing up into one bucket; `--metrics-file` writes the same
+//! per host for Prometheus.
+//!
+//! Hosts are looked at several at a time, each with one listing and as few sidecars as
+//! `catalog::host_summary` needs, so two hundred hosts cost about two hundred listings.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::catalog;
+use crate::cli::ListArgs;
+use crate::config::{self, Settings};
+use crate::exit::Exit;
+use crate::journal::HostFacts;
+use crate::storage::Destination;
+
+/// Hosts looked at at once on one destination (each with its own requests, up to the
+/// destination's `concurrency` more with `[trust]`). Measured with scripts/bench-fleet on two
+/// cores: 8 to 32 are alike; fewer leave the time to request latency, more to thread contention.
+const HOSTS_AT_ONCE: usize = 16;
+
+#[derive(Debug, Serialize)]
+pub struct Host {
+    pub host: String,
+    pub destination: String,
+    /// Good backups: complete, undamaged, trusted where `[trust]` is configured.
+    pub backups: u64,
+    /// The newest good backup; null when there is none.
+    pub newest: Option<Newest>,
+    /// Backups that are there but not counted, and why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub not_counted: Vec<String>,
+    /// The namespace could not be listed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Newest {
+    pub id: String,
+    /// RFC 3339, UTC.
+    pub created: String,
+    pub age_seconds: u64,
+    /// Stored size.
+    pub bytes: u64,
+    /// "full" or "incremental".
+    pub kind: String,
+}
+
+pub struct Report {
+    /// By host, then destination.
+    pub hosts: Vec<Host>,
+    /// Destinations whose hosts could not be listed.
+    pub problems: Vec<String>,
+}
+
+impl Report {
+    /// 1 when a destination or a host's namespace could not be listed: a host missing from the
+    /// view must not look like a quiet night.
+    pub fn exit(&self) -> Exit {
+        if self.problems.is_empty() && self.hosts.iter().all(|h| h.error.is_none()) {
+            Exit::Success
+        } else {
+            Exit::Failure
+        }
+    }
+
+    /// What the metrics file says per host (hosts that could not be listed are left out).
+    pub fn facts(&self) -> Vec<HostFacts> {
+        self.hosts
+            .iter()
+            .filter(|h| h.error.is_none())
+            .map(|h| HostFacts {
+                host: h.host.clone(),
+                destination: h.destination.clone(),
+                backups: h.backups,
+                newest_age: h
+                    .newest
+                    .as_ref()
+                    .map(|n| std::time::Duration::from_secs(n.age_seconds)),
+            })
+            .collect()
+    }
+}
+
+pub fn run(settings: &Settings, args: &ListArgs) -> Result<Report> {
+    let names: Vec<String> = args.dest.iter().cloned().collect();
+    let now = SystemTime::now();
+    let mut hosts = Vec::new();
+    let mut problems = Vec::new();
+    for cfg in settings.select_destinations(&names)? {
+        let found = Destination::open_root(cfg).and_then(|root| catalog::hosts(&root));
+        match found {
+            Ok(names) => hosts.extend(survey(settings, cfg, &names, now)),
+            Err(e) => problems.push(format!(
+                "destination {}: its hosts cannot be listed: {e:#}",
+                cfg.name
+            )),
+        }
+        crate::interrupt::check()?;
+    }
+    hosts.sort_by(|a, b| (&a.host, &a.destination).cmp(&(&b.host, &b.destination)));
+    Ok(Report { hosts, problems })
+}
+
+/// Each of `names` on destination `cfg`, several at a time; results in `names`' order.
+fn survey(
+    settings: &Settings,
+    cfg: &config::Destination,
+    names: &[String],
+    now: SystemTime,
+) -> Vec<Host> {
+    let next = AtomicUsize::new(0);
+    let slots: Vec<Mutex<Option<Host>>> = names.iter().map(|_| Mutex::new(None)).collect();
+    let workers = HOSTS_AT_ONCE.min(names.len());
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| loop {
+                if crate::interrupt::requested() {
+                    break;
+                }
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(name) = names.get(i) else { break };
+                let host = one_host(settings, cfg, name, now);
+                *slots[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(host);
+            });
+        }
+    });
+    slots
+        .into_iter()
+        .filter_map(|s| s.into_inner().unwrap_or_else(|p| p.into_inner()))
+        .collect()
+}
+
+fn one_host(settings: &Settings, cfg: &config::Destination, name: &str, now: SystemTime) -> Host {
+    let summary = super::open_destination_at(settings, cfg, name)
+        .and_then(|dest| catalog::host_summary(&dest, name, now));
+    let mut host = Host {
+        host: name.to_string(),
+        destination: cfg.name.clone(),
+        backups: 0,
+        newest: None,
+        not_counted: Vec::new(),
+        error: None,
+    };
+    match summary {
+        Ok(s) => {
+            host.backups = s.backups;
+            host.not_counted = s.ignored;
+            host.newest = s.newest.map(|b| Newest {
+                age_seconds: now.duration_since(b.created).unwrap_or_default().as_secs(),
+                bytes: b.bytes(),
+                created: b.sidecar.manifest.created.clone(),
+                kind: b.sidecar.manifest.kind.clone(),
+                id: b.id,
+            });
+        }
+        Err(e) => host.error = Some(format!("{e:#}")),
+    }
+    host
+}

@@ -1,0 +1,426 @@
+//! `litevault show ID|latest`: what a backup holds and where it is, from its sidecar alone.
+//!
+//! No identity is loaded and no archive is read: the sidecar carries the manifest that the
+//! archive must repeat, and each destination's listing says whether the archive is there at the
+//! size the sidecar gives. A damaged or untrusted backup is shown all the same, clearly marked,
+//! since `show` is how a person looks into one; the exit code (4) is what tells a script.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::archive::manifest::{DatabaseEntry, Manifest, Stored};
+use crate::catalog::{self, Backup};
+use crate::cli::ShowArgs;
+use crate::config::{Check, Settings, SourceKind};
+use crate::exit::Exit;
+use crate::storage::Destination;
+use crate::trust::Verdict;
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub id: String,
+    /// RFC 3339, UTC.
+    pub created: String,
+    /// The config `name` that took it (its namespace), and the machine's hostname then.
+    pub host: String,
+    pub hostname: String,
+    pub tool_version: String,
+    pub format_version: u32,
+    /// "full" or "incremental".
+    pub kind: String,
+    pub parent: Option<String>,
+    pub full: Option<String>,
+    /// The backups a restore reads, full backup first and this one last (just this one when it
+    /// is full); null when the chain is broken (`problems` says where).
+    pub chain: Option<Vec<String>>,
+    pub tags: Vec<String>,
+    pub archive: Archive,
+    pub signature: Signature,
+    /// The destination whose sidecar is shown: the first that holds the backup whole.
+    pub shown_from: String,
+    /// Each destination looked at (every configured one, or `--dest`), and what it holds.
+    pub destinations: Vec<Holding>,
+    pub sources: Vec<Source>,
+    pub files: Vec<File>,
+    pub databases: Vec<Database>,
+    /// Integrity findings on any destination (damaged, untrusted, broken chain): exit 4.
+    pub problems: Vec<String>,
+    /// Worth knowing, not a finding: what `latest` passed over, a destination that could not be
+    /// listed, a date ahead of this host's clock.
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Archive {
+    pub object: String,
+    /// Stored size, after compression and encryption.
+    pub bytes: u64,
+    pub blake3: String,
+    pub compression: String,
+    /// "age" or "none".
+    pub encryption: String,
+    pub recipients: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Signature {
+    /// A signature object is stored beside the sidecar.
+    pub signed: bool,
+    /// "trusted", "unsigned", "untrusted-signer", "bad-signature", or "not-checked" (no
+    /// `[trust]` signers are configured on this host).
+    pub status: &'static str,
+    /// The signing key's SHA256 fingerprint, when it was checked.
+    pub key: Option<String>,
+    pub detail: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Holding {
+    pub destination: String,
+    /// "ok", "damaged", "untrusted", "unreadable" (its sidecar), "incomplete" (an archive
+    /// without a sidecar), "absent", or "unreachable" (the destination could not be listed).
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Source {
+    pub name: String,
+    pub kind: SourceKind,
+    /// Where it lived on the host that took the backup.
+    pub origin: String,
+    pub files: usize,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct File {
+    pub path: String,
+    pub source: String,
+    pub size: u64,
+    /// Octal, as `ls` and `chmod` write it.
+    pub mode: String,
+    pub blake3: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Database {
+    pub source: String,
+    pub path: String,
+    pub page_size: u32,
+    pub page_count: u64,
+    /// page_size × page_count: the database's size once restored.
+    pub bytes: u64,
+    pub sqlite_version: String,
+    pub journal_mode: String,
+    pub user_version: i64,
+    /// The check it passed before it was stored.
+    pub check: Check,
+    pub row_counts: BTreeMap<String, u64>,
+    pub blake3: Option<String>,
+    pub stored: Storage,
+}
+
+/// How the backup holds one database.
+#[derive(Debug, Serialize)]
+pub struct Storage {
+    /// "whole", "wal" (the pages changed since the parent, as a WAL file) or "unchanged".
+    #[serde(rename = "as")]
+    pub form: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wal: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frames: Option<u64>,
+    /// The WAL file's size in the archive.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wal_bytes: Option<u64>,
+    /// The BLAKE3 of the parent's database it applies to (or equals, when unchanged).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent_blake3: Option<String>,
+}
+
+impl Report {
+    pub fn exit(&self) -> Exit {
+        if self.problems.is_empty() {
+            Exit::Success
+        } else {
+            Exit::Integrity
+        }
+    }
+}
+
+/// One destination's copy of the backup, looked at as a restore from there would.
+struct Copy<'d> {
+    dest: &'d Destination,
+    backup: Backup,
+    chain: Option<Vec<String>>,
+    signed: bool,
+}
+
+pub fn run(settings: &Settings, args: &ShowArgs) -> Result<Report> {
+    let names: Vec<String> = args.dest.iter().cloned().collect();
+    let dests = super::open_destinations(settings, &names)?;
+    let (found_on, found, mut notes) = super::find_backup_to_inspect(&dests, &args.id)?;
+    let id = found.id.clone();
+
+    let mut holdings = Vec::new();
+    let mut copies: Vec<Copy> = Vec::new();
+    let mut problems = Vec::new();
+    for dest in &dests {
+        let (status, detail) = match look(dest, &id) {
+            Look::Unreachable(e) => {
+                notes.push(format!(
+                    "destination {} could not be listed, so whether it holds {id} is unknown: {e}",
+                    dest.name
+                ));
+                ("unreachable", Some(e))
+            }
+            Look::Absent => ("absent", None),
+            Look::Incomplete(o) => {
+                notes.push(o.to_string());
+                (
+                    "incomplete",
+                    Some(format!("archive {} has no sidecar", o.object)),
+                )
+            }
+            Look::Unreadable(e) => {
+                problems.push(format!(
+                    "backup {id} on {}: its sidecar cannot be read: {e}",
+                    dest.name
+                ));
+                (
+                    "unreadable",
+                    Some(format!("its sidecar cannot be read: {e}")),
+                )
+            }
+            Look::Held(copy) => {
+                let b = &copy.backup;
+                let state = if let Some(damage) = &b.damage {
+                    // A broken chain's message names the backup and the destination already.
+                    problems.push(if b.broken_chain {
+                        damage.clone()
+                    } else {
+                        format!("backup {id} on {} is damaged: {damage}", dest.name)
+                    });
+                    ("damaged", Some(damage.clone()))
+                } else if !b.trust.is_good() {
+                    problems.push(format!(
+                        "backup {id} on {} is not trusted: {}",
+                        dest.name, b.trust
+                    ));
+                    ("untrusted", Some(b.trust.to_string()))
+                } else {
+                    ("ok", None)
+                };
+                copies.push(*copy);
+                state
+            }
+        };
+        holdings.push(Holding {
+            destination: dest.name.clone(),
+            status,
+            detail,
+        });
+    }
+
+    // The copy a restore would want: whole and trusted where there is one; else the one found.
+    let good = |c: &&Copy| c.backup.damage.is_none() && c.backup.trust.is_good();
+    let shown = match copies.iter().position(|c| good(&c)) {
+        Some(i) => copies.swap_remove(i),
+        None => match copies.iter().position(|c| c.dest.name == found_on.name) {
+            Some(i) => copies.swap_remove(i),
+            None => Copy {
+                dest: found_on,
+                chain: None,
+                signed: false,
+                backup: found,
+            },
+        },
+    };
+    let b = &shown.backup;
+    if b.created > SystemTime::now() + catalog::CLOCK_SKEW {
+        notes.push(format!(
+            "backup {id} is dated ahead of this host's clock: it does not count as the newest (check both clocks)"
+        ));
+    }
+    let m = &b.sidecar.manifest;
+    let a = &b.sidecar.archive;
+    if m.host != settings.name {
+        notes.push(format!(
+            "backup {id} was made by host {:?}, but it is in the folder of {:?} (this config's name)",
+            m.host, settings.name
+        ));
+    }
+    Ok(Report {
+        id: id.clone(),
+        created: m.created.clone(),
+        host: m.host.clone(),
+        hostname: m.hostname.clone(),
+        tool_version: m.tool_version.clone(),
+        format_version: m.format_version,
+        kind: m.kind.clone(),
+        parent: m.parent.clone(),
+        full: m.full.clone(),
+        chain: shown.chain.clone(),
+        tags: m.tags.clone(),
+        archive: Archive {
+            object: a.object.clone(),
+            bytes: a.bytes,
+            blake3: a.blake3.clone(),
+            compression: a.compression.clone(),
+            encryption: a.encryption.clone(),
+            recipients: a.recipients.clone(),
+        },
+        signature: signature(&b.trust, shown.signed),
+        shown_from: shown.dest.name.clone(),
+        destinations: holdings,
+        sources: sources(m),
+        files: m
+            .files
+            .iter()
+            .map(|f| File {
+                path: f.path.clone(),
+                source: f.source.clone(),
+                size: f.size,
+                mode: format!("{:04o}", f.mode & 0o7777),
+                blake3: f.blake3.clone(),
+            })
+            .collect(),
+        databases: m.databases.iter().map(|d| database(m, d)).collect(),
+        problems,
+        notes,
+    })
+}
+
+enum Look<'d> {
+    Unreachable(String),
+    Absent,
+    Incomplete(catalog::Orphan),
+    Unreadable(String),
+    Held(Box<Copy<'d>>),
+}
+
+/// What `dest` holds of backup `id`: one listing, the sidecar (from the cache once seen) and,
+/// for an incremental, each link of its chain.
+fn look<'d>(dest: &'d Destination, id: &str) -> Look<'d> {
+    let listed = match catalog::Listed::take(dest) {
+        Ok(l) => l,
+        Err(e) => return Look::Unreachable(format!("{e:#}")),
+    };
+    let mut backup = match listed.get(id) {
+        Ok(Some(b)) => b,
+        Ok(None) => {
+            return match listed.archive_of(id) {
+                Some(object) => Look::Incomplete(catalog::Orphan {
+                    id: id.to_string(),
+                    object,
+                    destination: dest.name.clone(),
+                }),
+                None => Look::Absent,
+            }
+        }
+        Err(e) => return Look::Unreadable(format!("{e:#}")),
+    };
+    let chain = match crate::chain::resolve_in(&listed, &backup) {
+        Ok(links) => Some(links.into_iter().map(|l| l.id).collect()),
+        Err(e) => {
+            backup.broken_chain = true;
+            backup.damage.get_or_insert_with(|| format!("{e:#}"));
+            None
+        }
+    };
+    Look::Held(Box::new(Copy {
+        dest,
+        signed: listed.holds(&catalog::signature_name(id)),
+        chain,
+        backup,
+    }))
+}
+
+fn signature(trust: &Verdict, signed: bool) -> Signature {
+    let (status, key) = match trust {
+        Verdict::NotRequired => ("not-checked", None),
+        Verdict::Trusted(fp) => ("trusted", Some(fp.clone())),
+        Verdict::Unsigned => ("unsigned", None),
+        Verdict::UntrustedSigner(fp) => ("untrusted-signer", Some(fp.clone())),
+        Verdict::BadSignature(_) => ("bad-signature", None),
+    };
+    let detail = match trust {
+        Verdict::NotRequired if signed => {
+            "signed; not checked, since no [trust] signers are configured here".to_string()
+        }
+        Verdict::NotRequired => "not signed (no [trust] signers are configured here)".to_string(),
+        Verdict::Unsigned => "not signed, and [trust] requires a signature".to_string(),
+        other => other.to_string(),
+    };
+    Signature {
+        signed,
+        status,
+        key,
+        detail,
+    }
+}
+
+fn sources(m: &Manifest) -> Vec<Source> {
+    m.sources
+        .iter()
+        .map(|s| {
+            let files = m.files.iter().filter(|f| f.source == s.name);
+            Source {
+                name: s.name.clone(),
+                kind: s.kind,
+                origin: s.origin.clone(),
+                files: files.clone().count(),
+                bytes: files.map(|f| f.size).sum(),
+            }
+        })
+        .collect()
+}
+
+fn database(m: &Manifest, d: &DatabaseEntry) -> Database {
+    let stored = match &d.stored {
+        None | Some(Stored::Whole) => Storage {
+            form: "whole",
+            wal: None,
+            frames: None,
+            wal_bytes: None,
+            parent_blake3: None,
+        },
+        Some(Stored::Wal {
+            wal,
+            frames,
+            parent_blake3,
+        }) => Storage {
+            form: "wal",
+            wal_bytes: m.file(wal).map(|f| f.size),
+            wal: Some(wal.clone()),
+            frames: Some(*frames),
+            parent_blake3: Some(parent_blake3.clone()),
+        },
+        Some(Stored::Unchanged { parent_blake3 }) => Storage {
+            form: "unchanged",
+            wal: None,
+            frames: None,
+            wal_bytes: None,
+            parent_blake3: Some(parent_blake3.clone()),
+        },
+    };
+    Database {
+        source: d.source.clone(),
+        path: d.path.clone(),
+        page_size: d.page_size,
+        page_count: d.page_count,
+        bytes: u64::from(d.page_size) * d.page_count,
+        sqlite_version: d.sqlite_version.clone(),
+        journal_mode: d.journal_mode.clone(),
+        user_version: d.user_version,
+        check: d.check,
+        row_counts: d.row_counts.clone(),
+        blake3: m.database_blake3(d),
+        stored,
+    }
+}
