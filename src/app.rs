@@ -119,6 +119,13 @@ fn dispatch(cli: &Cli, ui: &Ui) -> Result<Exit> {
                         it.id, it.destination
                     ));
                 }
+                if let (None, None, Some(problem)) = (&it.damage, &it.untrusted, &it.problem) {
+                    flags.push(it.standing.to_uppercase());
+                    ui.warn(&format!(
+                        "backup {} on {} is not counted: {problem}",
+                        it.id, it.destination
+                    ));
+                }
                 lines.push(format!(
                     "{:<22} {:<24} {:>10} {:>10}  {:<12} {}",
                     it.id,
@@ -270,6 +277,7 @@ fn dispatch(cli: &Cli, ui: &Ui) -> Result<Exit> {
             warn_all(ui, &runner.warnings);
             let report = report?;
             ui.json(&report)?;
+            warn_all(ui, &report.warnings);
             let mut lines = Vec::new();
             for id in &report.finished {
                 lines.push(format!("finished {id} (left half-way by a killed run)"));

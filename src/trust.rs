@@ -172,6 +172,14 @@ impl Policy {
         !self.signers.is_empty()
     }
 
+    /// These signers and `signer`'s own key: what `rekey` vouches with, since a host may vouch
+    /// again for what it signed itself.
+    pub fn with_signer(&self, signer: &Signer) -> Policy {
+        let mut signers = self.signers.clone();
+        signers.push(signer.key.public_key().clone());
+        Policy { signers }
+    }
+
     /// Judge a sidecar's exact bytes and its signature file (if there is one).
     pub fn judge(&self, sidecar: &[u8], signature: Option<&[u8]>) -> Verdict {
         if self.signers.is_empty() {

@@ -20,7 +20,7 @@ use std::time::SystemTime;
 
 use anyhow::Result;
 
-use super::{archive_id, id_time, latest_in, list, Backup, Listed, CLOCK_SKEW};
+use super::{archive_id, id_time, latest_in, list_at, Backup, Listed, CLOCK_SKEW};
 use crate::storage::destination::Destination;
 
 /// The host namespaces in a destination opened at its root ([`Destination::open_root`]):
@@ -49,13 +49,14 @@ pub struct HostSummary {
     pub read_every_sidecar: bool,
 }
 
-/// How `dest`, opened at host `namespace`'s folder, stands; `now` decides what is dated ahead.
-pub fn host_summary(dest: &Destination, namespace: &str, now: SystemTime) -> Result<HostSummary> {
+/// How `dest`, opened at one host's folder, stands; `now` decides what is dated ahead. A
+/// backup another host made is foreign there, as everywhere (see [`super::Standing`]).
+pub fn host_summary(dest: &Destination, now: SystemTime) -> Result<HostSummary> {
     if dest.trust.is_configured() {
-        return trusted_summary(dest, namespace, now);
+        return trusted_summary(dest, now);
     }
     let listed = Listed::take(dest)?;
-    let (newest, passed) = latest_in(&listed, now, &|b| foreign(b, namespace));
+    let (newest, passed) = latest_in(&listed);
     let refused: HashSet<&str> = passed.iter().map(|p| p.id.as_str()).collect();
     let archives: HashSet<&str> = listed
         .by_name
@@ -91,15 +92,15 @@ pub fn host_summary(dest: &Destination, namespace: &str, now: SystemTime) -> Res
     })
 }
 
-fn trusted_summary(dest: &Destination, namespace: &str, now: SystemTime) -> Result<HostSummary> {
-    let listing = list(dest)?;
+fn trusted_summary(dest: &Destination, now: SystemTime) -> Result<HostSummary> {
+    let listing = list_at(dest, now)?;
     let mut ignored: Vec<String> = listing.problems.iter().map(|p| p.to_string()).collect();
     let mut backups = 0;
     let mut newest: Option<Backup> = None;
     // Newest first: the first good one is the newest.
     for b in listing.backups {
-        match b.refusal(now).or_else(|| foreign(&b, namespace)) {
-            Some(why) => ignored.push(not_counted(&b.id, &dest.name, &why)),
+        match b.refusal() {
+            Some(why) => ignored.push(not_counted(&b.id, &dest.name, &why.to_string())),
             None => {
                 backups += 1;
                 if newest.is_none() {
@@ -113,17 +114,6 @@ fn trusted_summary(dest: &Destination, namespace: &str, now: SystemTime) -> Resu
         newest,
         ignored,
         read_every_sidecar: true,
-    })
-}
-
-/// A backup in one host's folder that another host made (a genuine, signed backup copied into
-/// a silent host's folder) must not make that host look fresh.
-fn foreign(b: &Backup, namespace: &str) -> Option<String> {
-    (b.sidecar.manifest.host != namespace).then(|| {
-        format!(
-            "it was made by host {:?}, not by {namespace:?} whose folder holds it",
-            b.sidecar.manifest.host
-        )
     })
 }
 

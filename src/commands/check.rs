@@ -216,8 +216,8 @@ fn probe_restore(
     dest: &Destination,
     warnings: &mut Vec<String>,
 ) -> Result<String> {
-    let (newest, passed) = crate::catalog::latest(dest, std::time::SystemTime::now())?;
-    warnings.extend(passed);
+    let (newest, passed) = crate::catalog::latest(dest)?;
+    warnings.extend(passed.iter().map(|p| p.to_string()));
     let Some(backup) = newest else {
         return Ok(format!("{}: readable; no backup to open yet", dest.display));
     };

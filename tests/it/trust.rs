@@ -204,7 +204,7 @@ fn a_planted_backup_is_refused_and_latest_is_the_genuine_one() {
     let keep_one = format!("{}[retention]\nkeep_last = 1\n", env.extra);
     let saved = std::mem::replace(&mut env.extra, keep_one);
     env.run(&["prune"])
-        .ok()
+        .code(4)
         .stderr_has(&planted)
         .stdout_has(&format!("keep   {genuine}"));
     env.extra = saved;
