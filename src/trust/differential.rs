@@ -583,3 +583,58 @@ fn differential_ssh_keygen_a_key_valid_now_but_not_when_it_signed_is_refused() {
         "signed now, it is trusted"
     );
 }
+
+/// ssh-keygen in time zone `tz`: does a key with `valid-after="value"` verify at `t`?
+fn valid_after_holds(lab: &Lab, tz: &str, value: &str, t: i64) -> bool {
+    let file = lab.file(
+        "local-time",
+        &format!("{PRINCIPAL} valid-after=\"{value}\" {{a}}\n"),
+    );
+    let at = jiff::Timestamp::from_second(t)
+        .unwrap()
+        .strftime("%Y%m%d%H%M%SZ")
+        .to_string();
+    Command::new("ssh-keygen")
+        .args(["-Y", "verify", "-f"])
+        .arg(&file)
+        .args(["-I", PRINCIPAL, "-n", NAMESPACE, "-s"])
+        .arg(&lab.signatures[0].1)
+        .arg(format!("-Overify-time={at}"))
+        .env("TZ", tz)
+        .stdin(fs::File::open(&lab.message).unwrap())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("ssh-keygen (OpenSSH) must be installed for this test")
+        .success()
+}
+
+#[test]
+fn differential_ssh_keygen_reads_local_times_to_the_same_second() {
+    let lab = Lab::new();
+    // Each time as litevault reads it must be the first second ssh-keygen lets the key sign.
+    for tz in [
+        "UTC",
+        "Europe/Berlin",
+        "America/New_York",
+        "Australia/Sydney",
+    ] {
+        let zone = jiff::tz::TimeZone::get(tz).expect("tzdata (Debian's tzdata) must be installed");
+        for value in [
+            "20240115",
+            "20240115123456",
+            "20240715",
+            "202407151200",
+            "20240715123456",
+            "20241027023000",
+            "20240331023000",
+            "20240715123456Z",
+        ] {
+            let t = timestamp::parse_in(value, &zone).unwrap();
+            assert!(
+                valid_after_holds(&lab, tz, value, t) && !valid_after_holds(&lab, tz, value, t - 1),
+                "TZ={tz} valid-after={value}: litevault reads {t}, ssh-keygen does not"
+            );
+        }
+    }
+}

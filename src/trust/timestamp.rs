@@ -1,6 +1,6 @@
 //! The times of `valid-after="..."` and `valid-before="..."`, read as OpenSSH's
 //! `parse_absolute_time` reads them: `YYYYMMDD`, `YYYYMMDDHHMM` or `YYYYMMDDHHMMSS`, in UTC with
-//! a `Z` (or `UTC`) suffix, in the local time zone without one.
+//! a `Z` (or `UTC`) suffix, in the local time zone's standard time without one.
 //!
 //! OpenSSH hands the fields to `strptime` and `timegm`/`mktime`, which roll over out-of-range
 //! days and seconds (February 30th is March 1st or 2nd): done the same way here, so a date means
@@ -79,19 +79,32 @@ fn days_from_civil(year: i64, month: i64) -> i64 {
 }
 
 /// The second `naive` names when its (already rolled-over) fields are read as wall-clock time
-/// in `zone`. In a DST gap or overlap this takes jiff's "compatible" choice, which can differ by
-/// the DST shift from glibc's `mktime`; the README recommends the `Z` form.
+/// in `zone`, as glibc's `mktime` reads them for OpenSSH: OpenSSH leaves `tm_isdst` at 0, which
+/// asks for standard time, so a summer date is read with the zone's standard offset (12:00 in
+/// Berlin in July is 11:00Z, not 10:00Z). glibc takes the offset of the nearest time outside
+/// DST; the latest one before is taken here, the same offset wherever a zone's standard offset
+/// has not changed in between.
 fn in_zone(naive: i64, zone: &TimeZone) -> Result<i64, String> {
     let out_of_range = |_| "is out of range".to_string();
     let wall = jiff::Timestamp::from_second(naive)
         .map_err(out_of_range)?
         .to_zoned(TimeZone::UTC)
         .datetime();
-    Ok(wall
+    let guess = wall
         .to_zoned(zone.clone())
         .map_err(out_of_range)?
-        .timestamp()
-        .as_second())
+        .timestamp();
+    if !zone.to_offset_info(guess).dst().is_dst() {
+        return Ok(guess.as_second());
+    }
+    let standard = zone
+        .preceding(guess)
+        .find(|t| !t.dst().is_dst())
+        .or_else(|| zone.following(guess).find(|t| !t.dst().is_dst()));
+    Ok(match standard {
+        Some(t) => naive - i64::from(t.offset().seconds()),
+        None => guess.as_second(),
+    })
 }
 
 #[cfg(test)]
@@ -133,8 +146,8 @@ mod tests {
         );
         assert_eq!(
             parse_in("20240715120000", &berlin),
-            Ok(utc("20240715100000Z").unwrap()),
-            "summer: UTC+2"
+            Ok(utc("20240715110000Z").unwrap()),
+            "summer: still UTC+1, as mktime reads it with tm_isdst = 0"
         );
         assert_eq!(
             parse_in("20240715120000Z", &berlin),
