@@ -273,10 +273,10 @@ fn load_backup(
     let trust = if dest.trust.is_configured() {
         match listed(&signature_name(id)) {
             Ok(Some(sig)) => match dest.read_listed(&sig, SIGNATURE_LIMIT) {
-                Ok(sig) => dest.trust.judge(&body, Some(&sig)),
+                Ok(sig) => dest.trust.judge(&body, Some(&sig), created),
                 Err(e) => Verdict::BadSignature(format!("its signature cannot be read: {e:#}")),
             },
-            Ok(None) => dest.trust.judge(&body, None),
+            Ok(None) => dest.trust.judge(&body, None, created),
             Err(e) => Verdict::BadSignature(format!("its signature cannot be read: {e:#}")),
         }
     } else {
@@ -487,11 +487,11 @@ fn staged_pair(dest: &Destination, id: &str) -> Option<((Sidecar, SystemTime), V
         .read_small(&staged_sidecar_name(id), SIDECAR_LIMIT)
         .ok()?;
     let sig = dest.read_small(&signature_name(id), SIGNATURE_LIMIT).ok()?;
-    let verdict = dest.trust.judge(&body, Some(&sig));
+    let (sidecar, created, body) = parse_sidecar(id, body).ok()?;
+    let verdict = dest.trust.judge(&body, Some(&sig), created);
     if !matches!(verdict, Verdict::Trusted(_)) {
         return None;
     }
-    let (sidecar, created, _) = parse_sidecar(id, body).ok()?;
     Some(((sidecar, created), verdict))
 }
 

@@ -158,7 +158,7 @@ fn finish_one(dest: &Destination, id: &str, voucher: &crate::trust::Policy) -> R
         anyhow::bail!("a staged re-keying is finished only when a signature vouches for it, and this host has neither [trust] nor [signing]");
     }
     let body = dest.read_small(&staged_sidecar_name(id), SIDECAR_LIMIT)?;
-    let (staged, _, body) = parse_sidecar(id, body)?;
+    let (staged, created, body) = parse_sidecar(id, body)?;
     let staged_sig = dest
         .stat(&staged_signature_name(id))?
         .map(|_| dest.read_small(&staged_signature_name(id), SIGNATURE_LIMIT))
@@ -170,7 +170,7 @@ fn finish_one(dest: &Destination, id: &str, voucher: &crate::trust::Policy) -> R
             .map(|_| dest.read_small(&signature_name(id), SIGNATURE_LIMIT))
             .transpose()?,
     };
-    let verdict = voucher.judge(&body, sig.as_deref());
+    let verdict = voucher.judge(&body, sig.as_deref(), created);
     if !matches!(verdict, crate::trust::Verdict::Trusted(_)) {
         anyhow::bail!("it is not vouched for: {verdict}");
     }

@@ -68,7 +68,8 @@ pub struct Archive {
 pub struct Signature {
     /// A signature object is stored beside the sidecar.
     pub signed: bool,
-    /// "trusted", "unsigned", "untrusted-signer", "bad-signature", or "not-checked" (no
+    /// "trusted", "unsigned", "untrusted-signer", "outside-validity" (a trusted key signing or
+    /// judged outside its valid-after/valid-before), "bad-signature", or "not-checked" (no
     /// `[trust]` signers are configured on this host).
     pub status: &'static str,
     /// The signing key's SHA256 fingerprint, when it was checked.
@@ -353,6 +354,9 @@ fn signature(trust: &Verdict, signed: bool) -> Signature {
         Verdict::Trusted(fp) => ("trusted", Some(fp.clone())),
         Verdict::Unsigned => ("unsigned", None),
         Verdict::UntrustedSigner(fp) => ("untrusted-signer", Some(fp.clone())),
+        Verdict::OutsideWindow { fingerprint, .. } => {
+            ("outside-validity", Some(fingerprint.clone()))
+        }
         Verdict::BadSignature(_) => ("bad-signature", None),
     };
     let detail = match trust {
