@@ -39,7 +39,10 @@ fn settings(cli: &Cli) -> Result<Settings> {
 fn dispatch(cli: &Cli, ui: &Ui) -> Result<Exit> {
     match &cli.command {
         Command::Completions(args) => {
-            crate::docs::completions(args.shell, &mut std::io::stdout());
+            // Generated whole, then written: a closed stdout is an error, not a panic.
+            let mut script = Vec::new();
+            crate::docs::completions(args.shell, &mut script);
+            ui.document(&script)?;
             Ok(Exit::Success)
         }
         Command::Man(args) => {
