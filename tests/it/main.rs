@@ -22,6 +22,7 @@ mod in_place;
 mod incremental;
 mod listing;
 mod metadata;
+mod output;
 mod package;
 mod plugin;
 mod prune;
