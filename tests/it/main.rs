@@ -23,6 +23,7 @@ mod incremental;
 mod listing;
 mod metadata;
 mod nothing_lost;
+mod output;
 mod package;
 mod plugin;
 mod prune;
