@@ -341,7 +341,12 @@ fn read_metadata(from: &Destination, b: &Backup) -> Result<(Vec<u8>, Option<Vec<
             from.name
         );
     }
-    if from.trust.is_configured() && !from.trust.judge(&sidecar, sig.as_deref(), b.created).is_good() {
+    if from.trust.is_configured()
+        && !from
+            .trust
+            .judge(&sidecar, sig.as_deref(), b.created)
+            .is_good()
+    {
         anyhow::bail!(
             "backup {} on {}: its signature changed while it was copied; run copy again",
             b.id,

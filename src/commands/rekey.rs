@@ -109,7 +109,7 @@ pub fn run(settings: &Settings, args: &RekeyArgs) -> Result<Report> {
             .warnings
             .extend(listing.problems.iter().map(|p| p.to_string()));
         for backup in &listing.backups {
-            let adopt = args.adopt.iter().any(|a| *a == backup.id);
+            let adopt = args.adopt.contains(&backup.id);
             let named = args.id.as_deref() == Some(backup.id.as_str());
             if !(args.all || named || adopt) {
                 continue;

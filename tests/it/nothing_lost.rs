@@ -161,7 +161,9 @@ fn a_future_dated_backup_is_reported_and_kept_while_prune_decides_over_the_good_
     env.run(&["prune"]).code(1);
     let mut left = ids_listed(&env);
     left.sort();
-    assert_eq!(left, vec![ids[0].clone(), ids[2].clone()]);
+    let mut want = vec![ids[0].clone(), ids[2].clone()];
+    want.sort();
+    assert_eq!(left, want);
 }
 
 // ---- 2. an archive without its sidecar is never deleted -------------------------------------
@@ -511,4 +513,98 @@ fn copy_compares_a_same_named_backup_on_the_target_and_never_overwrites_it() {
     env.run(&["--json", "copy", "--from", "local", "--to", "second"])
         .ok()
         .stdout_has("present");
+}
+
+// ---- the same on S3 and SFTP, where objects are written differently -------------------------
+
+/// Three backups on `url` (whose namespace folder on disk is `ns`): the oldest loses its
+/// sidecar, the newest is cut short. Prune keeps the newest good backup, deletes nothing else
+/// of the good ones it needs, never touches the archive without a sidecar, and exits 4.
+fn remote_prune_keeps_what_it_cannot_vouch_for(mut env: Env, ns: &Path) {
+    let db = env.add_sqlite("a.db");
+    create_ledger(&db, "WAL", 10);
+    env.extra = "[retention]\nkeep_last = 1\n".into();
+    let lost = env.backup();
+    add_rows(&db, 10, 5);
+    let good = env.backup();
+    add_rows(&db, 15, 5);
+    let newest = env.backup();
+    let orphan = fs::read_dir(ns)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            let n = p.file_name().unwrap().to_str().unwrap();
+            n.starts_with(&lost) && n.contains(".tar")
+        })
+        .unwrap();
+    fs::remove_file(ns.join(format!("{lost}.json"))).unwrap();
+    let cut = fs::read_dir(ns)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            let n = p.file_name().unwrap().to_str().unwrap();
+            n.starts_with(&newest) && n.contains(".tar")
+        })
+        .unwrap();
+    truncate(&cut);
+
+    let r = env.run(&["prune"]);
+    r.code(4).stderr_has(&newest).stderr_has("has no sidecar");
+    assert!(
+        orphan.exists(),
+        "an archive without its sidecar was deleted"
+    );
+    let listed = ids_listed(&env);
+    assert!(
+        listed.contains(&good) && listed.contains(&newest),
+        "{listed:?}"
+    );
+    env.run(&["backup"]).ok().stderr_has("has no sidecar");
+    assert!(
+        orphan.exists(),
+        "backup deleted an archive without its sidecar"
+    );
+    assert_eq!(restored_rows(&env, &good, "a.db"), 15);
+}
+
+#[test]
+fn s3_prune_and_backup_keep_what_they_cannot_vouch_for() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = crate::servers::S3Server::start(tmp.path(), &["bkt"]);
+    let mut env = Env::new();
+    env.destinations = vec![dest(
+        "remote",
+        &format!(
+            "s3://bkt/backups?endpoint={}&region=us-east-1",
+            server.endpoint()
+        ),
+    )];
+    env.vars = vec![
+        (
+            "AWS_ACCESS_KEY_ID".into(),
+            crate::servers::S3_ACCESS_KEY.into(),
+        ),
+        (
+            "AWS_SECRET_ACCESS_KEY".into(),
+            crate::servers::S3_SECRET_KEY.into(),
+        ),
+    ];
+    remote_prune_keeps_what_it_cannot_vouch_for(env, &tmp.path().join("bkt/backups/test-host"));
+}
+
+#[test]
+fn sftp_prune_and_backup_keep_what_they_cannot_vouch_for() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut server = crate::servers::SshServer::start(&tmp.path().join("sshd"));
+    server.trust();
+    let store = tmp.path().join("store");
+    let mut env = Env::new();
+    env.destinations = vec![format!(
+        "{}key = \"{}\"\n",
+        dest("remote", &server.url(&store)),
+        server.client_key.display()
+    )];
+    remote_prune_keeps_what_it_cannot_vouch_for(env, &store.join("test-host"));
 }

@@ -405,7 +405,7 @@ fn an_allowed_signers_file_with_no_key_for_litevault_is_a_config_error_not_trust
         &format!("ops@example.com namespaces=\"litevault\" {public}\n"),
     );
     env.run(&["restore", "latest", "--to", out.to_str().unwrap()])
-        .code(1)
+        .code(4)
         .stderr_has("not signed");
     assert!(!out.exists());
 }
