@@ -67,15 +67,20 @@ fn add_rows(db: &Path, from: i64, n: i64) {
 
 // ---- 1. prune counts only good backups ------------------------------------------------------
 
+/// With `keep_last = 1`, three backups of a ledger of 10, 15 and 20 rows: (old, good, newest).
+fn three_backups(env: &mut Env, db: &Path) -> (String, String, String) {
+    env.extra = "[retention]\nkeep_last = 1\n".into();
+    let old = env.backup();
+    add_rows(db, 10, 5);
+    let good = env.backup();
+    add_rows(db, 15, 5);
+    (old, good, env.backup())
+}
+
 #[test]
 fn prune_never_counts_a_damaged_newest_backup_and_keeps_the_newest_good_one() {
     let (mut env, db) = ledger_env(10);
-    env.extra = "[retention]\nkeep_last = 1\n".into();
-    let old = env.backup();
-    add_rows(&db, 10, 5);
-    let good = env.backup();
-    add_rows(&db, 15, 5);
-    let newest = env.backup();
+    let (old, good, newest) = three_backups(&mut env, &db);
     truncate(&archive_of(&env, &newest));
 
     let r = env.run(&["--json", "prune"]);
@@ -95,12 +100,7 @@ fn prune_never_counts_a_damaged_newest_backup_and_keeps_the_newest_good_one() {
 #[test]
 fn prune_reads_the_newest_backup_before_deleting_and_a_flipped_byte_makes_it_damaged() {
     let (mut env, db) = ledger_env(10);
-    env.extra = "[retention]\nkeep_last = 1\n".into();
-    let old = env.backup();
-    add_rows(&db, 10, 5);
-    let good = env.backup();
-    add_rows(&db, 15, 5);
-    let newest = env.backup();
+    let (old, good, newest) = three_backups(&mut env, &db);
     // Same size: only reading the archive finds it.
     let archive = archive_of(&env, &newest);
     let mut bytes = fs::read(&archive).unwrap();
@@ -523,12 +523,7 @@ fn copy_compares_a_same_named_backup_on_the_target_and_never_overwrites_it() {
 fn remote_prune_keeps_what_it_cannot_vouch_for(mut env: Env, ns: &Path) {
     let db = env.add_sqlite("a.db");
     create_ledger(&db, "WAL", 10);
-    env.extra = "[retention]\nkeep_last = 1\n".into();
-    let lost = env.backup();
-    add_rows(&db, 10, 5);
-    let good = env.backup();
-    add_rows(&db, 15, 5);
-    let newest = env.backup();
+    let (lost, good, newest) = three_backups(&mut env, &db);
     let orphan = fs::read_dir(ns)
         .unwrap()
         .flatten()
