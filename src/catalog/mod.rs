@@ -10,11 +10,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Result;
 
-use crate::archive::manifest::{check_version, Sidecar};
+use crate::archive::manifest::Sidecar;
 use crate::storage::destination::{Destination, Object};
 use crate::trust::Verdict;
+use load::{load_backup, load_many};
+use load::{load_sidecar, parse_sidecar};
 
 mod hosts;
+mod load;
 mod standing;
 mod upkeep;
 pub use hosts::{host_summary, hosts, HostSummary};
@@ -227,101 +230,6 @@ pub fn orphans(dest: &Destination) -> Result<Vec<Orphan>> {
     Ok(orphans_in(dest, &dest.list("")?))
 }
 
-/// Load each of `ids` at once, as many at a time as the destination allows requests in flight
-/// (sidecars seen before come from the cache, without a request); results in `ids`' order.
-fn load_many(
-    dest: &Destination,
-    ids: &[&str],
-    listed: &(dyn Fn(&str) -> Result<Option<Object>> + Sync),
-    now: SystemTime,
-) -> Vec<Result<Backup>> {
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let slots: Vec<std::sync::Mutex<Option<Result<Backup>>>> =
-        ids.iter().map(|_| std::sync::Mutex::new(None)).collect();
-    let workers = dest.concurrency().clamp(1, 16).min(ids.len().max(1));
-    std::thread::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some(id) = ids.get(i) else { break };
-                let loaded = load_backup(dest, id, listed, now);
-                *slots[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(loaded);
-            });
-        }
-    });
-    slots
-        .into_iter()
-        .map(|slot| {
-            slot.into_inner()
-                .unwrap_or_else(|p| p.into_inner())
-                .unwrap_or_else(|| Err(anyhow::anyhow!("a sidecar reader stopped")))
-        })
-        .collect()
-}
-
-/// Backup `id` as its sidecar (and signature, when trust is configured) describe it; `listed`
-/// says what the destination holds under a name (`None`: nothing), from a listing or by asking.
-fn load_backup(
-    dest: &Destination,
-    id: &str,
-    listed: &dyn Fn(&str) -> Result<Option<Object>>,
-    now: SystemTime,
-) -> Result<Backup> {
-    let sidecar_obj = listed(&sidecar_name(id))?
-        .ok_or_else(|| anyhow::anyhow!("sidecar {} is gone", sidecar_name(id)))?;
-    let (mut sidecar, mut created, body) = load_sidecar(dest, &sidecar_obj, id)?;
-    let trust = if dest.trust.is_configured() {
-        match listed(&signature_name(id)) {
-            Ok(Some(sig)) => match dest.read_listed(&sig, SIGNATURE_LIMIT) {
-                Ok(sig) => dest.trust.judge(&body, Some(&sig), created),
-                Err(e) => Verdict::BadSignature(format!("its signature cannot be read: {e:#}")),
-            },
-            Ok(None) => dest.trust.judge(&body, None, created),
-            Err(e) => Verdict::BadSignature(format!("its signature cannot be read: {e:#}")),
-        }
-    } else {
-        Verdict::NotRequired
-    };
-    // A rekey between putting the new signature and the new sidecar: the staged sidecar is the
-    // one the signature vouches for, and its archive is stored.
-    let trust = match trust {
-        Verdict::BadSignature(why) => match staged_pair(dest, id) {
-            Some((staged, verdict)) => {
-                (sidecar, created) = (staged.0, staged.1);
-                verdict
-            }
-            None => Verdict::BadSignature(why),
-        },
-        other => other,
-    };
-    let damage = match listed(sidecar.archive.object.as_str())?.map(|o| o.size) {
-        Some(size) if size == sidecar.archive.bytes => None,
-        Some(size) => Some(format!(
-            "the stored archive has {size} bytes, the sidecar says {}",
-            sidecar.archive.bytes
-        )),
-        None => Some(format!("the archive {} is missing", sidecar.archive.object)),
-    };
-    let standing = standing::judge(
-        &standing::Facts {
-            damage,
-            trust: &trust,
-            host: &sidecar.manifest.host,
-            namespace: dest.namespace.as_deref(),
-            created,
-        },
-        now,
-    );
-    Ok(Backup {
-        id: id.to_string(),
-        created,
-        destination: dest.name.clone(),
-        sidecar,
-        trust,
-        standing,
-    })
-}
-
 /// One listing of a destination's namespace, to load backups from by id: a chain of thirty
 /// links costs one listing (and, once seen, no downloads), not a request per link.
 pub struct Listed<'d> {
@@ -480,22 +388,7 @@ pub fn latest_in(listed: &Listed<'_>) -> (Option<Backup>, Vec<Passed>) {
     (best, passed)
 }
 
-/// The id of an archive object (`<id>.tar...`), if `name` is one.
-/// The staged sidecar of an unfinished rekey of `id`, if the signature in place vouches for it.
-fn staged_pair(dest: &Destination, id: &str) -> Option<((Sidecar, SystemTime), Verdict)> {
-    let body = dest
-        .read_small(&staged_sidecar_name(id), SIDECAR_LIMIT)
-        .ok()?;
-    let sig = dest.read_small(&signature_name(id), SIGNATURE_LIMIT).ok()?;
-    let (sidecar, created, body) = parse_sidecar(id, body).ok()?;
-    let verdict = dest.trust.judge(&body, Some(&sig), created);
-    if !matches!(verdict, Verdict::Trusted(_)) {
-        return None;
-    }
-    Some(((sidecar, created), verdict))
-}
-
-/// Archives are `<id>.tar...`, or `<id>.r<8 hex>.tar...` once re-encrypted by `rekey` (a new
+/// The id of an archive object: archives are `<id>.tar...`, or `<id>.r<8 hex>.tar...` once re-encrypted by `rekey` (a new
 /// name, so the old archive stays whole until the new sidecar points elsewhere).
 fn archive_id(name: &str) -> Option<&str> {
     let (id, ext) = name.split_once('.')?;
@@ -510,42 +403,6 @@ fn archive_id(name: &str) -> Option<&str> {
         _ => ext,
     };
     (is_id(id) && ext.starts_with("tar")).then_some(id)
-}
-
-/// The sidecar, its time, and its exact bytes (what a signature covers).
-fn load_sidecar(
-    dest: &Destination,
-    obj: &Object,
-    id: &str,
-) -> Result<(Sidecar, SystemTime, Vec<u8>)> {
-    let body = dest.read_listed(obj, SIDECAR_LIMIT)?;
-    parse_sidecar(id, body)
-}
-
-fn parse_sidecar(id: &str, body: Vec<u8>) -> Result<(Sidecar, SystemTime, Vec<u8>)> {
-    let sidecar: Sidecar = serde_json::from_slice(&body).map_err(|e| {
-        crate::exit::integrity(format!("sidecar {} is not valid: {e}", sidecar_name(id)))
-    })?;
-    check_version(&sidecar.format, sidecar.format_version, "sidecar")?;
-    check_version(
-        &sidecar.manifest.format,
-        sidecar.manifest.format_version,
-        "manifest",
-    )?;
-    if sidecar.manifest.backup_id != id
-        || !sidecar.archive.object.starts_with(id)
-        || sidecar.archive.object.contains('/')
-    {
-        return Err(crate::exit::integrity(format!(
-            "sidecar {} describes another backup",
-            sidecar_name(id)
-        ))
-        .into());
-    }
-    let created = humantime::parse_rfc3339(&sidecar.manifest.created).map_err(|e| {
-        crate::exit::integrity(format!("sidecar {}: bad time: {e}", sidecar_name(id)))
-    })?;
-    Ok((sidecar, created, body))
 }
 
 /// How many good backups a destination holds and how old the newest is. A damaged backup, or
