@@ -23,9 +23,8 @@ mod upkeep;
 pub use hosts::{host_summary, hosts, HostSummary};
 pub use standing::{Good, Standing, CLOCK_SKEW};
 pub use upkeep::{
-    check_stored, clean_leftovers, clock_warning, delete, finish_rekeys, foreign_identities,
-    mixed_identities, rekeyed_object_name, staged_sidecar_name, staged_signature_name, Cleanup,
-    Finished,
+    check_stored, clean_leftovers, delete, finish_rekeys, mixed_identities, notices,
+    rekeyed_object_name, staged_sidecar_name, staged_signature_name, Cleanup, Finished,
 };
 
 const SIDECAR_SUFFIX: &str = ".json";
@@ -222,12 +221,6 @@ fn orphans_in(dest: &Destination, objects: &[Object]) -> Vec<Orphan> {
             })
         })
         .collect()
-}
-
-/// The archives in `dest` without a sidecar, from one listing (no sidecar is read): what a
-/// backup run reports, since it never deletes them.
-pub fn orphans(dest: &Destination) -> Result<Vec<Orphan>> {
-    Ok(orphans_in(dest, &dest.list("")?))
 }
 
 /// One listing of a destination's namespace, to load backups from by id: a chain of thirty

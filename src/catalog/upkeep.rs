@@ -2,6 +2,8 @@
 //! finishing half-done re-keyings that prove themselves, deleting good backups, and noticing two
 //! configs writing one namespace. Nothing here acts on a name alone.
 
+use std::time::SystemTime;
+
 use anyhow::Result;
 
 use super::{
@@ -14,50 +16,56 @@ use crate::storage::destination::{Destination, TMP_DIR};
 /// its namespace: enough to see a neighbour that backs up as often, cheap on every run.
 const IDENTITY_SAMPLE: usize = 3;
 
-/// Warnings for the newest backups in `dest` taken by another `state_dir` than `mine`. Cannot
-/// fail a backup: a sidecar that cannot be read here is reported by `list` and `verify`.
-pub fn foreign_identities(dest: &Destination, mine: &str) -> Vec<String> {
+/// What a backup run says about its namespace after storing, from one listing: archives without
+/// a sidecar (never deleted, always reported), a newest backup dated ahead of this host's clock,
+/// and the newest backups taken by another `state_dir` than `mine`. Cannot fail a backup: a
+/// sidecar that cannot be read here is reported by `list` and `verify`.
+pub fn notices(dest: &Destination, mine: Option<&str>, now: SystemTime) -> Vec<String> {
     let Ok(objects) = dest.list("") else {
         return Vec::new();
     };
+    let mut out: Vec<String> = super::orphans_in(dest, &objects)
+        .iter()
+        .map(|o| o.to_string())
+        .collect();
     let mut ids: Vec<&str> = objects
         .iter()
         .filter_map(|o| o.name.strip_suffix(SIDECAR_SUFFIX))
         .filter(|id| is_id(id))
         .collect();
     ids.sort_unstable_by(|a, b| b.cmp(a));
-    let mut out = Vec::new();
+    out.extend(
+        ids.first()
+            .and_then(|newest| clock_warning(dest, newest, now)),
+    );
+    let Some(mine) = mine else { return out };
     for id in ids.into_iter().take(IDENTITY_SAMPLE) {
         let Some(obj) = objects.iter().find(|o| o.name == sidecar_name(id)) else {
             continue;
         };
         if let Ok((sidecar, _, _)) = load_sidecar(dest, obj, id) {
             match sidecar.manifest.state_id.as_deref() {
-                Some(other) if other != mine => out.push(format!(
-                    "destination {}: backup {id} was taken by another state_dir (identity {}) than this one ({}): two configs are writing the namespace {:?}, and each would restore, prune and count the other's backups as its own; give each config its own `name` (if this host's state_dir was recreated, this stops once its own backups are the newest)",
-                    dest.name,
-                    short(other),
-                    short(mine),
-                    sidecar.manifest.host
-                )),
+                Some(other) if other != mine => {
+                    out.push(format!(
+                        "destination {}: backup {id} was taken by another state_dir (identity {}) than this one ({}): two configs are writing the namespace {:?}, and each would restore, prune and count the other's backups as its own; give each config its own `name` (if this host's state_dir was recreated, this stops once its own backups are the newest)",
+                        dest.name,
+                        short(other),
+                        short(mine),
+                        sidecar.manifest.host
+                    ));
+                    break;
+                }
                 _ => {}
             }
         }
     }
-    out.truncate(1);
     out
 }
 
-/// A warning when the newest backup in `dest` is dated ahead of `now` (by its id, which is its
-/// time): one of the two clocks is wrong, and until it is fixed that backup is not counted,
-/// so retention keeps more than it should and `--if-older-than` runs every time.
-pub fn clock_warning(dest: &Destination, now: std::time::SystemTime) -> Option<String> {
-    let objects = dest.list("").ok()?;
-    let newest = objects
-        .iter()
-        .filter_map(|o| o.name.strip_suffix(SIDECAR_SUFFIX))
-        .filter(|id| is_id(id))
-        .max()?;
+/// A warning when the newest backup (by its id, which is its time) is dated ahead of `now`: one
+/// of the two clocks is wrong, and until it is fixed that backup is not counted, so retention
+/// keeps more than it should and `--if-older-than` runs every time.
+fn clock_warning(dest: &Destination, newest: &str, now: SystemTime) -> Option<String> {
     let made = super::id_time(newest)?;
     let ahead = made.duration_since(now).ok()?;
     (ahead > super::CLOCK_SKEW).then(|| format!(

@@ -140,8 +140,6 @@ pub fn run_locked(
         let opened = super::open_destination(settings, cfg).and_then(|d| {
             let cleanup = catalog::clean_leftovers(&d)?;
             cleanup_warnings.extend(cleanup.warnings(&d));
-            // This run holds the lock, so no run of this host is completing any of them.
-            cleanup_warnings.extend(catalog::orphans(&d)?.iter().map(|o| o.to_string()));
             Ok(d)
         });
         match opened {
@@ -220,14 +218,9 @@ pub fn run_locked(
     let mut report = stored?;
     // After the pipeline, not before: reading sidecars leaves OpenDAL's read buffers allocated,
     // and the backup's peak memory should not carry them (+11 MiB measured).
-    if let Some(id) = &state_id {
-        for dest in &dests {
-            warnings.extend(catalog::foreign_identities(dest, id));
-        }
-    }
     let now = SystemTime::now();
     for dest in &dests {
-        warnings.extend(catalog::clock_warning(dest, now));
+        warnings.extend(catalog::notices(dest, state_id.as_deref(), now));
     }
     warnings.append(&mut report.warnings);
     report.warnings = warnings;
