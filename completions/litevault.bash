@@ -795,7 +795,7 @@ _litevault() {
             return 0
             ;;
         litevault__subcmd__restore)
-            opts="-d -c -q -h --to --in-place --only --no-safety-backup --force --wait --dest --deep --config --quiet --json --metrics-file --help"
+            opts="-d -c -q -h --to --in-place --only --no-safety-backup --force --wait --dest --deep --same-owner --config --quiet --json --metrics-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

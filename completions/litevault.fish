@@ -80,6 +80,7 @@ complete -c litevault -n "__fish_litevault_using_subcommand restore" -l in-place
 complete -c litevault -n "__fish_litevault_using_subcommand restore" -l no-safety-backup -d 'With --in-place: do not back up the current state before replacing it'
 complete -c litevault -n "__fish_litevault_using_subcommand restore" -l force -d 'With --in-place: replace databases even if another process has them open'
 complete -c litevault -n "__fish_litevault_using_subcommand restore" -l deep -d 'Run integrity_check on each database instead of quick_check'
+complete -c litevault -n "__fish_litevault_using_subcommand restore" -l same-owner -d 'With --to, as root: give each restored file and folder the owner, group and mode the backup recorded [default: 0600 files in 0700 folders, owned by whoever restores]'
 complete -c litevault -n "__fish_litevault_using_subcommand restore" -s q -l quiet -d 'Print nothing on success; errors still go to stderr'
 complete -c litevault -n "__fish_litevault_using_subcommand restore" -l json -d 'Print one JSON document on stdout instead of text'
 complete -c litevault -n "__fish_litevault_using_subcommand restore" -s h -l help -d 'Print help'

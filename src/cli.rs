@@ -190,6 +190,11 @@ pub struct RestoreArgs {
     /// Run integrity_check on each database instead of quick_check
     #[arg(long)]
     pub deep: bool,
+
+    /// With --to, as root: give each restored file and folder the owner, group and mode the
+    /// backup recorded [default: 0600 files in 0700 folders, owned by whoever restores]
+    #[arg(long, conflicts_with = "in_place")]
+    pub same_owner: bool,
 }
 
 #[derive(Debug, Args)]

@@ -26,6 +26,7 @@ pub mod exit;
 pub mod hooks;
 pub mod interrupt;
 pub mod journal;
+pub mod owner;
 pub mod pagehash;
 pub mod pageindex;
 pub mod place;

@@ -10,11 +10,12 @@
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
+use crate::owner::{self, Recorded};
 use crate::state::nonce;
 
 /// The journal files SQLite may keep beside a database.
@@ -153,8 +154,16 @@ pub fn settle_old_database(target: &Path) -> Option<String> {
         .map(|e| format!("could not checkpoint the old {}: {e}", target.display()))
 }
 
-/// Copy `from` to a temporary file beside `target` and fsync it; the caller renames it.
-pub fn stage_beside(from: &Path, target: &Path) -> Result<PathBuf> {
+/// Copy `from` to a temporary file (or folder) beside `target` and fsync it; the caller renames
+/// it. Each file and folder staged takes, before it is synced (and so before it can appear at
+/// `target`), the owner, group and mode of the live one it replaces (read now, never through a
+/// link), or, with none, what the backup recorded for it at `archive_path` (see `owner`).
+pub fn stage_beside(
+    from: &Path,
+    target: &Path,
+    archive_path: &str,
+    recorded: Option<&Recorded>,
+) -> Result<PathBuf> {
     let dir = target.parent().context("a target has a folder")?;
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let name = target
@@ -162,30 +171,92 @@ pub fn stage_beside(from: &Path, target: &Path) -> Result<PathBuf> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let staged = dir.join(format!(".{name}.litevault-new-{}", nonce()));
-    copy_synced(from, &staged)?;
+    copy_synced(
+        from,
+        &staged,
+        &Counterpart {
+            live: target.to_path_buf(),
+            archive_path: archive_path.to_string(),
+            recorded,
+        },
+    )?;
     Ok(staged)
 }
 
-fn copy_synced(from: &Path, to: &Path) -> Result<()> {
+/// Where the owner and mode of a staged file come from: the live file at `live`, else the
+/// backup's record of `archive_path`.
+struct Counterpart<'r> {
+    live: PathBuf,
+    archive_path: String,
+    recorded: Option<&'r Recorded>,
+}
+
+impl Counterpart<'_> {
+    fn attrs(&self, is_dir: bool) -> Option<owner::Attrs> {
+        owner::live(&self.live, is_dir).or_else(|| {
+            self.recorded
+                .and_then(|r| r.get(&self.archive_path, is_dir))
+        })
+    }
+
+    fn child(&self, name: &std::ffi::OsStr) -> Counterpart<'_> {
+        Counterpart {
+            live: self.live.join(name),
+            archive_path: format!("{}/{}", self.archive_path, name.to_string_lossy()),
+            recorded: self.recorded,
+        }
+    }
+}
+
+fn copy_synced(from: &Path, to: &Path, counterpart: &Counterpart<'_>) -> Result<()> {
     if from.is_dir() {
-        fs::create_dir(to).with_context(|| format!("creating {}", to.display()))?;
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(to)
+            .with_context(|| format!("creating {}", to.display()))?;
         let mut entries: Vec<_> = fs::read_dir(from)?.collect::<io::Result<_>>()?;
         entries.sort_by_key(|e| e.file_name());
         for e in entries {
-            copy_synced(&e.path(), &to.join(e.file_name()))?;
+            let name = e.file_name();
+            copy_synced(&e.path(), &to.join(&name), &counterpart.child(&name))?;
         }
-        File::open(to)?.sync_all()?;
+        // The folder's own owner and mode last, once nothing more is created in it.
+        let folder = rustix::fs::open(
+            to,
+            rustix::fs::OFlags::RDONLY
+                | rustix::fs::OFlags::DIRECTORY
+                | rustix::fs::OFlags::NOFOLLOW
+                | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .with_context(|| format!("opening {}", to.display()))?;
+        if let Some(attrs) = counterpart.attrs(true) {
+            owner::apply_fd(&folder, &attrs).with_context(|| set_failed(to, &attrs))?;
+        }
+        rustix::fs::fsync(&folder).with_context(|| format!("syncing {}", to.display()))?;
         return Ok(());
     }
     let mut src = File::open(from).with_context(|| format!("reading {}", from.display()))?;
     let mut dst = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
+        .mode(0o600)
         .open(to)
         .with_context(|| format!("creating {}", to.display()))?;
     io::copy(&mut src, &mut dst).with_context(|| format!("writing {}", to.display()))?;
+    if let Some(attrs) = counterpart.attrs(false) {
+        owner::apply_fd(&dst, &attrs).with_context(|| set_failed(to, &attrs))?;
+    }
     dst.sync_all()?;
     Ok(())
+}
+
+fn set_failed(path: &Path, attrs: &owner::Attrs) -> String {
+    format!(
+        "setting the owner and mode of {} ({})",
+        path.display(),
+        owner::describe(attrs)
+    )
 }
 
 /// Replace `target` by the staged file or folder in one step, then sync the folder. A folder is
@@ -279,7 +350,7 @@ mod tests {
         let src = dir.path().join("src");
         fs::create_dir_all(src.join("tls")).unwrap();
         fs::write(src.join("tls/new.pem"), "new").unwrap();
-        let staged = stage_beside(&src, &target).unwrap();
+        let staged = stage_beside(&src, &target, "etc", None).unwrap();
         swap_in(&staged, &target).unwrap();
         assert!(!target.join("old.conf").exists());
         assert_eq!(

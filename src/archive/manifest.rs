@@ -61,6 +61,11 @@ pub struct Manifest {
     pub sources: Vec<SourceEntry>,
     pub files: Vec<FileEntry>,
     pub databases: Vec<DatabaseEntry>,
+    /// The folders of `dir` sources (the source's own folder, at its name, and each one below
+    /// it) with their owner and mode. Absent in backups from before they were recorded, and
+    /// never in the tar: a folder has no bytes to check.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dirs: Vec<DirEntry>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,7 +83,26 @@ pub struct FileEntry {
     pub source: String,
     pub size: u64,
     pub blake3: String,
+    /// The live file's mode when it was backed up (permission bits, with setuid, setgid and
+    /// sticky); 0600 for databases in backups from before it was recorded.
     pub mode: u32,
+    /// The live file's owner and group (numeric), as in its tar header. Absent in backups from
+    /// before they were recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gid: Option<u32>,
+}
+
+/// A folder of a `dir` source, as it was when backed up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirEntry {
+    /// '/'-separated, relative: the source's name, or a path below it.
+    pub path: String,
+    pub source: String,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,6 +126,14 @@ pub struct DatabaseEntry {
     /// How an incremental stores it (version 2); absent means whole, at `path`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stored: Option<Stored>,
+    /// The live database file's mode, owner and group when it was backed up (absent in backups
+    /// from before they were recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gid: Option<u32>,
 }
 
 /// How an incremental backup holds one database.
@@ -297,8 +329,11 @@ mod tests {
                 size: 1,
                 blake3: "ab".repeat(32),
                 mode: 0o600,
+                uid: None,
+                gid: None,
             }],
             databases: vec![],
+            dirs: vec![],
         };
         assert_eq!(
             m.blake3sums(),

@@ -37,7 +37,13 @@ fn metadata_limit(expected: &Manifest) -> u64 {
         .iter()
         .map(|f| 512 + 6 * f.path.len() as u64)
         .sum();
-    METADATA_LIMIT + listed
+    // And each folder recorded (a tree of empty folders has more of them than files).
+    let folders: u64 = expected
+        .dirs
+        .iter()
+        .map(|d| 256 + 6 * d.path.len() as u64)
+        .sum();
+    METADATA_LIMIT + listed + folders
 }
 
 /// Where an archive entry goes.

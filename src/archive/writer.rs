@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 
 use super::layers::{Compress, Encrypt, Hashing};
 use super::manifest::{
-    DatabaseEntry, FileEntry, Manifest, SourceEntry, Stored, MANIFEST_NAME, SUMS_NAME,
+    DatabaseEntry, DirEntry, FileEntry, Manifest, SourceEntry, Stored, MANIFEST_NAME, SUMS_NAME,
 };
 use super::wal::wal_path;
 use crate::config::{Compression, Settings, SourceKind};
@@ -24,6 +24,15 @@ pub struct ArchiveWriter<W: Write> {
     tar: tar::Builder<Stack<W>>,
     mtime: u64,
     files: Vec<FileEntry>,
+}
+
+/// The mode, owner and group a file had when it was read: recorded in the manifest and set in
+/// its tar header, as tar does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ownership {
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
 }
 
 /// What was written: the manifest, the sink handed back, and the stored bytes' size and hash.
@@ -62,17 +71,19 @@ impl<W: Write> ArchiveWriter<W> {
         path: &str,
         source: &str,
         size: u64,
-        mode: u32,
+        owner: Ownership,
         data: R,
         progress: &dyn Progress,
     ) -> Result<&FileEntry> {
-        let (_, hash) = self.append(path, size, mode, data, progress, true)?;
+        let (_, hash) = self.append(path, size, owner, data, progress, true)?;
         self.files.push(FileEntry {
             path: path.to_string(),
             source: source.to_string(),
             size,
             blake3: hash.expect("hashed"),
-            mode,
+            mode: owner.mode,
+            uid: Some(owner.uid),
+            gid: Some(owner.gid),
         });
         Ok(self.files.last().expect("just pushed"))
     }
@@ -84,16 +95,19 @@ impl<W: Write> ArchiveWriter<W> {
         path: &str,
         source: &str,
         size: u64,
+        owner: Ownership,
         data: R,
         progress: &dyn Progress,
     ) -> Result<usize> {
-        self.append(path, size, 0o600, data, progress, false)?;
+        self.append(path, size, owner, data, progress, false)?;
         self.files.push(FileEntry {
             path: path.to_string(),
             source: source.to_string(),
             size,
             blake3: String::new(),
-            mode: 0o600,
+            mode: owner.mode,
+            uid: Some(owner.uid),
+            gid: Some(owner.gid),
         });
         Ok(self.files.len() - 1)
     }
@@ -106,7 +120,7 @@ impl<W: Write> ArchiveWriter<W> {
         &mut self,
         path: &str,
         size: u64,
-        mode: u32,
+        owner: Ownership,
         data: R,
         progress: &dyn Progress,
         hash: bool,
@@ -114,10 +128,10 @@ impl<W: Write> ArchiveWriter<W> {
         let mut header = tar::Header::new_gnu();
         header.set_entry_type(tar::EntryType::Regular);
         header.set_size(size);
-        header.set_mode(mode);
+        header.set_mode(owner.mode);
         header.set_mtime(self.mtime);
-        header.set_uid(0);
-        header.set_gid(0);
+        header.set_uid(owner.uid as u64);
+        header.set_gid(owner.gid as u64);
         let mut reader = Exact {
             inner: Hashing::maybe(data, hash),
             left: size,
@@ -205,6 +219,8 @@ pub struct Pages<'a> {
 pub struct Added {
     pub sources: Vec<SourceEntry>,
     pub databases: Vec<DatabaseEntry>,
+    /// The folders of `dir` sources, with their owners and modes.
+    pub dirs: Vec<DirEntry>,
     pub skipped: Skipped,
     /// Each database's page hashes, when asked for: the next page index.
     pub pages: Vec<DbPages>,
@@ -270,6 +286,7 @@ pub fn add_sources<W: Write>(
         db_sources.len().max(1)
     };
     let mut checking: Vec<Streamed<'_>> = Vec::new();
+    let mut dirs: Vec<DirEntry> = Vec::new();
 
     for source in order {
         // A check that has already failed stops the backup now rather than at the end.
@@ -303,6 +320,11 @@ pub fn add_sources<W: Write>(
                     .ready()
                     .with_context(|| format!("database {}", source.name))?;
                 progress.stage(&source.name);
+                let owner = Ownership {
+                    mode: info.mode,
+                    uid: info.uid,
+                    gid: info.gid,
+                };
                 let entry = match info.form {
                     Form::Whole => Some(
                         writer
@@ -310,6 +332,7 @@ pub fn add_sources<W: Write>(
                                 &source.name,
                                 &source.name,
                                 info.size(),
+                                owner,
                                 &mut snap,
                                 progress,
                             )
@@ -321,7 +344,7 @@ pub fn add_sources<W: Write>(
                                 &wal_path(&source.name),
                                 &source.name,
                                 info.stream_size(),
-                                0o600,
+                                owner,
                                 &mut snap,
                                 progress,
                             )
@@ -351,21 +374,33 @@ pub fn add_sources<W: Write>(
             }
             SourceKind::File | SourceKind::Dir => {
                 progress.stage(&source.name);
-                let items = files::collect(
+                let (items, folders) = files::collect(
                     &source.name,
                     &source.path,
                     source.kind == SourceKind::Dir,
                     &mut skipped,
                 )?;
+                dirs.extend(folders.into_iter().map(|d| DirEntry {
+                    path: d.archive_path,
+                    source: source.name.clone(),
+                    mode: d.mode,
+                    uid: d.uid,
+                    gid: d.gid,
+                }));
                 for item in items {
                     let mut open =
                         files::open(&item).with_context(|| format!("source {}", source.name))?;
-                    let (size, mode) = (open.size, open.mode);
+                    let size = open.size;
+                    let owner = Ownership {
+                        mode: open.mode,
+                        uid: open.uid,
+                        gid: open.gid,
+                    };
                     writer.add(
                         &item.archive_path,
                         &source.name,
                         size,
-                        mode,
+                        owner,
                         &mut open,
                         progress,
                     )?;
@@ -418,6 +453,9 @@ pub fn add_sources<W: Write>(
             row_counts: checked.row_counts,
             blake3: Some(checked.blake3),
             stored,
+            mode: Some(info.mode),
+            uid: Some(info.uid),
+            gid: Some(info.gid),
         });
     }
     // The manifest lists databases in the config's order, whatever order they were stored in.
@@ -427,6 +465,7 @@ pub fn add_sources<W: Write>(
     Ok(Added {
         sources,
         databases,
+        dirs,
         skipped,
         pages: index,
     })

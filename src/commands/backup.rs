@@ -520,6 +520,7 @@ fn build(
         sources: added.sources,
         files: Vec::new(),
         databases: added.databases,
+        dirs: added.dirs,
     };
     let written = writer.finish(manifest)?;
     let source_bytes = written.manifest.total_size();

@@ -126,6 +126,7 @@ fn replace(
     // Stage every new file beside its target first, so the replacements follow one another
     // closely; then make each old database self-contained, drop its journals, and swap.
     let mut staged: Vec<(&Source, PathBuf)> = Vec::new();
+    let recorded = crate::owner::Recorded::new(&backup.sidecar.manifest);
     for (source, _) in targets {
         let from = scratch.join(&source.name);
         if !from.exists() {
@@ -135,7 +136,10 @@ fn replace(
             ));
             continue;
         }
-        staged.push((source, place::stage_beside(&from, &source.path)?));
+        staged.push((
+            source,
+            place::stage_beside(&from, &source.path, &source.name, Some(&recorded))?,
+        ));
     }
     for (source, new) in &staged {
         crate::interrupt::check()?;

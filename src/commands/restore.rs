@@ -109,6 +109,14 @@ fn to_dir(
     to: &Path,
     progress: &dyn Progress,
 ) -> Result<Report> {
+    if args.same_owner && !crate::owner::is_root() {
+        return Err(anyhow::Error::new(
+            crate::exit::config(
+                "--same-owner gives restored files their recorded owners, which only root can do",
+            )
+            .hint("run the restore as root, or leave out --same-owner to get private files owned by you"),
+        ));
+    }
     let names: Vec<String> = args.dest.iter().cloned().collect();
     let dests = super::open_destinations(settings, &names)?;
     let (dest, backup, passed_over) = super::find_backup_noted(&dests, &args.id)?;
@@ -182,6 +190,17 @@ fn to_dir(
         )
     })?;
 
+    if args.same_owner {
+        // In the private unpack folder, before anything is moved into DIR: only what this
+        // restore wrote is changed.
+        let recorded = crate::owner::Recorded::new(&backup.sidecar.manifest);
+        for name in &sources {
+            let from = scratch.0.join(name);
+            if fs::symlink_metadata(&from).is_ok() {
+                crate::owner::apply_recorded_tree(&from, name, &recorded)?;
+            }
+        }
+    }
     let made_to = created.dir(&to)?;
     let mut removed_stale = Vec::new();
     let mut restored = Vec::new();

@@ -315,6 +315,9 @@ mod tests {
             row_counts: Default::default(),
             blake3: None,
             stored: None,
+            mode: None,
+            uid: None,
+            gid: None,
         }
     }
 

@@ -5,7 +5,7 @@
 
 use std::fs::{self, File};
 use std::io::{self, Read};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -18,18 +18,28 @@ pub struct FileItem {
     pub fs_path: PathBuf,
 }
 
+/// A folder of a `dir` source (the source's own folder first), with its owner and mode.
+#[derive(Debug, Clone)]
+pub struct DirItem {
+    pub archive_path: String,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
 /// What a folder walk passed over (links, sockets, names that are not UTF-8), for the report.
 #[derive(Debug, Default)]
 pub struct Skipped(pub Vec<String>);
 
 /// The files of a `file` source (itself) or a `dir` source (every regular file below it, in
-/// name order so that two backups of the same tree produce the same tar).
+/// name order so that two backups of the same tree produce the same tar), and the folders of a
+/// `dir` source (its own and every one below it) with their owners and modes.
 pub fn collect(
     name: &str,
     path: &Path,
     is_dir: bool,
     skipped: &mut Skipped,
-) -> Result<Vec<FileItem>> {
+) -> Result<(Vec<FileItem>, Vec<DirItem>)> {
     let meta = fs::symlink_metadata(path)
         .with_context(|| format!("source {name}: cannot read {}", path.display()))?;
     if !is_dir {
@@ -41,10 +51,13 @@ pub fn collect(
                 path.display()
             );
         }
-        return Ok(vec![FileItem {
-            archive_path: name.to_string(),
-            fs_path: path.to_path_buf(),
-        }]);
+        return Ok((
+            vec![FileItem {
+                archive_path: name.to_string(),
+                fs_path: path.to_path_buf(),
+            }],
+            Vec::new(),
+        ));
     }
     if !meta.is_dir() {
         bail!(
@@ -53,12 +66,28 @@ pub fn collect(
         );
     }
     let mut out = Vec::new();
-    walk(path, name, &mut out, skipped)
+    let mut dirs = vec![dir_item(name, &meta)];
+    walk(path, name, &mut out, &mut dirs, skipped)
         .with_context(|| format!("source {name}: walking {}", path.display()))?;
-    Ok(out)
+    Ok((out, dirs))
 }
 
-fn walk(dir: &Path, prefix: &str, out: &mut Vec<FileItem>, skipped: &mut Skipped) -> Result<()> {
+fn dir_item(archive_path: &str, meta: &fs::Metadata) -> DirItem {
+    DirItem {
+        archive_path: archive_path.to_string(),
+        mode: meta.mode() & 0o7777,
+        uid: meta.uid(),
+        gid: meta.gid(),
+    }
+}
+
+fn walk(
+    dir: &Path,
+    prefix: &str,
+    out: &mut Vec<FileItem>,
+    dirs: &mut Vec<DirItem>,
+    skipped: &mut Skipped,
+) -> Result<()> {
     let mut entries: Vec<fs::DirEntry> = fs::read_dir(dir)
         .with_context(|| format!("cannot list {}", dir.display()))?
         .collect::<io::Result<_>>()?;
@@ -74,7 +103,10 @@ fn walk(dir: &Path, prefix: &str, out: &mut Vec<FileItem>, skipped: &mut Skipped
         let kind = entry.file_type()?;
         let archive_path = format!("{prefix}/{name}");
         if kind.is_dir() {
-            walk(&path, &archive_path, out, skipped)?;
+            let meta = fs::symlink_metadata(&path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            dirs.push(dir_item(&archive_path, &meta));
+            walk(&path, &archive_path, out, dirs, skipped)?;
         } else if kind.is_file() {
             out.push(FileItem {
                 archive_path,
@@ -95,6 +127,8 @@ pub struct OpenFile {
     pub file: File,
     pub size: u64,
     pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
     modified: Option<SystemTime>,
     path: PathBuf,
 }
@@ -105,7 +139,9 @@ pub fn open(item: &FileItem) -> Result<OpenFile> {
     let meta = file.metadata()?;
     Ok(OpenFile {
         size: meta.len(),
-        mode: meta.permissions().mode() & 0o7777,
+        mode: meta.mode() & 0o7777,
+        uid: meta.uid(),
+        gid: meta.gid(),
         modified: meta.modified().ok(),
         file,
         path: item.fs_path.clone(),

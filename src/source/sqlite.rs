@@ -23,6 +23,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{self, Read};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
@@ -53,6 +54,10 @@ pub struct DbInfo {
     pub sqlite_version: String,
     pub user_version: i64,
     pub journal_mode: String,
+    /// The database file's mode (permission bits), owner and group.
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
     /// What the stream holds.
     pub form: Form,
 }
@@ -360,6 +365,9 @@ fn produce(
         sqlite_version: conn.query_row("SELECT sqlite_version()", [], |r| r.get(0))?,
         user_version: conn.query_row("PRAGMA user_version", [], |r| r.get(0))?,
         journal_mode: conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?,
+        mode: meta.mode() & 0o7777,
+        uid: meta.uid(),
+        gid: meta.gid(),
         form: Form::Whole,
     };
     // A delta needs pages of the same size on both sides, a parent with pages to apply to

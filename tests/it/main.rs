@@ -24,6 +24,7 @@ mod listing;
 mod metadata;
 mod nothing_lost;
 mod output;
+mod owners;
 mod package;
 mod plugin;
 mod prune;
