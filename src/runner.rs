@@ -213,6 +213,18 @@ impl<'a> Runner<'a> {
         };
         let mut facts = Vec::new();
         for cfg in &self.settings.destinations {
+            if let crate::storage::url::Location::File { root, create: true } = &cfg.location {
+                // Not made yet (the first backup makes it): nothing stored, and a metrics file
+                // is no reason to create it.
+                if !root.exists() {
+                    facts.push(DestinationFacts {
+                        name: cfg.name.clone(),
+                        backups: 0,
+                        newest_age: None,
+                    });
+                    continue;
+                }
+            }
             let summary =
                 commands::open_destination(self.settings, cfg).and_then(|d| catalog::summary(&d));
             match summary {
