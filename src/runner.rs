@@ -33,11 +33,25 @@ pub struct Runner<'a> {
 
 impl<'a> Runner<'a> {
     pub fn new(settings: &'a Settings, metrics_flag: Option<&Path>) -> Runner<'a> {
+        Runner::opened(settings, metrics_flag, true)
+    }
+
+    /// A runner for `check`, which creates nothing: without a `state_dir` yet, the run is not
+    /// recorded (`check` itself reports the missing folder).
+    pub fn without_creating(settings: &'a Settings, metrics_flag: Option<&Path>) -> Runner<'a> {
+        Runner::opened(settings, metrics_flag, settings.state_dir.is_dir())
+    }
+
+    fn opened(settings: &'a Settings, metrics_flag: Option<&Path>, record: bool) -> Runner<'a> {
         let mut warnings = Vec::new();
-        let journal = crate::state::StateDir::open(&settings.state_dir)
-            .and_then(|s| Journal::open(&s))
-            .map_err(|e| warnings.push(format!("this run is not recorded: {e:#}")))
-            .ok();
+        let journal = record
+            .then(|| {
+                crate::state::StateDir::open(&settings.state_dir)
+                    .and_then(|s| Journal::open(&s))
+                    .map_err(|e| warnings.push(format!("this run is not recorded: {e:#}")))
+                    .ok()
+            })
+            .flatten();
         let metrics = metrics_flag
             .map(Path::to_path_buf)
             .or_else(|| settings.metrics_file.clone())
