@@ -264,6 +264,9 @@ fn dispatch(cli: &Cli, ui: &Ui) -> Result<Exit> {
                         .map(|x| format!("{x:.1}s"))
                         .unwrap_or_else(|| "-".into())
                 );
+                if r.dry_run {
+                    line.push_str("  dry run");
+                }
                 if r.attempt > 1 {
                     line.push_str(&format!("  attempt {}", r.attempt));
                 }

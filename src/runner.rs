@@ -343,6 +343,7 @@ impl Recorded for backup::Report {
             backup_id: stored.then(|| self.id.clone()),
             destinations: Some(json!(self.destinations)),
             error: (!errors.is_empty()).then(|| errors.join("; ")),
+            dry_run: false,
         }
     }
 }
@@ -377,12 +378,21 @@ impl Recorded for commands::prune::Report {
         Outcome {
             status: status_name(code).into(),
             exit_code: code.code() as i32,
+            // A dry run deletes nothing: what it would delete is not `deleted`.
             destinations: Some(json!(self
                 .destinations
                 .iter()
-                .map(|d| json!({"name": d.name, "ok": d.failed.is_empty(), "deleted": d.deleted}))
+                .map(|d| {
+                    let key = if self.dry_run {
+                        "would_delete"
+                    } else {
+                        "deleted"
+                    };
+                    json!({"name": d.name, "ok": d.failed.is_empty(), key: d.deleted})
+                })
                 .collect::<Vec<_>>())),
             error: (!failed.is_empty()).then(|| failed.join("; ")),
+            dry_run: self.dry_run,
             ..Outcome::default()
         }
     }
