@@ -152,9 +152,9 @@ fn source(s: &Source) -> Probe {
         match s.kind {
             SourceKind::Sqlite => {
                 let info = crate::source::sqlite::probe(&s.path).map_err(|e| {
-                    let hint = crate::exit::hint(&e).is_none().then(|| {
-                        "source.path must name the SQLite database file itself (for a plain file, kind = \"file\")"
-                    });
+                    let hint = crate::exit::hint(&e).is_none().then_some(
+                        "source.path must name the SQLite database file itself (for a plain file, kind = \"file\")",
+                    );
                     let e = e.context(s.path.display().to_string());
                     match hint {
                         Some(h) => anyhow::Error::new(

@@ -23,7 +23,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{self, Read};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -321,7 +321,7 @@ impl Drop for PendingCheck {
 }
 
 fn produce(
-    path: &PathBuf,
+    path: &Path,
     check: Check,
     compare: Compare,
     label: &str,
