@@ -207,14 +207,18 @@ fn dispatch(cli: &Cli, ui: &Ui) -> Result<Exit> {
         }
         Command::Check(args) => {
             let s = settings(cli)?;
-            let mut runner = Runner::new(&s, cli.metrics_file.as_deref());
+            let mut runner = Runner::without_creating(&s, cli.metrics_file.as_deref());
             let report = runner.record("check", |_| commands::check::run(&s, args));
             warn_all(ui, &runner.warnings);
             let report = report?;
             ui.json(&report)?;
             warn_all(ui, &report.warnings);
             let mut lines = vec![format!("ok   config {}", report.config)];
-            for p in std::iter::once(&report.keys).chain(&report.destinations) {
+            let probes = std::iter::once(&report.keys)
+                .chain(std::iter::once(&report.state_dir))
+                .chain(&report.sources)
+                .chain(&report.destinations);
+            for p in probes {
                 if p.ok {
                     lines.push(format!("ok   {}: {}", p.name, Escaped(&p.detail)));
                 } else {
@@ -260,6 +264,9 @@ fn dispatch(cli: &Cli, ui: &Ui) -> Result<Exit> {
                         .map(|x| format!("{x:.1}s"))
                         .unwrap_or_else(|| "-".into())
                 );
+                if r.dry_run {
+                    line.push_str("  dry run");
+                }
                 if r.attempt > 1 {
                     line.push_str(&format!("  attempt {}", r.attempt));
                 }

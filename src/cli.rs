@@ -60,7 +60,7 @@ pub enum Command {
     Copy(CopyArgs),
     /// Re-encrypt stored backups to the current recipients (and re-sign them), one at a time
     Rekey(RekeyArgs),
-    /// Check the config and test each destination with a probe object
+    /// Check the config, open each source as a backup would, and test each destination
     Check(CheckArgs),
     /// Show recorded runs from the execution store, newest first
     History(HistoryArgs),

@@ -34,6 +34,9 @@ pub struct Run {
     pub backup_id: Option<String>,
     pub destinations: Option<serde_json::Value>,
     pub error: Option<String>,
+    /// A `prune --dry-run`: nothing was deleted; what would have been is under each
+    /// destination's `would_delete`.
+    pub dry_run: bool,
 }
 
 /// What a finished run reports into the store.
@@ -45,6 +48,7 @@ pub struct Outcome {
     pub backup_id: Option<String>,
     pub destinations: Option<serde_json::Value>,
     pub error: Option<String>,
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -80,6 +84,18 @@ impl Journal {
              CREATE INDEX IF NOT EXISTS runs_command ON runs(command, id);",
         )
         .with_context(|| format!("preparing the execution store {}", path.display()))?;
+        // Stores made before dry runs were told apart get the column (0: a real run).
+        let has_dry_run: bool = conn
+            .query_row(
+                "SELECT count(*) FROM pragma_table_info('runs') WHERE name = 'dry_run'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n > 0)?;
+        if !has_dry_run {
+            conn.execute_batch("ALTER TABLE runs ADD COLUMN dry_run INTEGER NOT NULL DEFAULT 0")
+                .with_context(|| format!("updating the execution store {}", path.display()))?;
+        }
         let journal = Journal { conn };
         journal.mark_interrupted()?;
         Ok(journal)
@@ -125,7 +141,7 @@ impl Journal {
     pub fn finish(&self, id: i64, outcome: &Outcome, keep: Keep) -> Result<()> {
         let tx = self.conn.unchecked_transaction()?;
         tx.execute(
-            "UPDATE runs SET ended_ms = ?2, status = ?3, exit_code = ?4, bytes = ?5, backup_id = ?6, destinations = ?7, error = ?8 WHERE id = ?1",
+            "UPDATE runs SET ended_ms = ?2, status = ?3, exit_code = ?4, bytes = ?5, backup_id = ?6, destinations = ?7, error = ?8, dry_run = ?9 WHERE id = ?1",
             params![
                 id,
                 now_ms(),
@@ -135,6 +151,7 @@ impl Journal {
                 outcome.backup_id,
                 outcome.destinations.as_ref().map(|d| d.to_string()),
                 outcome.error,
+                outcome.dry_run,
             ],
         )?;
         let cutoff = now_ms() - i64::from(keep.days) * 86_400_000;
@@ -153,7 +170,7 @@ impl Journal {
 
     fn runs(&self, tail: &str, param: i64) -> Result<Vec<Run>> {
         let mut stmt = self.conn.prepare(&format!(
-            "SELECT id, command, attempt, started_ms, ended_ms, status, exit_code, bytes, backup_id, destinations, error
+            "SELECT id, command, attempt, started_ms, ended_ms, status, exit_code, bytes, backup_id, destinations, error, dry_run
              FROM runs {tail}"
         ))?;
         let rows = stmt.query_map([param], |r| {
@@ -174,18 +191,20 @@ impl Journal {
                     .get::<_, Option<String>>(9)?
                     .and_then(|d| serde_json::from_str(&d).ok()),
                 error: r.get(10)?,
+                dry_run: r.get(11)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// The last finished run of `command`, and the last successful one.
+    /// The last finished run of `command`, and the last successful one: real runs only (a dry
+    /// run changed nothing, so it is not the last prune).
     pub fn last(&self, command: &str) -> Result<(Option<Run>, Option<Run>)> {
         let pick = |cond: &str| -> Result<Option<i64>> {
             Ok(self
                 .conn
                 .query_row(
-                    &format!("SELECT id FROM runs WHERE command = ?1 AND {cond} ORDER BY id DESC LIMIT 1"),
+                    &format!("SELECT id FROM runs WHERE command = ?1 AND dry_run = 0 AND {cond} ORDER BY id DESC LIMIT 1"),
                     [command],
                     |r| r.get(0),
                 )

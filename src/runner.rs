@@ -33,11 +33,25 @@ pub struct Runner<'a> {
 
 impl<'a> Runner<'a> {
     pub fn new(settings: &'a Settings, metrics_flag: Option<&Path>) -> Runner<'a> {
+        Runner::opened(settings, metrics_flag, true)
+    }
+
+    /// A runner for `check`, which creates nothing: without a `state_dir` yet, the run is not
+    /// recorded (`check` itself reports the missing folder).
+    pub fn without_creating(settings: &'a Settings, metrics_flag: Option<&Path>) -> Runner<'a> {
+        Runner::opened(settings, metrics_flag, settings.state_dir.is_dir())
+    }
+
+    fn opened(settings: &'a Settings, metrics_flag: Option<&Path>, record: bool) -> Runner<'a> {
         let mut warnings = Vec::new();
-        let journal = crate::state::StateDir::open(&settings.state_dir)
-            .and_then(|s| Journal::open(&s))
-            .map_err(|e| warnings.push(format!("this run is not recorded: {e:#}")))
-            .ok();
+        let journal = record
+            .then(|| {
+                crate::state::StateDir::open(&settings.state_dir)
+                    .and_then(|s| Journal::open(&s))
+                    .map_err(|e| warnings.push(format!("this run is not recorded: {e:#}")))
+                    .ok()
+            })
+            .flatten();
         let metrics = metrics_flag
             .map(Path::to_path_buf)
             .or_else(|| settings.metrics_file.clone())
@@ -213,6 +227,18 @@ impl<'a> Runner<'a> {
         };
         let mut facts = Vec::new();
         for cfg in &self.settings.destinations {
+            if let crate::storage::url::Location::File { root, create: true } = &cfg.location {
+                // Not made yet (the first backup makes it): nothing stored, and a metrics file
+                // is no reason to create it.
+                if !root.exists() {
+                    facts.push(DestinationFacts {
+                        name: cfg.name.clone(),
+                        backups: 0,
+                        newest_age: None,
+                    });
+                    continue;
+                }
+            }
             let summary =
                 commands::open_destination(self.settings, cfg).and_then(|d| catalog::summary(&d));
             match summary {
@@ -317,6 +343,7 @@ impl Recorded for backup::Report {
             backup_id: stored.then(|| self.id.clone()),
             destinations: Some(json!(self.destinations)),
             error: (!errors.is_empty()).then(|| errors.join("; ")),
+            dry_run: false,
         }
     }
 }
@@ -351,12 +378,21 @@ impl Recorded for commands::prune::Report {
         Outcome {
             status: status_name(code).into(),
             exit_code: code.code() as i32,
+            // A dry run deletes nothing: what it would delete is not `deleted`.
             destinations: Some(json!(self
                 .destinations
                 .iter()
-                .map(|d| json!({"name": d.name, "ok": d.failed.is_empty(), "deleted": d.deleted}))
+                .map(|d| {
+                    let key = if self.dry_run {
+                        "would_delete"
+                    } else {
+                        "deleted"
+                    };
+                    json!({"name": d.name, "ok": d.failed.is_empty(), key: d.deleted})
+                })
                 .collect::<Vec<_>>())),
             error: (!failed.is_empty()).then(|| failed.join("; ")),
+            dry_run: self.dry_run,
             ..Outcome::default()
         }
     }

@@ -1,7 +1,10 @@
-//! `litevault check [--role ROLE]`: the config is valid, the keys load, and each destination
-//! does what this host needs of it. Without a role, everything: write, read back, list, delete.
-//! With one, what that role needs and nothing else, plus warnings where the host holds more
-//! power than its role should (a backup host that can delete, or that holds an identity).
+//! `litevault check [--role ROLE]`: the config is valid, the keys load, the sources can be read
+//! as a backup reads them, and each destination does what this host needs of it. Without a role,
+//! everything: write, read back, list, delete. With one, what that role needs and nothing else,
+//! plus warnings where the host holds more power than its role should (a backup host that can
+//! delete, or that holds an identity).
+//!
+//! `check` creates nothing but its probe object: not a destination's folder, not `state_dir`.
 
 use std::time::Instant;
 
@@ -9,8 +12,10 @@ use anyhow::{bail, Result};
 use serde::Serialize;
 
 use crate::cli::{CheckArgs, Role};
-use crate::config::Settings;
+use crate::config::{Settings, Source, SourceKind};
 use crate::exit::Exit;
+use crate::storage::destination::{file_root, Root};
+use crate::storage::url::Location;
 use crate::storage::Destination;
 
 #[derive(Debug, Serialize)]
@@ -19,6 +24,10 @@ pub struct Report {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub role: Option<Role>,
     pub keys: Probe,
+    pub state_dir: Probe,
+    /// Each source opened as a backup opens it (not with `--role restore`: the sources are the
+    /// backup host's).
+    pub sources: Vec<Probe>,
     pub destinations: Vec<Probe>,
     /// More power than the role needs, or less safety than it should have.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -31,11 +40,24 @@ pub struct Probe {
     pub ok: bool,
     pub detail: String,
     pub seconds: f64,
+    /// A source whose path is not there: the config names the wrong file (exit 2).
+    #[serde(skip)]
+    pub missing: bool,
 }
 
 impl Report {
+    /// 2 when a source named in the config does not exist (a mistyped path is a config error);
+    /// else 1 when any probe failed.
     pub fn exit(&self) -> Exit {
-        if self.keys.ok && self.destinations.iter().all(|d| d.ok) {
+        let probes = || {
+            std::iter::once(&self.keys)
+                .chain(std::iter::once(&self.state_dir))
+                .chain(&self.sources)
+                .chain(&self.destinations)
+        };
+        if probes().any(|p| p.missing) {
+            Exit::Usage
+        } else if probes().all(|p| p.ok) {
             Exit::Success
         } else {
             Exit::Failure
@@ -51,24 +73,146 @@ pub fn run(settings: &Settings, args: &CheckArgs) -> Result<Report> {
     )?;
     let mut warnings = Vec::new();
     let keys = timed("keys", || keys(settings, args.role, &mut warnings));
+    let state_dir = timed("state_dir", || state_dir(settings));
+    let sources = match args.role {
+        Some(Role::Restore) | Some(Role::Maintenance) => Vec::new(),
+        _ => settings.sources.iter().map(source).collect(),
+    };
     let mut destinations = Vec::new();
     for cfg in settings.select_destinations(&args.dest)? {
         destinations.push(timed(&cfg.name, || {
+            // A missing file:// folder is not made here, even with create = true.
+            let mut made = None;
+            if let Location::File { root, create } = &cfg.location {
+                if file_root(&cfg.name, root, *create)? == Root::ToCreate {
+                    return Ok(format!(
+                        "file://{}: the folder does not exist yet; the first backup creates it (create = true)",
+                        root.display()
+                    ));
+                }
+                let namespace = root.join(&settings.name);
+                if !namespace.exists() {
+                    made = Some(namespace);
+                }
+            }
             let dest = super::open_destination(settings, cfg)?;
-            match args.role {
+            let outcome = match args.role {
                 None | Some(Role::Maintenance) => probe(&dest),
                 Some(Role::Backup) => probe_backup(&dest, &mut warnings),
                 Some(Role::Restore) => probe_restore(settings, &dest, &mut warnings),
+            };
+            // The namespace folder (and its tmp/) that opening it made: gone again if empty.
+            if let Some(namespace) = made {
+                let _ = std::fs::remove_dir(namespace.join(crate::storage::destination::TMP_DIR));
+                let _ = std::fs::remove_dir(&namespace);
             }
+            outcome
         }));
     }
     Ok(Report {
         config: settings.config_path.display().to_string(),
         role: args.role,
         keys,
+        state_dir,
+        sources,
         destinations,
         warnings,
     })
+}
+
+/// `state_dir` as the next run would find it; a missing one is fine (the first run that records
+/// makes it) and is not made here.
+fn state_dir(settings: &Settings) -> Result<String> {
+    let path = &settings.state_dir;
+    if !path.exists() {
+        return Ok(format!(
+            "{} does not exist yet; the first backup (or any command that records a run) creates it, private (0700)",
+            path.display()
+        ));
+    }
+    crate::state::StateDir::open(path)?;
+    Ok(format!("{} is private to this user", path.display()))
+}
+
+/// One source, read as a backup reads it: a database opened and its read transaction begun
+/// (then rolled back), a file opened, a folder walked and each file in it opened.
+fn source(s: &Source) -> Probe {
+    let label = format!("source {}", s.name);
+    let missing = matches!(
+        std::fs::symlink_metadata(&s.path),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound
+    );
+    let mut probe = timed(&label, || {
+        if missing {
+            return Err(anyhow::Error::new(
+                crate::exit::config(format!("{} does not exist", s.path.display()))
+                .hint("check source.path in the config (a typo, or a service that keeps its data elsewhere)"),
+            ));
+        }
+        match s.kind {
+            SourceKind::Sqlite => {
+                let info = crate::source::sqlite::probe(&s.path).map_err(|e| {
+                    let hint = crate::exit::hint(&e).is_none().then_some(
+                        "source.path must name the SQLite database file itself (for a plain file, kind = \"file\")",
+                    );
+                    let e = e.context(s.path.display().to_string());
+                    match hint {
+                        Some(h) => anyhow::Error::new(
+                            crate::exit::Fault::new(Exit::Failure, format!("{e:#}")).hint(h),
+                        ),
+                        None => e,
+                    }
+                })?;
+                Ok(format!(
+                    "{}: SQLite, journal_mode {}, page_size {}, {} pages; readable as a backup reads it{}",
+                    s.path.display(),
+                    info.journal_mode,
+                    info.page_size,
+                    info.page_count,
+                    if info.journal_mode.eq_ignore_ascii_case("wal") {
+                        " (its -shm can be used)"
+                    } else {
+                        ""
+                    }
+                ))
+            }
+            SourceKind::File | SourceKind::Dir => {
+                let (items, _dirs) = crate::source::files::collect(
+                    &s.name,
+                    &s.path,
+                    s.kind == SourceKind::Dir,
+                    &mut Default::default(),
+                )?;
+                for item in &items {
+                    std::fs::File::open(&item.fs_path).map_err(|e| {
+                        anyhow::Error::new(
+                            crate::exit::Fault::new(
+                                Exit::Failure,
+                                format!(
+                                    "source {}: cannot read {}: {e}",
+                                    s.name,
+                                    item.fs_path.display()
+                                ),
+                            )
+                            .hint("run litevault as a user that can read it (root, or the service's own user)"),
+                        )
+                    })?;
+                }
+                Ok(match s.kind {
+                    SourceKind::Dir => {
+                        format!("{}: {} readable file(s)", s.path.display(), items.len())
+                    }
+                    _ => format!("{}: readable", s.path.display()),
+                })
+            }
+        }
+    });
+    // The probe is named after the source already.
+    if let Some(rest) = probe.detail.strip_prefix(&format!("{label}: ")) {
+        probe.detail = rest.to_string();
+    }
+    probe.missing = missing;
+    probe
 }
 
 fn timed(name: &str, f: impl FnOnce() -> Result<String>) -> Probe {
@@ -82,6 +226,7 @@ fn timed(name: &str, f: impl FnOnce() -> Result<String>) -> Probe {
         ok,
         detail,
         seconds: start.elapsed().as_secs_f64(),
+        missing: false,
     }
 }
 

@@ -281,7 +281,7 @@ fn check_space(settings: &Settings, targets: &[(Source, u64)], safety: bool) -> 
     if safety {
         let current: u64 = targets.iter().map(|(s, _)| disk_size(&s.path)).sum();
         for d in &settings.destinations {
-            if let Location::File { root } = &d.location {
+            if let Location::File { root, .. } = &d.location {
                 needs.push((root.clone(), current));
             }
         }

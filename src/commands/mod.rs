@@ -52,9 +52,11 @@ pub fn open_destination_at(
         &settings.trust.signers,
         settings.trust.allowed_signers_file.as_deref(),
     )?;
-    // Without a usable state folder there is no cache, only slower listings.
-    dest.cache = crate::state::StateDir::open(&settings.state_dir)
-        .ok()
+    // Without a usable state folder there is no cache, only slower listings; reading never
+    // creates `state_dir` (the first backup does).
+    dest.cache = (settings.state_dir.is_dir())
+        .then(|| crate::state::StateDir::open(&settings.state_dir).ok())
+        .flatten()
         .and_then(|state| {
             crate::storage::cache::ObjectCache::open(
                 state.path.join("cache"),

@@ -24,6 +24,9 @@ pub(super) struct RawDestination {
     concurrency: Option<usize>,
     bandwidth_limit: Option<String>,
     retention: Option<RawRetention>,
+    // file://: create the folder when it does not exist (else that is an error: an unmounted
+    // disk must not fill the root file system).
+    create: Option<bool>,
     // S3
     region: Option<String>,
     endpoint: Option<String>,
@@ -56,7 +59,10 @@ pub struct Destination {
     pub retention: Option<Policy>,
 }
 
-/// Check one destination table; errors are (key, why).
+/// Between an error's text and its hint, in the `why` of a (key, why) error.
+pub(super) const HINT: &str = "\u{1f}hint\u{1f}";
+
+/// Check one destination table; errors are (key, why), `why` perhaps with a [`HINT`].
 pub(super) fn validate(
     d: RawDestination,
     i: usize,
@@ -79,7 +85,8 @@ pub(super) fn validate(
             ),
         ));
     }
-    let location = destination_location(&d, paths).map_err(|(k, why)| (key(&k), why))?;
+    let location = destination_location(&d, paths)
+        .map_err(|(k, why)| (key(&k), format!("(destination {:?}) {why}", d.name)))?;
     let timeout = match &d.timeout {
         None => Duration::from_secs(60),
         Some(t) => humantime::parse_duration(t)
@@ -155,7 +162,13 @@ fn destination_location(
                     "goes with `scheme`, not with `url`".into(),
                 ));
             }
-            Location::parse(url, paths.base()).map_err(|e| ("url".to_string(), format!("{e:#}")))?
+            Location::parse(url, paths.base()).map_err(|e| {
+                let why = match crate::exit::hint(&e) {
+                    Some(hint) => format!("{e:#}{HINT}{hint}"),
+                    None => format!("{e:#}"),
+                };
+                ("url".to_string(), why)
+            })?
         }
     };
     match &location {
@@ -216,6 +229,9 @@ fn destination_location(
                     return Err(misplaced(k, "sftp://"));
                 }
             }
+            if d.create.is_some() {
+                return Err(misplaced("create", "file://"));
+            }
             return Ok(Location::S3(s3));
         }
         Location::Sftp(sftp) => {
@@ -235,6 +251,9 @@ fn destination_location(
                 }
             };
             s3_keys_absent(d).map_err(|k| misplaced(&k, "s3://"))?;
+            if d.create.is_some() {
+                return Err(misplaced("create", "file://"));
+            }
             return Ok(Location::Sftp(sftp));
         }
         Location::File { .. } | Location::Other { .. } => {
@@ -249,7 +268,14 @@ fn destination_location(
             }
         }
     }
-    Ok(location)
+    match location {
+        Location::File { root, .. } => Ok(Location::File {
+            root,
+            create: d.create.unwrap_or(false),
+        }),
+        _ if d.create.is_some() => Err(misplaced("create", "file://")),
+        other => Ok(other),
+    }
 }
 
 fn s3_keys_absent(d: &RawDestination) -> std::result::Result<(), String> {

@@ -412,8 +412,14 @@ fn validate(raw: RawConfig, path: &Path, paths: &Paths) -> Result<Settings> {
     let mut seen = HashSet::new();
     let mut destinations = Vec::new();
     for (i, d) in raw.destinations.into_iter().enumerate() {
-        let dest =
-            destination::validate(d, i, paths, &mut seen).map_err(|(key, why)| fail(&key, why))?;
+        let dest = destination::validate(d, i, paths, &mut seen);
+        let dest = dest.map_err(|(key, why)| match why.split_once(destination::HINT) {
+            Some((why, hint)) => {
+                let fault = config_error(format!("{}: `{key}` {why}", path.display()));
+                anyhow::Error::new(fault.hint(hint))
+            }
+            None => fail(&key, why),
+        })?;
         destinations.push(dest);
     }
 

@@ -169,7 +169,24 @@ fn destinations_check_their_backend_keys() {
             "url = \"file:///x\"\ntimeout = \"0s\"",
             "destination[0].timeout",
         ),
+        ("url = \"file://x/y\"", "destination[0].url"),
+        (
+            "url = \"sftp://u@h:22/srv\"\nkey = \"k\"\ncreate = true",
+            "destination[0].create",
+        ),
+        (
+            "scheme = \"memory\"\ncreate = false\n[destination.options]\nroot = \"/x\"",
+            "destination[0].create",
+        ),
     ];
+    let made = parse_str(&with("url = \"file:///x\"\ncreate = true")).unwrap();
+    assert_eq!(
+        made.destinations[0].location,
+        Location::File {
+            root: "/x".into(),
+            create: true
+        }
+    );
     for (dest, key) in cases {
         let msg = err_of(&with(dest));
         assert!(msg.contains(key), "{dest}: expected {key} in {msg}");

@@ -24,7 +24,7 @@
 use std::collections::BTreeMap;
 use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -326,50 +326,13 @@ impl Drop for PendingCheck {
 }
 
 fn produce(
-    path: &PathBuf,
+    path: &Path,
     check: Check,
     compare: Compare,
     label: &str,
     tx: &SyncSender<Msg>,
 ) -> Result<()> {
-    let meta = std::fs::metadata(path).context("cannot read the database file")?;
-    if !meta.is_file() {
-        bail!("not a regular file");
-    }
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .context("cannot open the database")?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
-    // A backup only reads. Left alone, SQLite would checkpoint the WAL into the database when
-    // this (if last) connection closes: a burst of writes on the live server, and time.
-    conn.set_db_config(
-        rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
-        true,
-    )?;
-    conn.execute_batch("BEGIN DEFERRED")
-        .map_err(|e| explain_open(e, path))?;
-    // The first read fixes the transaction's snapshot; everything below sees that one state.
-    conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))
-        .map_err(|e| match e.sqlite_error().map(|f| f.extended_code) {
-            Some(READONLY_DIRECTORY) | Some(rusqlite::ffi::SQLITE_CANTOPEN) => {
-                explain_open(e, path)
-            }
-            _ => corrupt_or(e, "cannot read the schema"),
-        })?;
-
-    let mut info = DbInfo {
-        page_size: conn.query_row("PRAGMA page_size", [], |r| r.get(0))?,
-        page_count: conn.query_row("PRAGMA page_count", [], |r| r.get::<_, i64>(0))? as u64,
-        sqlite_version: conn.query_row("SELECT sqlite_version()", [], |r| r.get(0))?,
-        user_version: conn.query_row("PRAGMA user_version", [], |r| r.get(0))?,
-        journal_mode: conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?,
-        mode: meta.mode() & 0o7777,
-        uid: meta.uid(),
-        gid: meta.gid(),
-        form: Form::Whole,
-    };
+    let (conn, mut info) = open_snapshot(path)?;
     // A delta needs pages of the same size on both sides, a parent with pages to apply to
     // (SQLite drops a WAL beside an empty file) and at least one page to commit.
     let parent = compare.parent.filter(|p| {
@@ -434,6 +397,63 @@ fn produce(
         },
     }));
     Ok(())
+}
+
+/// Open the database as a backup does and begin its read transaction: the first read fixes the
+/// snapshot that everything after it on `conn` sees. Nothing is written.
+fn open_snapshot(path: &Path) -> Result<(Connection, DbInfo)> {
+    // Opened for reading first: an unreadable file is said to be one, not taken by SQLite's
+    // "unable to open" for a missing -shm.
+    let meta = std::fs::File::open(path)
+        .and_then(|f| f.metadata())
+        .context("cannot read the database file")?;
+    if !meta.is_file() {
+        bail!("not a regular file");
+    }
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .context("cannot open the database")?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    // A backup only reads. Left alone, SQLite would checkpoint the WAL into the database when
+    // this (if last) connection closes: a burst of writes on the live server, and time.
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+        true,
+    )?;
+    conn.execute_batch("BEGIN DEFERRED")
+        .map_err(|e| explain_open(e, path))?;
+    // The first read fixes the transaction's snapshot; everything below sees that one state.
+    conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))
+        .map_err(|e| match e.sqlite_error().map(|f| f.extended_code) {
+            Some(READONLY_DIRECTORY) | Some(rusqlite::ffi::SQLITE_CANTOPEN) => {
+                explain_open(e, path)
+            }
+            _ => corrupt_or(e, "cannot read the schema"),
+        })?;
+
+    let info = DbInfo {
+        page_size: conn.query_row("PRAGMA page_size", [], |r| r.get(0))?,
+        page_count: conn.query_row("PRAGMA page_count", [], |r| r.get::<_, i64>(0))? as u64,
+        sqlite_version: conn.query_row("SELECT sqlite_version()", [], |r| r.get(0))?,
+        user_version: conn.query_row("PRAGMA user_version", [], |r| r.get(0))?,
+        journal_mode: conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?,
+        mode: meta.mode() & 0o7777,
+        uid: meta.uid(),
+        gid: meta.gid(),
+        form: Form::Whole,
+    };
+    Ok((conn, info))
+}
+
+/// What `check` learns of a database: opened and read exactly as a backup opens it (so a WAL
+/// database whose `-shm` cannot be made fails here as it would there), the transaction rolled
+/// back, nothing written, no check run.
+pub fn probe(path: &Path) -> Result<DbInfo> {
+    let (conn, info) = open_snapshot(path)?;
+    conn.execute_batch("ROLLBACK")?;
+    Ok(info)
 }
 
 /// Rows in each ordinary table (SQLite's own and virtual tables aside).

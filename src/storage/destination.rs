@@ -58,6 +58,58 @@ fn version_of(meta: &opendal::Metadata) -> Option<String> {
         .or_else(|| meta.last_modified().map(|t| t.to_string()))
 }
 
+/// A `file://` destination's folder, looked at without creating anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Root {
+    Exists,
+    /// Missing, and the config says `create = true`.
+    ToCreate,
+}
+
+/// Whether the folder of a `file://` destination is there. A missing one is an error unless the
+/// config says `create = true`: the folder is where a disk or an export is mounted, and a
+/// mount point that is not mounted must not quietly fill the root file system (restic, too,
+/// refuses a repository that was never initialised).
+pub fn file_root(name: &str, root: &std::path::Path, create: bool) -> Result<Root> {
+    match std::fs::metadata(root) {
+        Ok(meta) if meta.is_dir() => Ok(Root::Exists),
+        Ok(_) => Err(anyhow::Error::new(
+            crate::exit::Fault::new(
+                crate::exit::Exit::Failure,
+                format!(
+                    "destination {name}: {} is not a folder",
+                    root.display()
+                ),
+            )
+            .hint("point the destination's url at a folder"),
+        )),
+        Err(e) if e.kind() == io::ErrorKind::NotFound && create => Ok(Root::ToCreate),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(anyhow::Error::new(
+            crate::exit::Fault::new(
+                crate::exit::Exit::Failure,
+                format!(
+                    "destination {name}: its folder {} does not exist (litevault does not create a destination's folder: an unmounted disk would fill the root file system instead)",
+                    root.display()
+                ),
+            )
+            .hint(format!(
+                "mount the disk or export if that is where it lives; else create the folder (mkdir -p {}), or set create = true in this [[destination]] to let litevault make it",
+                root.display()
+            )),
+        )),
+        Err(e) => Err(anyhow::Error::new(
+            crate::exit::Fault::new(
+                crate::exit::Exit::Failure,
+                format!(
+                    "destination {name}: cannot look at its folder {}: {e}",
+                    root.display()
+                ),
+            )
+            .hint("check the permissions of the folders above it"),
+        )),
+    }
+}
+
 impl Destination {
     /// Build the operator for `cfg`, rooted at this host's folder (`namespace`) in it.
     pub fn open(cfg: &config::Destination, namespace: &str) -> Result<Destination> {
@@ -71,7 +123,18 @@ impl Destination {
         let _guard = handle.enter();
         opendal::install_default();
         let (op, chunk) = match &cfg.location {
-            Location::File { root } => {
+            Location::File { root, create } => {
+                match file_root(&cfg.name, root, *create)? {
+                    Root::Exists => {}
+                    Root::ToCreate => std::fs::create_dir_all(root).with_context(|| {
+                        format!(
+                            "destination {} ({display}): creating its folder {} (create = true)",
+                            cfg.name,
+                            root.display()
+                        )
+                    })?,
+                }
+                // The namespace folder inside an existing root is made on first use.
                 let root = root.join(namespace);
                 let builder = opendal::services::Fs::default().root(&root.to_string_lossy());
                 (Operator::new(builder).map_err(fail)?, None)

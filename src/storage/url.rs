@@ -10,8 +10,9 @@ use anyhow::{bail, Result};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Location {
-    /// `file:///abs/path`, or `file://relative/path` (relative to the config file's folder).
-    File { root: PathBuf },
+    /// `file:///abs/path`. The folder must exist unless `create = true` (a mount point that is
+    /// not mounted must not fill the root file system).
+    File { root: PathBuf, create: bool },
     /// `s3://BUCKET/PREFIX?endpoint=...&region=...`
     S3(S3),
     /// `sftp://USER@HOST:PORT/ABS/PATH`
@@ -69,8 +70,23 @@ impl Location {
                     bail!("names no folder; write file:///path/to/folder");
                 }
                 let path = Path::new(rest);
-                let joined = if path.is_absolute() { path.to_path_buf() } else { base.join(path) };
-                Ok(Location::File { root: normalize(&joined) })
+                if !path.is_absolute() {
+                    // `file://var/backups` reads as /var/backups but is a relative path: it would
+                    // land under the config's folder, silently.
+                    let rest = rest.trim_start_matches("./");
+                    let beside = normalize(&base.join(path));
+                    return Err(anyhow::Error::new(
+                        crate::exit::config(format!(
+                            "is {url:?}, a relative path: it would mean {} under the config's folder, not /{rest}; a file URL takes an absolute path after its two slashes",
+                            beside.display(),
+                        ))
+                        .hint(format!(
+                            "write file:///{rest} for /{rest} (or file://{} for the folder beside the config)",
+                            beside.display()
+                        )),
+                    ));
+                }
+                Ok(Location::File { root: normalize(path), create: false })
             }
             "s3" => parse_s3(rest),
             "sftp" => parse_sftp(rest),
@@ -83,7 +99,7 @@ impl Location {
     /// How the destination is named in messages: never with credentials.
     pub fn display(&self) -> String {
         match self {
-            Location::File { root } => format!("file://{}", root.display()),
+            Location::File { root, .. } => format!("file://{}", root.display()),
             Location::S3(s3) => {
                 let mut s = format!("s3://{}/{}", s3.bucket, s3.prefix);
                 if let Some(e) = &s3.endpoint {
@@ -211,22 +227,29 @@ mod tests {
         assert_eq!(
             parse("file:///var/backups").unwrap(),
             Location::File {
-                root: "/var/backups".into()
+                root: "/var/backups".into(),
+                create: false,
             }
         );
         assert_eq!(
-            parse("file://backups").unwrap(),
+            parse("file:///var/x/../backups").unwrap(),
             Location::File {
-                root: "/etc/litevault/backups".into()
+                root: "/var/backups".into(),
+                create: false,
             }
         );
-        assert_eq!(
-            parse("file://../backups").unwrap(),
-            Location::File {
-                root: "/etc/backups".into()
-            }
-        );
-        for bad in ["/var/backups", "file://", "gopher://x"] {
+        let err = parse("file://var/backups/litevault").unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("relative"), "{msg}");
+        let hint = crate::exit::hint(&err).unwrap();
+        assert!(hint.contains("file:///var/backups/litevault"), "{hint}");
+        for bad in [
+            "/var/backups",
+            "file://",
+            "gopher://x",
+            "file://backups",
+            "file://../backups",
+        ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
     }

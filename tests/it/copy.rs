@@ -35,6 +35,7 @@ fn two_local() -> Env {
     create_ledger(&env.add_sqlite("auth.db"), "WAL", 200);
     env.destinations
         .push(dest("other", "file://__ROOT__/other"));
+    fs::create_dir(env.path("other")).unwrap();
     env
 }
 

@@ -51,6 +51,9 @@ impl Env {
             .tempdir()
             .unwrap();
         fs::create_dir_all(tmp.path().join("data")).unwrap();
+        // The local destination's folder: litevault never creates a destination's root itself
+        // (unless `create = true`), as an unmounted disk must not fill the root file system.
+        fs::create_dir_all(tmp.path().join("backups")).unwrap();
         Env {
             tmp,
             extra: String::new(),

@@ -1038,6 +1038,7 @@ fn a_destination_that_missed_the_parent_makes_the_next_backup_full_for_everyone(
     env.destinations
         .push(dest("offsite", "file://__ROOT__/offsite"));
     let offsite = env.path("offsite");
+    fs::create_dir(&offsite).unwrap();
     let offsite_store = offsite.join("test-host");
 
     // Run 1: full on both.

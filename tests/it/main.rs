@@ -29,9 +29,11 @@ mod package;
 mod plugin;
 mod prune;
 mod rekey;
+
 mod remote;
 mod restore_modes;
 mod roles;
+mod roots;
 mod runs;
 mod servers;
 mod show;

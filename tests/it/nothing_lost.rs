@@ -489,6 +489,7 @@ fn copy_compares_a_same_named_backup_on_the_target_and_never_overwrites_it() {
     let (mut env, _db) = ledger_env(10);
     env.destinations
         .push(dest("second", &format!("file://{}/second", "__ROOT__")));
+    fs::create_dir(env.path("second")).unwrap();
     let id = env.backup();
     let on_b = env
         .path("second/test-host")

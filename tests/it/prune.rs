@@ -72,6 +72,7 @@ fn a_destination_may_override_the_policy() {
         "{}[destination.retention]\nkeep_last = 1\n",
         dest("short", "file://__ROOT__/short")
     ));
+    std::fs::create_dir(env.path("short")).unwrap();
     for _ in 0..3 {
         env.backup();
     }

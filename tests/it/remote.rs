@@ -101,6 +101,7 @@ fn files_below(dir: &std::path::Path) -> Vec<String> {
 #[test]
 fn file_destination_round_trip() {
     let env = env_for("file://__ROOT__/remote", "");
+    fs::create_dir(env.path("remote")).unwrap();
     let root = env.path("remote/test-host");
     round_trip(&env, &|| files_below(&root));
 }
@@ -179,6 +180,7 @@ fn one_archive_goes_to_three_destinations_at_once() {
     let mut env = s3_env(&s3, "bkt", "");
     env.destinations
         .push(dest("local", "file://__ROOT__/local"));
+    fs::create_dir(env.path("local")).unwrap();
     env.destinations.push(format!(
         "{}key = \"{}\"\n",
         dest("sftp", &ssh.url(&tmp.path().join("sftp"))),

@@ -279,6 +279,7 @@ fn show_names_the_signer_the_untrusted_and_where_a_backup_is_missing() {
         "second",
         &format!("file://{}/second", env.root().display()),
     ));
+    fs::create_dir(env.path("second")).unwrap();
     let unsigned = env.backup();
     let signing = env.path("signing.key");
     let public = env
