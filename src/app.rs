@@ -58,7 +58,7 @@ fn dispatch(cli: &Cli, ui: &Ui) -> Result<Exit> {
             drop(progress);
             warn_all(ui, &runner.warnings);
             let report = report?;
-            render_backup(ui, &report)?;
+            render_backup(ui, &report, s.unencrypted_by_choice)?;
             Ok(report.exit())
         }
         Command::List(args) if args.all_hosts => {
@@ -353,7 +353,12 @@ fn warn_all(ui: &Ui, warnings: &[String]) {
     }
 }
 
-fn render_backup(ui: &Ui, r: &commands::backup::Report) -> Result<()> {
+/// `unencrypted_by_choice`: `[encryption] none = true`, so an unencrypted backup is no news.
+fn render_backup(
+    ui: &Ui,
+    r: &commands::backup::Report,
+    unencrypted_by_choice: bool,
+) -> Result<()> {
     ui.json(r)?;
     warn_all(ui, &r.warnings);
     if let Some(why) = &r.skipped_run {
@@ -380,8 +385,10 @@ fn render_backup(ui: &Ui, r: &commands::backup::Report) -> Result<()> {
             )
         });
     }
-    if !r.encrypted {
-        ui.advise("this backup is NOT encrypted: add an [encryption] table to the config to encrypt backups");
+    // Said even with --quiet: without [encryption] nobody has said that plain backups are
+    // meant. `[encryption] none = true` says so, and silences it.
+    if !r.encrypted && !unencrypted_by_choice {
+        ui.warn("this backup is NOT encrypted: add an [encryption] table with recipients to encrypt backups, or `none = true` in it to store them unencrypted on purpose (and silence this warning)");
     }
     for d in r.destinations.iter().filter(|d| !d.ok) {
         let error = d.error.as_deref().unwrap_or("failed");

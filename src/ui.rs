@@ -141,14 +141,6 @@ impl Ui {
         to_stderr("warning: ", line);
     }
 
-    /// Advice about a setting the user chose (an unencrypted backup): said on every run a
-    /// person reads, but not under --quiet, where it would mail the same line every night.
-    pub fn advise(&self, line: &str) {
-        if self.mode != Mode::Quiet {
-            to_stderr("warning: ", line);
-        }
-    }
-
     /// A failure: always printed, to stderr.
     pub fn error(&self, line: &str) {
         to_stderr("error: ", line);

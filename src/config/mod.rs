@@ -160,6 +160,8 @@ pub struct Settings {
     pub sources: Vec<Source>,
     pub compression: Compression,
     pub encryption: Option<Encryption>,
+    /// `[encryption] none = true`: unencrypted on purpose, so backups do not warn about it.
+    pub unencrypted_by_choice: bool,
     /// The key this host signs its backups' sidecars with.
     pub signing: Option<Signing>,
     /// The signers whose backups this host trusts; empty: no signature is required.
@@ -384,11 +386,14 @@ fn validate(raw: RawConfig, path: &Path, paths: &Paths) -> Result<Settings> {
         }
     };
 
+    let encryption_table = raw.encryption.is_some();
     let encryption = raw
         .encryption
         .map(|e| keys::encryption(e, paths))
         .transpose()
-        .map_err(|e| fail(&e.0, e.1))?;
+        .map_err(|e| fail(&e.0, e.1))?
+        .flatten();
+    let unencrypted_by_choice = encryption_table && encryption.is_none();
     let signing = raw
         .signing
         .map(|s| keys::signing(s, paths))
@@ -463,6 +468,7 @@ fn validate(raw: RawConfig, path: &Path, paths: &Paths) -> Result<Settings> {
         sources,
         compression,
         encryption,
+        unencrypted_by_choice,
         signing,
         trust,
         retention,
