@@ -354,11 +354,7 @@ fn warn_all(ui: &Ui, warnings: &[String]) {
 }
 
 /// `unencrypted_by_choice`: `[encryption] none = true`, so an unencrypted backup is no news.
-fn render_backup(
-    ui: &Ui,
-    r: &commands::backup::Report,
-    unencrypted_by_choice: bool,
-) -> Result<()> {
+fn render_backup(ui: &Ui, r: &commands::backup::Report, unencrypted_by_choice: bool) -> Result<()> {
     ui.json(r)?;
     warn_all(ui, &r.warnings);
     if let Some(why) = &r.skipped_run {

@@ -97,6 +97,11 @@ pub fn selected_sources(backup: &Backup, only: &[String]) -> Result<Vec<String>>
                 backup.id,
                 names.join(", ")
             ))
+            .hint(format!(
+                "--only takes a source name as the backup stores it: one of {} (`litevault show {}` lists them)",
+                names.join(", "),
+                backup.id
+            ))
             .into());
         }
     }
@@ -124,17 +129,25 @@ fn to_dir(
             ));
         }
     }
-    for name in &sources {
-        let target = to.join(name);
-        if fs::symlink_metadata(&target).is_ok() {
-            return Err(anyhow::Error::new(
-                crate::exit::config(format!(
-                    "{} already exists; restore never overwrites",
-                    target.display()
-                ))
-                .hint("restore into an empty folder, or move the existing files away first"),
-            ));
-        }
+    let clashes: Vec<String> = sources
+        .iter()
+        .map(|name| to.join(name))
+        .filter(|target| fs::symlink_metadata(target).is_ok())
+        .map(|target| target.display().to_string())
+        .collect();
+    if !clashes.is_empty() {
+        return Err(anyhow::Error::new(
+            crate::exit::config(format!(
+                "{} already {}; restore never overwrites",
+                super::name_some(&clashes, 10),
+                if clashes.len() == 1 {
+                    "exists"
+                } else {
+                    "exist"
+                }
+            ))
+            .hint("restore into an empty folder, or move the existing files away first"),
+        ));
     }
     let opener = super::opener_for(settings, &backup)?;
 

@@ -327,10 +327,13 @@ fn produce(
     label: &str,
     tx: &SyncSender<Msg>,
 ) -> Result<()> {
-    let meta = std::fs::metadata(path).context("cannot read the database file")?;
+    let meta = std::fs::metadata(path).map_err(|e| super::access_error(label, path, e))?;
     if !meta.is_file() {
         bail!("not a regular file");
     }
+    // SQLite's own word for an unreadable file is "unable to open database file" (code 14),
+    // which does not say why: ask the system first.
+    std::fs::File::open(path).map_err(|e| super::access_error(label, path, e))?;
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
