@@ -21,7 +21,7 @@ pub fn run(cli: Cli) -> Exit {
         Err(err) => {
             let code = exit::classify(&err);
             if code != Exit::Success {
-                Ui::fatal(&err);
+                ui.fatal(&err, code);
             }
             code
         }
@@ -248,6 +248,11 @@ fn dispatch(cli: &Cli, ui: &Ui) -> Result<Exit> {
             let mut lines = Vec::new();
             if runs.is_empty() {
                 lines.push("no recorded runs".to_string());
+            } else {
+                lines.push(format!(
+                    "{:>5}  {:<24}  {:<8} {:<11} {:>7}  {}",
+                    "RUN", "STARTED", "COMMAND", "STATUS", "TOOK", "DETAIL"
+                ));
             }
             for r in &runs {
                 let mut line = format!(
@@ -340,7 +345,7 @@ fn dispatch(cli: &Cli, ui: &Ui) -> Result<Exit> {
             let report = runner.record("prune", |_| commands::prune::run(&s, args));
             warn_all(ui, &runner.warnings);
             let report = report?;
-            render_prune(ui, &report)?;
+            render_prune(ui, &report, &[])?;
             ui.json(&report)?;
             Ok(report.exit())
         }
@@ -428,7 +433,9 @@ fn render_backup(ui: &Ui, r: &commands::backup::Report, unencrypted_by_choice: b
         ));
     }
     if let Some(p) = &r.prune {
-        render_prune(ui, p)?;
+        // The prune after a backup lists the same destination: what the backup already warned
+        // about (an archive without its sidecar) is said once.
+        render_prune(ui, p, &r.warnings)?;
     }
     Ok(())
 }
@@ -512,8 +519,11 @@ fn render_copy(ui: &Ui, r: &commands::copy::Report) -> Result<()> {
     Ok(())
 }
 
-fn render_prune(ui: &Ui, r: &commands::prune::Report) -> Result<()> {
-    warn_all(ui, &r.warnings);
+/// `said`: warnings already printed in this run, not repeated.
+fn render_prune(ui: &Ui, r: &commands::prune::Report, said: &[String]) -> Result<()> {
+    for w in r.warnings.iter().filter(|w| !said.contains(w)) {
+        ui.warn(w);
+    }
     let mut lines = Vec::new();
     for d in &r.destinations {
         for dec in &d.decisions {

@@ -33,6 +33,8 @@ pub enum Mode {
 pub struct Ui {
     pub mode: Mode,
     terminal: bool,
+    /// A JSON document went to stdout: a failure after it adds none (one document per run).
+    json_written: std::cell::Cell<bool>,
 }
 
 impl Ui {
@@ -47,6 +49,7 @@ impl Ui {
         Ui {
             mode,
             terminal: io::stderr().is_terminal(),
+            json_written: std::cell::Cell::new(false),
         }
     }
 
@@ -93,6 +96,7 @@ impl Ui {
     /// The one JSON document of a run; its strings hold no raw control character.
     pub fn json<T: Serialize>(&self, doc: &T) -> io::Result<()> {
         if self.mode == Mode::Json {
+            self.json_written.set(true);
             let mut out = io::stdout().lock();
             escape::write_json(&mut out, doc)?;
             writeln!(out)?;
@@ -151,11 +155,28 @@ impl Ui {
         to_stderr("hint: ", line);
     }
 
-    /// The error that ended the run, on one line with its context chain, and its hint.
-    pub fn fatal(err: &anyhow::Error) {
-        to_stderr("error: ", &format!("{err:#}"));
-        if let Some(hint) = crate::exit::hint(err) {
+    /// The error that ended the run, on one line with its context chain, and its hint; with
+    /// --json also as the run's one document on stdout (unless one was already written),
+    /// `{"error": ..., "exit": N, "hint": ...}`, so a script that reads stdout sees it.
+    pub fn fatal(&self, err: &anyhow::Error, exit: crate::exit::Exit) {
+        let message = format!("{err:#}");
+        let hint = crate::exit::hint(err);
+        to_stderr("error: ", &message);
+        if let Some(hint) = hint {
             to_stderr("hint: ", hint);
+        }
+        if self.mode == Mode::Json && !self.json_written.get() {
+            #[derive(Serialize)]
+            struct Failure<'a> {
+                error: &'a str,
+                exit: u8,
+                hint: Option<&'a str>,
+            }
+            let _ = self.json(&Failure {
+                error: &message,
+                exit: exit.code(),
+                hint,
+            });
         }
     }
 }

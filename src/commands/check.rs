@@ -155,6 +155,14 @@ fn stray_identities(settings: &Settings) -> Vec<String> {
     entries
         .flatten()
         .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        // The configured identity_file is warned about already, once.
+        .filter(|e| {
+            settings
+                .encryption
+                .as_ref()
+                .and_then(|enc| enc.identity_file.as_ref())
+                .is_none_or(|id| *id != e.path())
+        })
         .filter(|e| e.metadata().is_ok_and(|m| m.len() < 64 << 10))
         .filter(|e| {
             std::fs::read_to_string(e.path())

@@ -108,6 +108,15 @@ pub fn selected_sources(backup: &Backup, only: &[String]) -> Result<Vec<String>>
     Ok(names.into_iter().filter(|n| only.contains(n)).collect())
 }
 
+/// The bytes that restoring `sources` writes: the whole backup's restored size, counted over
+/// the selected sources only (`--only`).
+fn selected_size(manifest: &crate::archive::manifest::Manifest, sources: &[String]) -> u64 {
+    let mut only = manifest.clone();
+    only.files.retain(|f| sources.contains(&f.source));
+    only.databases.retain(|d| sources.contains(&d.source));
+    only.restored_size()
+}
+
 fn to_dir(
     settings: &Settings,
     args: &RestoreArgs,
@@ -231,7 +240,7 @@ fn to_dir(
             .filter(|d| sources.contains(d))
             .collect(),
         check: pragma.to_string(),
-        bytes: backup.sidecar.manifest.restored_size(),
+        bytes: selected_size(&backup.sidecar.manifest, &sources),
         removed_stale,
         notes,
         ..Report::default()

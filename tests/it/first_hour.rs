@@ -2,6 +2,7 @@
 //! do, examples and scripts that fit together, and progress on long work.
 
 use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 
 use crate::harness::*;
 
@@ -328,4 +329,196 @@ fn a_malformed_id_is_called_malformed() {
             "hint: name a backup by its whole id as `litevault list` shows it, or say `latest`"
         );
     }
+}
+
+#[test]
+fn a_json_failure_is_one_document_on_stdout_too() {
+    let env = env_with_db();
+    env.backup();
+    let r = env.run(&["--json", "restore", "2026-01-01", "--to", "/tmp/x"]);
+    r.code(2);
+    let doc = r.json();
+    assert_eq!(doc["exit"], 2);
+    assert_eq!(
+        doc["error"],
+        "\"2026-01-01\" is not a backup id: ids look like 20261126T031500Z-3fa9 (UTC time, then 4 hex digits)"
+    );
+    assert_eq!(
+        doc["hint"],
+        "name a backup by its whole id as `litevault list` shows it, or say `latest`"
+    );
+    // And on stderr, as without --json.
+    error_and_hint(&r);
+    // A failure without a hint still makes a document, with a null hint.
+    let mut env = env;
+    env.add_sqlite("gone.db");
+    let r = env.run(&["--json", "backup"]);
+    r.code(1);
+    let doc = r.json();
+    assert_eq!(doc["exit"], 1);
+    assert!(doc["error"].as_str().unwrap().contains("gone.db"), "{doc}");
+}
+
+/// The names after `--from`, `--to` and `--dest` in the example crontab's jobs.
+fn crontab_destinations(text: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    for line in text.lines().filter(|l| l.contains("litevault ")) {
+        let line = line.trim_start_matches(['#', ' ']);
+        let words: Vec<&str> = line.split_whitespace().collect();
+        for pair in words.windows(2) {
+            if matches!(pair[0], "--from" | "--to" | "--dest") {
+                names.push(pair[1].to_string());
+            }
+        }
+    }
+    names
+}
+
+#[test]
+fn the_example_crontab_names_only_destinations_of_the_example_config() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let crontab = std::fs::read_to_string(root.join("examples/crontab")).unwrap();
+    let config: toml::Value =
+        toml::from_str(&std::fs::read_to_string(root.join("examples/litevault.toml")).unwrap())
+            .unwrap();
+    let known: Vec<&str> = config["destination"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].as_str().unwrap())
+        .collect();
+    let named = crontab_destinations(&crontab);
+    assert!(named.iter().any(|n| n == "offsite"), "{named:?}");
+    for name in &named {
+        assert!(
+            known.contains(&name.as_str()),
+            "the crontab names {name}; the config has {known:?}"
+        );
+    }
+    // A backup host's config holds no identity (`check --role backup` would warn), and the
+    // crontab runs nothing that needs one.
+    assert!(config["encryption"].get("identity_file").is_none());
+    for line in crontab.lines().filter(|l| !l.starts_with('#')) {
+        assert!(!line.contains(" verify"), "{line}");
+    }
+    // And the real binary reads the example as valid (its destinations included).
+    let r = run_cmd({
+        let mut cmd = std::process::Command::new(BIN);
+        cmd.arg("--config")
+            .arg(root.join("examples/litevault.toml"))
+            .args(["backup", "--dest", "nowhere"]);
+        cmd
+    });
+    r.code(2).stderr_has("(known: local, offsite)");
+}
+
+#[test]
+fn check_role_backup_warns_once_about_the_identity() {
+    let mut env = env_with_db();
+    env.with_age_key();
+    let r = env.run(&["check", "--role", "backup"]);
+    let identity_warnings: Vec<&str> = r.stderr.lines().filter(|l| l.contains("key.txt")).collect();
+    assert_eq!(identity_warnings.len(), 1, "{}", r.stderr);
+    assert!(
+        identity_warnings[0].contains("identity_file"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn history_has_a_header() {
+    let env = env_with_db();
+    env.backup();
+    let r = env.run(&["history"]);
+    r.ok();
+    let first = r.stdout.lines().next().unwrap();
+    assert_eq!(
+        first.split_whitespace().collect::<Vec<_>>(),
+        ["RUN", "STARTED", "COMMAND", "STATUS", "TOOK", "DETAIL"]
+    );
+    assert!(
+        r.stdout.lines().nth(1).unwrap().contains("backup"),
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
+fn restore_only_reports_the_selected_size() {
+    let mut env = Env::new();
+    env.encryption = Some("[encryption]\nnone = true\n".into());
+    let small = env.add_source("small.conf", "file", "");
+    std::fs::write(&small, "x\n").unwrap();
+    create_bulk(&env.add_sqlite("bulk.db"), 2);
+    env.backup();
+    let to = env.path("out");
+    let r = env.run(&[
+        "restore",
+        "latest",
+        "--to",
+        to.to_str().unwrap(),
+        "--only",
+        "small.conf",
+    ]);
+    r.ok().stdout_has(": 1 source, 2 B, 0 databases");
+    let r = env.run(&[
+        "--json",
+        "restore",
+        "latest",
+        "--to",
+        env.path("out2").to_str().unwrap(),
+        "--only",
+        "small.conf",
+    ]);
+    assert_eq!(r.json()["bytes"], 2);
+}
+
+#[test]
+fn rekey_leaves_no_empty_folder_behind() {
+    let mut env = env_with_db();
+    let old = env.with_age_key();
+    env.backup();
+    // New recipients; the old identity still opens what is stored.
+    let new = env.path("new.txt");
+    let out = std::process::Command::new(BIN)
+        .args(["key", "generate"])
+        .arg(&new)
+        .output()
+        .unwrap();
+    let recipient = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    env.encryption = Some(format!(
+        "[encryption]\nrecipients = [\"{recipient}\"]\nidentity_file = \"{}\"\n",
+        old.display()
+    ));
+    env.run(&["rekey", "--all"]).ok().stdout_has("1 rekeyed");
+    let tmp = env.store().join("tmp");
+    assert!(
+        !tmp.join("tmp").exists(),
+        "rekey left {}",
+        tmp.join("tmp").display()
+    );
+    let left: Vec<_> = std::fs::read_dir(&tmp)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn an_archive_without_its_sidecar_is_warned_about_once_by_a_pruning_backup() {
+    let mut env = env_with_db();
+    env.encryption = Some("[encryption]\nnone = true\n".into());
+    env.extra = "[retention]\nkeep_last = 3\nprune_after_backup = true\n".into();
+    let id = env.backup();
+    std::fs::remove_file(env.store().join(format!("{id}.json"))).unwrap();
+    let r = env.run(&["--quiet", "backup"]);
+    // Stored; the prune after it leaves the archive for a person, which is a finding.
+    r.code(4);
+    let about: Vec<&str> = r.stderr.lines().filter(|l| l.contains(&id)).collect();
+    assert_eq!(about.len(), 1, "{}", r.stderr);
+    assert!(
+        about[0].starts_with("warning: archive ") && about[0].contains("has no sidecar"),
+        "{}",
+        r.stderr
+    );
 }
