@@ -285,7 +285,11 @@ fn dispatch(cli: &Cli, ui: &Ui) -> Result<Exit> {
         Command::Rekey(args) => {
             let s = settings(cli)?;
             let mut runner = Runner::new(&s, cli.metrics_file.as_deref());
-            let report = runner.record("rekey", |_| commands::rekey::run(&s, args));
+            let progress = ui.progress("rekey");
+            let report = runner.record("rekey", |_| {
+                commands::rekey::run(&s, args, progress.as_ref())
+            });
+            drop(progress);
             warn_all(ui, &runner.warnings);
             let report = report?;
             ui.json(&report)?;
@@ -333,7 +337,10 @@ fn dispatch(cli: &Cli, ui: &Ui) -> Result<Exit> {
         Command::Copy(args) => {
             let s = settings(cli)?;
             let mut runner = Runner::new(&s, cli.metrics_file.as_deref());
-            let report = runner.record("copy", |_| commands::copy::run(&s, args));
+            let progress = ui.progress("copy");
+            let report =
+                runner.record("copy", |_| commands::copy::run(&s, args, progress.as_ref()));
+            drop(progress);
             warn_all(ui, &runner.warnings);
             let report = report?;
             render_copy(ui, &report)?;

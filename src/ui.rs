@@ -59,13 +59,7 @@ impl Ui {
     pub fn progress(&self, label: &str) -> Box<dyn Progress> {
         if self.mode == Mode::Human && self.terminal {
             let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "{prefix} {msg:12} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-            );
+            bar.set_style(bar_style());
             bar.set_prefix(escape(label).into_owned());
             bar.enable_steady_tick(Duration::from_millis(200));
             Box::new(Bar(bar))
@@ -233,10 +227,34 @@ fn to_stderr(prefix: &str, line: &str) {
 
 struct Bar(ProgressBar);
 
+fn bar_style() -> ProgressStyle {
+    ProgressStyle::with_template(
+        "{prefix} {msg:12} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar())
+    .progress_chars("=> ")
+}
+
+fn waiting_style() -> ProgressStyle {
+    ProgressStyle::with_template("{prefix} {msg} {spinner} {elapsed}")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner())
+}
+
 impl Progress for Bar {
     fn stage(&self, label: &str) {
         // A source name or a backup id: drawn by indicatif, not through `write_line`.
         self.0.set_message(escape(label).into_owned());
+    }
+    fn phase(&self, label: &str, total: u64) {
+        self.0.set_style(bar_style());
+        self.0.reset();
+        self.0.set_length(total);
+        self.stage(label);
+    }
+    fn waiting(&self, label: &str) {
+        self.0.set_style(waiting_style());
+        self.0.reset();
+        self.stage(label);
     }
     fn set_total(&self, total: u64) {
         self.0.set_length(total);

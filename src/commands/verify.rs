@@ -163,7 +163,7 @@ pub fn run(settings: &Settings, args: &VerifyArgs, progress: &dyn Progress) -> R
 
     for (dest, backup) in targets {
         crate::interrupt::check()?;
-        progress.stage(&backup.id);
+        // The unpacking labels its own phases (download, check) with the id.
         let mut drill = Vec::new();
         let outcome = (|| {
             let opener = super::opener_for(settings, &backup)?;

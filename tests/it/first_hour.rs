@@ -522,3 +522,122 @@ fn an_archive_without_its_sidecar_is_warned_about_once_by_a_pruning_backup() {
         r.stderr
     );
 }
+
+/// `litevault ARGS` on a pseudo-terminal (`script`), as a person at a shell runs it: what the
+/// terminal received, bars and all.
+fn on_a_terminal(env: &Env, args: &str) -> String {
+    env.write_config();
+    let cmd = format!("{BIN} --config {} {args}", env.config_path().display());
+    let out = std::process::Command::new(require_tool("script"))
+        .args(["-qec", &cmd, "/dev/null"])
+        .env_remove("LITEVAULT_CONFIG")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}");
+    text
+}
+
+/// Bytes in a size as the bar prints it ("7.84 MiB", "512 B").
+fn size_of(number: &str, unit: &str) -> Option<f64> {
+    let n: f64 = number.parse().ok()?;
+    let scale = match unit {
+        "B" => 1.0,
+        "KiB" => 1024.0,
+        "MiB" => 1024.0 * 1024.0,
+        "GiB" => 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    Some(n * scale)
+}
+
+/// Every "DONE/TOTAL" a bar drew: none may run past its total.
+fn assert_no_bar_past_its_total(text: &str) {
+    let mut seen = 0;
+    for (i, _) in text.match_indices('/') {
+        let before: Vec<&str> = text[..i].split_whitespace().rev().take(2).collect();
+        let after: Vec<&str> = text[i + 1..].split_whitespace().take(2).collect();
+        if before.len() < 2 || after.len() < 2 {
+            continue;
+        }
+        let (Some(done), Some(total)) =
+            (size_of(before[1], before[0]), size_of(after[0], after[1]))
+        else {
+            continue;
+        };
+        seen += 1;
+        assert!(
+            done <= total * 1.001,
+            "a bar ran past its total: {} {}/{} {}",
+            before[1],
+            before[0],
+            after[0],
+            after[1]
+        );
+    }
+    assert!(seen > 0, "no bar was drawn: {text:?}");
+}
+
+#[test]
+fn on_a_terminal_verify_copy_and_rekey_draw_one_labelled_bar_per_phase() {
+    let mut env = Env::new();
+    create_bulk(&env.add_sqlite("bulk.db"), 8);
+    let key = env.with_age_key();
+    env.destinations
+        .push(dest("second", "file://__ROOT__/second"));
+    let id = env.backup();
+
+    // Verify on two destinations: a download bar for each, never past its total, and the
+    // checks after it labelled.
+    let text = on_a_terminal(&env, "verify latest");
+    for d in ["local", "second"] {
+        assert!(
+            text.contains(&format!("download {id} from {d}")),
+            "{text:?}"
+        );
+        assert!(
+            text.contains(&format!(
+                "check {id} from {d}: integrity_check of 1 database"
+            )),
+            "{text:?}"
+        );
+    }
+    assert_no_bar_past_its_total(&text);
+
+    // Copy: a bar for the archive it moves.
+    std::fs::remove_dir_all(env.path("second")).unwrap();
+    let text = on_a_terminal(&env, "copy --from local --to second");
+    assert!(
+        text.contains(&format!("copy {id} from local to second")),
+        "{text:?}"
+    );
+    assert_no_bar_past_its_total(&text);
+
+    // Rekey: a bar for each archive re-encrypted.
+    let new = env.path("new.txt");
+    let out = std::process::Command::new(BIN)
+        .args(["key", "generate"])
+        .arg(&new)
+        .output()
+        .unwrap();
+    let recipient = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    env.encryption = Some(format!(
+        "[encryption]\nrecipients = [\"{recipient}\"]\nidentity_file = \"{}\"\n",
+        key.display()
+    ));
+    let text = on_a_terminal(&env, "rekey --all");
+    assert!(text.contains(&format!("rekey {id} on local")), "{text:?}");
+    assert_no_bar_past_its_total(&text);
+
+    // --quiet on the same terminal: no bar at all.
+    env.encryption = Some(format!(
+        "[encryption]\nrecipients = [\"{recipient}\"]\nidentity_file = \"{}\"\n",
+        new.display()
+    ));
+    let text = on_a_terminal(&env, "--quiet verify latest --dest local");
+    assert!(
+        !text.contains("download") && !text.contains('\r'),
+        "{text:?}"
+    );
+}
