@@ -641,3 +641,70 @@ fn on_a_terminal_verify_copy_and_rekey_draw_one_labelled_bar_per_phase() {
         "{text:?}"
     );
 }
+
+/// The indented command block that follows `<!-- readme-test: NAME ... -->` in README.md,
+/// unindented: the README's commands, run as a person would copy them.
+fn readme_block(name: &str) -> String {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let marker = format!("<!-- readme-test: {name} ");
+    let start = readme
+        .find(&marker)
+        .unwrap_or_else(|| panic!("README.md has no block marked {marker:?}"));
+    let block: Vec<&str> = readme[start..]
+        .lines()
+        .skip(1)
+        .skip_while(|l| l.trim().is_empty())
+        .take_while(|l| l.starts_with("    ") || l.trim().is_empty())
+        .collect();
+    let text: Vec<&str> = block
+        .iter()
+        .map(|l| l.strip_prefix("    ").unwrap_or(""))
+        .collect();
+    text.join("\n").trim_end().to_string() + "\n"
+}
+
+#[test]
+fn the_readme_stock_tools_recovery_of_a_chain_runs_and_exits_0() {
+    require_tool("age");
+    require_tool("sqlite3");
+    let mut env = Env::new();
+    let db = env.add_sqlite("auth.db");
+    create_ledger(&db, "WAL", 200);
+    let key = env.with_age_key();
+    env.incremental = Some("max_chain = 10\n".into());
+    let full = env.backup();
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    for k in 201..=260 {
+        ledger_step(&conn, k);
+    }
+    drop(conn);
+    let changed = env.backup();
+    // The last link changes no database: it brings no -wal, which the loop must take in stride.
+    let unchanged = env.backup();
+    let rows = check_ledger(&db);
+
+    let work = env.path("by-hand");
+    std::fs::create_dir(&work).unwrap();
+    std::fs::copy(&key, work.join("identity.txt")).unwrap();
+    for id in [&full, &changed, &unchanged] {
+        let name = format!("{id}.tar.zst.age");
+        std::fs::copy(env.store().join(&name), work.join(&name)).unwrap();
+    }
+    // The README's ids are examples: the block runs on this chain's, full first.
+    let block = readme_block("stock-tools-chain");
+    let ids_line = block
+        .lines()
+        .find(|l| l.starts_with("for id in "))
+        .expect("the block loops over the chain's ids");
+    let ours = format!("for id in {full} {changed} {unchanged}; do");
+    let script = block.replace(&ids_line[..ids_line.find("; do").unwrap() + 4], &ours);
+    assert!(script.contains(&ours), "{script}");
+    let r = sh(&script, &work);
+    assert_eq!(
+        r.code, 0,
+        "the README's loop failed:\n{script}\nstdout: {}\nstderr: {}",
+        r.stdout, r.stderr
+    );
+    assert_eq!(check_ledger(&work.join("rebuilt/auth.db")), rows);
+}
