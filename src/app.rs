@@ -21,7 +21,7 @@ pub fn run(cli: Cli) -> Exit {
         Err(err) => {
             let code = exit::classify(&err);
             if code != Exit::Success {
-                Ui::fatal(&err);
+                ui.fatal(&err, code);
             }
             code
         }
@@ -58,7 +58,7 @@ fn dispatch(cli: &Cli, ui: &Ui) -> Result<Exit> {
             drop(progress);
             warn_all(ui, &runner.warnings);
             let report = report?;
-            render_backup(ui, &report)?;
+            render_backup(ui, &report, s.unencrypted_by_choice)?;
             Ok(report.exit())
         }
         Command::List(args) if args.all_hosts => {
@@ -252,6 +252,11 @@ fn dispatch(cli: &Cli, ui: &Ui) -> Result<Exit> {
             let mut lines = Vec::new();
             if runs.is_empty() {
                 lines.push("no recorded runs".to_string());
+            } else {
+                lines.push(format!(
+                    "{:>5}  {:<24}  {:<8} {:<11} {:>7}  {}",
+                    "RUN", "STARTED", "COMMAND", "STATUS", "TOOK", "DETAIL"
+                ));
             }
             for r in &runs {
                 let mut line = format!(
@@ -287,7 +292,11 @@ fn dispatch(cli: &Cli, ui: &Ui) -> Result<Exit> {
         Command::Rekey(args) => {
             let s = settings(cli)?;
             let mut runner = Runner::new(&s, cli.metrics_file.as_deref());
-            let report = runner.record("rekey", |_| commands::rekey::run(&s, args));
+            let progress = ui.progress("rekey");
+            let report = runner.record("rekey", |_| {
+                commands::rekey::run(&s, args, progress.as_ref())
+            });
+            drop(progress);
             warn_all(ui, &runner.warnings);
             let report = report?;
             ui.json(&report)?;
@@ -335,7 +344,10 @@ fn dispatch(cli: &Cli, ui: &Ui) -> Result<Exit> {
         Command::Copy(args) => {
             let s = settings(cli)?;
             let mut runner = Runner::new(&s, cli.metrics_file.as_deref());
-            let report = runner.record("copy", |_| commands::copy::run(&s, args));
+            let progress = ui.progress("copy");
+            let report =
+                runner.record("copy", |_| commands::copy::run(&s, args, progress.as_ref()));
+            drop(progress);
             warn_all(ui, &runner.warnings);
             let report = report?;
             render_copy(ui, &report)?;
@@ -347,7 +359,7 @@ fn dispatch(cli: &Cli, ui: &Ui) -> Result<Exit> {
             let report = runner.record("prune", |_| commands::prune::run(&s, args));
             warn_all(ui, &runner.warnings);
             let report = report?;
-            render_prune(ui, &report)?;
+            render_prune(ui, &report, &[])?;
             ui.json(&report)?;
             Ok(report.exit())
         }
@@ -360,7 +372,8 @@ fn warn_all(ui: &Ui, warnings: &[String]) {
     }
 }
 
-fn render_backup(ui: &Ui, r: &commands::backup::Report) -> Result<()> {
+/// `unencrypted_by_choice`: `[encryption] none = true`, so an unencrypted backup is no news.
+fn render_backup(ui: &Ui, r: &commands::backup::Report, unencrypted_by_choice: bool) -> Result<()> {
     ui.json(r)?;
     warn_all(ui, &r.warnings);
     if let Some(why) = &r.skipped_run {
@@ -387,8 +400,10 @@ fn render_backup(ui: &Ui, r: &commands::backup::Report) -> Result<()> {
             )
         });
     }
-    if !r.encrypted {
-        ui.advise("this backup is NOT encrypted: add an [encryption] table to the config to encrypt backups");
+    // Said even with --quiet: without [encryption] nobody has said that plain backups are
+    // meant. `[encryption] none = true` says so, and silences it.
+    if !r.encrypted && !unencrypted_by_choice {
+        ui.warn("this backup is NOT encrypted: add an [encryption] table with recipients to encrypt backups, or `none = true` in it to store them unencrypted on purpose (and silence this warning)");
     }
     for d in r.destinations.iter().filter(|d| !d.ok) {
         let error = d.error.as_deref().unwrap_or("failed");
@@ -432,7 +447,9 @@ fn render_backup(ui: &Ui, r: &commands::backup::Report) -> Result<()> {
         ));
     }
     if let Some(p) = &r.prune {
-        render_prune(ui, p)?;
+        // The prune after a backup lists the same destination: what the backup already warned
+        // about (an archive without its sidecar) is said once.
+        render_prune(ui, p, &r.warnings)?;
     }
     Ok(())
 }
@@ -516,8 +533,11 @@ fn render_copy(ui: &Ui, r: &commands::copy::Report) -> Result<()> {
     Ok(())
 }
 
-fn render_prune(ui: &Ui, r: &commands::prune::Report) -> Result<()> {
-    warn_all(ui, &r.warnings);
+/// `said`: warnings already printed in this run, not repeated.
+fn render_prune(ui: &Ui, r: &commands::prune::Report, said: &[String]) -> Result<()> {
+    for w in r.warnings.iter().filter(|w| !said.contains(w)) {
+        ui.warn(w);
+    }
     let mut lines = Vec::new();
     for d in &r.destinations {
         for dec in &d.decisions {

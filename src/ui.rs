@@ -33,6 +33,8 @@ pub enum Mode {
 pub struct Ui {
     pub mode: Mode,
     terminal: bool,
+    /// A JSON document went to stdout: a failure after it adds none (one document per run).
+    json_written: std::cell::Cell<bool>,
 }
 
 impl Ui {
@@ -47,6 +49,7 @@ impl Ui {
         Ui {
             mode,
             terminal: io::stderr().is_terminal(),
+            json_written: std::cell::Cell::new(false),
         }
     }
 
@@ -56,13 +59,7 @@ impl Ui {
     pub fn progress(&self, label: &str) -> Box<dyn Progress> {
         if self.mode == Mode::Human && self.terminal {
             let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "{prefix} {msg:12} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-            );
+            bar.set_style(bar_style());
             bar.set_prefix(escape(label).into_owned());
             bar.enable_steady_tick(Duration::from_millis(200));
             Box::new(Bar(bar))
@@ -93,6 +90,7 @@ impl Ui {
     /// The one JSON document of a run; its strings hold no raw control character.
     pub fn json<T: Serialize>(&self, doc: &T) -> io::Result<()> {
         if self.mode == Mode::Json {
+            self.json_written.set(true);
             let mut out = io::stdout().lock();
             escape::write_json(&mut out, doc)?;
             writeln!(out)?;
@@ -141,14 +139,6 @@ impl Ui {
         to_stderr("warning: ", line);
     }
 
-    /// Advice about a setting the user chose (an unencrypted backup): said on every run a
-    /// person reads, but not under --quiet, where it would mail the same line every night.
-    pub fn advise(&self, line: &str) {
-        if self.mode != Mode::Quiet {
-            to_stderr("warning: ", line);
-        }
-    }
-
     /// A failure: always printed, to stderr.
     pub fn error(&self, line: &str) {
         to_stderr("error: ", line);
@@ -159,11 +149,28 @@ impl Ui {
         to_stderr("hint: ", line);
     }
 
-    /// The error that ended the run, on one line with its context chain, and its hint.
-    pub fn fatal(err: &anyhow::Error) {
-        to_stderr("error: ", &format!("{err:#}"));
-        if let Some(hint) = crate::exit::hint(err) {
+    /// The error that ended the run, on one line with its context chain, and its hint; with
+    /// --json also as the run's one document on stdout (unless one was already written),
+    /// `{"error": ..., "exit": N, "hint": ...}`, so a script that reads stdout sees it.
+    pub fn fatal(&self, err: &anyhow::Error, exit: crate::exit::Exit) {
+        let message = format!("{err:#}");
+        let hint = crate::exit::hint(err);
+        to_stderr("error: ", &message);
+        if let Some(hint) = hint {
             to_stderr("hint: ", hint);
+        }
+        if self.mode == Mode::Json && !self.json_written.get() {
+            #[derive(Serialize)]
+            struct Failure<'a> {
+                error: &'a str,
+                exit: u8,
+                hint: Option<&'a str>,
+            }
+            let _ = self.json(&Failure {
+                error: &message,
+                exit: exit.code(),
+                hint,
+            });
         }
     }
 }
@@ -220,10 +227,34 @@ fn to_stderr(prefix: &str, line: &str) {
 
 struct Bar(ProgressBar);
 
+fn bar_style() -> ProgressStyle {
+    ProgressStyle::with_template(
+        "{prefix} {msg:12} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar())
+    .progress_chars("=> ")
+}
+
+fn waiting_style() -> ProgressStyle {
+    ProgressStyle::with_template("{prefix} {msg} {spinner} {elapsed}")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner())
+}
+
 impl Progress for Bar {
     fn stage(&self, label: &str) {
         // A source name or a backup id: drawn by indicatif, not through `write_line`.
         self.0.set_message(escape(label).into_owned());
+    }
+    fn phase(&self, label: &str, total: u64) {
+        self.0.set_style(bar_style());
+        self.0.reset();
+        self.0.set_length(total);
+        self.stage(label);
+    }
+    fn waiting(&self, label: &str) {
+        self.0.set_style(waiting_style());
+        self.0.reset();
+        self.stage(label);
     }
     fn set_total(&self, total: u64) {
         self.0.set_length(total);
@@ -236,6 +267,26 @@ impl Progress for Bar {
 impl Drop for Bar {
     fn drop(&mut self) {
         self.0.finish_and_clear();
+    }
+}
+
+/// The name of the user this process acts as (its effective uid), from /etc/passwd, with the
+/// uid: "nobody (uid 65534)"; just the uid when the name cannot be found.
+pub fn effective_user() -> String {
+    let uid = rustix::process::geteuid().as_raw();
+    let name = std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|text| {
+            text.lines().find_map(|line| {
+                let mut fields = line.split(':');
+                let name = fields.next()?;
+                let id = fields.nth(1)?;
+                (id.parse::<u32>().ok()? == uid).then(|| name.to_string())
+            })
+        });
+    match name {
+        Some(name) => format!("{name} (uid {uid})"),
+        None => format!("uid {uid}"),
     }
 }
 

@@ -327,7 +327,9 @@ fn staging_kind(name: &str) -> Staging<'_> {
             .strip_suffix(SIGNATURE_SUFFIX)
             .or_else(|| target.strip_suffix(SIDECAR_SUFFIX))
             .is_some_and(is_id)
-        || (target.starts_with("check-") && target.ends_with(".probe"));
+        || (target.starts_with("check-") && target.ends_with(".probe"))
+        // rekey's staged sidecar or signature, being uploaded beside its own name.
+        || matches!(staging_kind(target), Staging::Rekey(_));
     if ours {
         Staging::Upload
     } else {

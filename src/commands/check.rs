@@ -151,7 +151,7 @@ fn source(s: &Source) -> Probe {
         }
         match s.kind {
             SourceKind::Sqlite => {
-                let info = crate::source::sqlite::probe(&s.path).map_err(|e| {
+                let info = crate::source::sqlite::probe(&s.path, &s.name).map_err(|e| {
                     let hint = crate::exit::hint(&e).is_none().then_some(
                         "source.path must name the SQLite database file itself (for a plain file, kind = \"file\")",
                     );
@@ -300,6 +300,14 @@ fn stray_identities(settings: &Settings) -> Vec<String> {
     entries
         .flatten()
         .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        // The configured identity_file is warned about already, once.
+        .filter(|e| {
+            settings
+                .encryption
+                .as_ref()
+                .and_then(|enc| enc.identity_file.as_ref())
+                .is_none_or(|id| *id != e.path())
+        })
         .filter(|e| e.metadata().is_ok_and(|m| m.len() < 64 << 10))
         .filter(|e| {
             std::fs::read_to_string(e.path())

@@ -65,7 +65,11 @@ impl Report {
     }
 }
 
-pub fn run(settings: &Settings, args: &CopyArgs) -> Result<Report> {
+pub fn run(
+    settings: &Settings,
+    args: &CopyArgs,
+    progress: &dyn crate::progress::Progress,
+) -> Result<Report> {
     if args.from == args.to {
         return Err(crate::exit::config(format!(
             "--from and --to both name destination {}",
@@ -188,7 +192,7 @@ pub fn run(settings: &Settings, args: &CopyArgs) -> Result<Report> {
         let copied = if orphans_on_b.contains(b.sidecar.archive.object.as_str()) {
             complete_on_b(&from, &to, b)
         } else {
-            copy_one(&from, &to, b)
+            copy_one(&from, &to, b, progress)
         };
         match copied {
             Ok(bytes) => report.copied.push(Copied {
@@ -266,8 +270,17 @@ fn complete_on_b(from: &Destination, to: &Destination, b: &Backup) -> Result<u64
 
 /// Stream one backup's archive from A to B, checking its size and BLAKE3 against the sidecar
 /// before it is committed; then its signature and sidecar, exactly as on A.
-fn copy_one(from: &Destination, to: &Destination, b: &Backup) -> Result<u64> {
+fn copy_one(
+    from: &Destination,
+    to: &Destination,
+    b: &Backup,
+    progress: &dyn crate::progress::Progress,
+) -> Result<u64> {
     let info = &b.sidecar.archive;
+    progress.phase(
+        &format!("copy {} from {} to {}", b.id, from.name, to.name),
+        info.bytes,
+    );
     let mut reader = from
         .reader(&info.object)
         .with_context(|| format!("backup {} on {}", b.id, from.name))?;
@@ -289,6 +302,7 @@ fn copy_one(from: &Destination, to: &Destination, b: &Backup) -> Result<u64> {
         }
         hasher.update(&buf[..n]);
         upload.write(Bytes::copy_from_slice(&buf[..n]))?;
+        progress.advance(n as u64);
     }
     let got = hasher.finalize().to_hex().to_string();
     if count != info.bytes || got != info.blake3 {

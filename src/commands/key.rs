@@ -73,6 +73,25 @@ fn write_new(path: &Path, body: &[u8], mode: u32) -> Result<()> {
                     ))
                     .hint("choose another file name, or move the old key away first"),
                 )
+            } else if e.kind() == std::io::ErrorKind::NotFound {
+                let folder = path
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .unwrap_or(Path::new("."));
+                anyhow::Error::new(
+                    crate::exit::Fault::new(
+                        crate::exit::Exit::Failure,
+                        format!(
+                            "cannot create {}: the folder {} does not exist",
+                            path.display(),
+                            folder.display()
+                        ),
+                    )
+                    .hint(format!(
+                        "create the folder first (mkdir -p -m 700 {}), or name a file in an existing folder",
+                        folder.display()
+                    )),
+                )
             } else {
                 anyhow::Error::new(e).context(format!("creating {}", path.display()))
             }

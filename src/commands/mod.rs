@@ -100,11 +100,36 @@ pub fn find_backup_to_inspect<'d>(
     find_noted(dests, id, false)
 }
 
+/// Up to `limit` names, joined, then how many more: "a, b, c and 12 more".
+pub fn name_some(names: &[String], limit: usize) -> String {
+    if names.len() <= limit {
+        return names.join(", ");
+    }
+    format!(
+        "{} and {} more",
+        names[..limit].join(", "),
+        names.len() - limit
+    )
+}
+
+/// A backup named by something that cannot be an id: a usage error, said with the form.
+pub fn malformed_id(id: &str) -> anyhow::Error {
+    anyhow::Error::new(
+        crate::exit::config(format!(
+            "{id:?} is not a backup id: ids look like 20261126T031500Z-3fa9 (UTC time, then 4 hex digits)"
+        ))
+        .hint("name a backup by its whole id as `litevault list` shows it, or say `latest`"),
+    )
+}
+
 fn find_noted<'d>(
     dests: &'d [Destination],
     id: &str,
     refuse_untrusted: bool,
 ) -> Result<(&'d Destination, Backup, Vec<String>)> {
+    if id != "latest" && !catalog::is_id(id) {
+        return Err(malformed_id(id));
+    }
     let mut best: Option<(&Destination, Backup)> = None;
     let mut problems = Vec::new();
     let mut passed: Vec<catalog::Passed> = Vec::new();

@@ -57,7 +57,15 @@ pub fn rebuild(
     let last = chain.len() - 1;
     let target = &chain[last];
     let mut rebuilt = plan(chain)?;
-    progress.set_total(chain.iter().map(|b| b.sidecar.manifest.total_size()).sum());
+    progress.phase(
+        &format!(
+            "download {} from {} (a chain of {})",
+            target.id,
+            dest.name,
+            chain.len()
+        ),
+        chain.iter().map(|b| b.sidecar.manifest.total_size()).sum(),
+    );
     for (k, link) in chain.iter().enumerate().take(last) {
         let context = || {
             format!(
@@ -111,6 +119,9 @@ pub fn rebuild(
             progress,
             &mut entries,
         );
+        if extracted.is_ok() {
+            progress.waiting(&super::unpack::check_label(target, dest, pragma));
+        }
         (extracted, pool.finish())
     });
     let context = || format!("backup {} on {}", target.id, dest.name);

@@ -65,7 +65,11 @@ impl Report {
     }
 }
 
-pub fn run(settings: &Settings, args: &RekeyArgs) -> Result<Report> {
+pub fn run(
+    settings: &Settings,
+    args: &RekeyArgs,
+    progress: &dyn crate::progress::Progress,
+) -> Result<Report> {
     let state = StateDir::open(&settings.state_dir)?;
     let _lock = state.lock(args.wait)?;
     let enc = settings.encryption.as_ref().ok_or_else(|| {
@@ -129,7 +133,7 @@ pub fn run(settings: &Settings, args: &RekeyArgs) -> Result<Report> {
                 }
                 Plan::Refuse(why, exit) => report.failed.push(outcome(why, exit)),
                 Plan::Rekey { adopted } => {
-                    match rekey_one(dest, backup, &opener, &sealer, signer.as_ref()) {
+                    match rekey_one(dest, backup, &opener, &sealer, signer.as_ref(), progress) {
                         Ok(detail) => {
                             let detail = match adopted {
                                 Some(was) => format!("{detail}; adopted at your request (it was {was}): this host now vouches for it"),
@@ -231,8 +235,11 @@ fn rekey_one(
     opener: &Opener,
     sealer: &Sealer,
     signer: Option<&Signer>,
+    progress: &dyn crate::progress::Progress,
 ) -> Result<String> {
     let old = &backup.sidecar.archive;
+    // Counted in the bytes read from the stored archive, whose size the sidecar gives.
+    progress.phase(&format!("rekey {} on {}", backup.id, dest.name), old.bytes);
     let signed = dest
         .size(&catalog::signature_name(&backup.id))
         .with_context(|| format!("backup {} on {}", backup.id, dest.name))?
@@ -259,7 +266,7 @@ fn rekey_one(
     let streamed = (|| -> Result<()> {
         let mut plain = opener.open(&mut tap).with_context(context)?;
         let mut sealed = sealer.wrap(&mut written).context("age")?;
-        copy_interruptibly(&mut plain, &mut sealed).with_context(context)?;
+        copy_interruptibly(&mut plain, &mut sealed, progress).with_context(context)?;
         sealed.finish().context("age")?;
         Ok(())
     })();
@@ -355,7 +362,11 @@ fn mismatch(backup: &Backup, dest: &Destination, hash: &str, count: u64) -> anyh
     .into()
 }
 
-fn copy_interruptibly(from: &mut impl Read, to: &mut impl Write) -> io::Result<u64> {
+fn copy_interruptibly(
+    from: &mut impl Read,
+    to: &mut impl Write,
+    progress: &dyn crate::progress::Progress,
+) -> io::Result<u64> {
     let mut buf = vec![0u8; 256 << 10];
     let mut total = 0;
     loop {
@@ -368,6 +379,7 @@ fn copy_interruptibly(from: &mut impl Read, to: &mut impl Write) -> io::Result<u
         };
         to.write_all(&buf[..n])?;
         total += n as u64;
+        progress.advance(n as u64);
     }
 }
 

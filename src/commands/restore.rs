@@ -97,10 +97,24 @@ pub fn selected_sources(backup: &Backup, only: &[String]) -> Result<Vec<String>>
                 backup.id,
                 names.join(", ")
             ))
+            .hint(format!(
+                "--only takes a source name as the backup stores it: one of {} (`litevault show {}` lists them)",
+                names.join(", "),
+                backup.id
+            ))
             .into());
         }
     }
     Ok(names.into_iter().filter(|n| only.contains(n)).collect())
+}
+
+/// The bytes that restoring `sources` writes: the whole backup's restored size, counted over
+/// the selected sources only (`--only`).
+fn selected_size(manifest: &crate::archive::manifest::Manifest, sources: &[String]) -> u64 {
+    let mut only = manifest.clone();
+    only.files.retain(|f| sources.contains(&f.source));
+    only.databases.retain(|d| sources.contains(&d.source));
+    only.restored_size()
 }
 
 fn to_dir(
@@ -132,17 +146,25 @@ fn to_dir(
             ));
         }
     }
-    for name in &sources {
-        let target = to.join(name);
-        if fs::symlink_metadata(&target).is_ok() {
-            return Err(anyhow::Error::new(
-                crate::exit::config(format!(
-                    "{} already exists; restore never overwrites",
-                    target.display()
-                ))
-                .hint("restore into an empty folder, or move the existing files away first"),
-            ));
-        }
+    let clashes: Vec<String> = sources
+        .iter()
+        .map(|name| to.join(name))
+        .filter(|target| fs::symlink_metadata(target).is_ok())
+        .map(|target| target.display().to_string())
+        .collect();
+    if !clashes.is_empty() {
+        return Err(anyhow::Error::new(
+            crate::exit::config(format!(
+                "{} already {}; restore never overwrites",
+                super::name_some(&clashes, 10),
+                if clashes.len() == 1 {
+                    "exists"
+                } else {
+                    "exist"
+                }
+            ))
+            .hint("restore into an empty folder, or move the existing files away first"),
+        ));
     }
     let opener = super::opener_for(settings, &backup)?;
 
@@ -237,7 +259,7 @@ fn to_dir(
             .filter(|d| sources.contains(d))
             .collect(),
         check: pragma.to_string(),
-        bytes: backup.sidecar.manifest.restored_size(),
+        bytes: selected_size(&backup.sidecar.manifest, &sources),
         removed_stale,
         notes,
         ..Report::default()

@@ -40,7 +40,10 @@ pub fn unpack_checked(
         return super::rebuild::rebuild(dest, &chain, opener, into, pragma, durable, progress);
     }
     let stored = dest.reader(&backup.sidecar.archive.object)?;
-    progress.set_total(backup.sidecar.manifest.total_size());
+    progress.phase(
+        &format!("download {} from {}", backup.id, dest.name),
+        backup.sidecar.manifest.total_size(),
+    );
     let databases = &backup.sidecar.manifest.databases;
     // Each file is synced (when `durable`) and each database checked by a small pool of workers
     // soon after it is unpacked, while the next ones unpack; the database verdicts are read once
@@ -61,6 +64,9 @@ pub fn unpack_checked(
             progress,
             &mut entries,
         );
+        if extracted.is_ok() {
+            progress.waiting(&check_label(backup, dest, pragma));
+        }
         (extracted, pool.finish())
     });
     let context = || format!("backup {} on {}", backup.id, dest.name);
@@ -90,6 +96,17 @@ pub fn unpack_checked(
         checked.push(db.source.clone());
     }
     Ok(checked)
+}
+
+/// What the bar says while the last checks run after an unpacking.
+pub(super) fn check_label(backup: &Backup, dest: &Destination, pragma: &str) -> String {
+    let n = backup.sidecar.manifest.databases.len();
+    format!(
+        "check {} from {}: {pragma} of {n} database{}",
+        backup.id,
+        dest.name,
+        if n == 1 { "" } else { "s" }
+    )
 }
 
 /// Every entry written, and handed to the aftercare workers as soon as it is.

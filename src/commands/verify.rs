@@ -163,7 +163,7 @@ pub fn run(settings: &Settings, args: &VerifyArgs, progress: &dyn Progress) -> R
 
     for (dest, backup) in targets {
         crate::interrupt::check()?;
-        progress.stage(&backup.id);
+        // The unpacking labels its own phases (download, check) with the id.
         let mut drill = Vec::new();
         let outcome = (|| {
             let opener = super::opener_for(settings, &backup)?;
@@ -204,6 +204,14 @@ pub fn run(settings: &Settings, args: &VerifyArgs, progress: &dyn Progress) -> R
             },
             // A stop that was asked for ends the run; it says nothing about the backup.
             Err(e) if crate::exit::classify(&e) == Exit::Interrupted => return Err(e),
+            // Neither does a config that cannot open it (a missing identity, a loose key
+            // file): that is this host's problem, said as such, exit 2, never FAILED.
+            Err(e) if crate::exit::classify(&e) == Exit::Usage => {
+                return Err(e.context(format!(
+                    "cannot verify backup {} on {}: the keys to open it cannot be loaded; nothing is known about the backup",
+                    backup.id, dest.name
+                )))
+            }
             // Not the backup's fault: the state folder (where it is unpacked) is full or
             // unwritable. Saying FAILED would blame a backup that may be perfect.
             Err(e) if crate::exit::local_trouble(&e) => {

@@ -12,6 +12,10 @@ use super::Paths;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawEncryption {
+    /// `none = true`: backups are stored unencrypted on purpose (an encrypted disk, a private
+    /// network), so no run warns about it.
+    #[serde(default)]
+    none: bool,
     #[serde(default)]
     recipients: Vec<String>,
     recipients_file: Option<PathBuf>,
@@ -61,7 +65,25 @@ impl Trust {
 
 type KeyError = (String, String);
 
-pub fn encryption(e: RawEncryption, paths: &Paths) -> Result<Encryption, KeyError> {
+/// `Ok(None)`: `none = true`, unencrypted on purpose.
+pub fn encryption(e: RawEncryption, paths: &Paths) -> Result<Option<Encryption>, KeyError> {
+    if e.none {
+        let clash = [
+            ("recipients", !e.recipients.is_empty()),
+            ("recipients_file", e.recipients_file.is_some()),
+            ("passphrase_file", e.passphrase_file.is_some()),
+            ("identity_file", e.identity_file.is_some()),
+        ]
+        .into_iter()
+        .find(|(_, set)| *set);
+        if let Some((key, _)) = clash {
+            return Err((
+                format!("encryption.{key}"),
+                "cannot be combined with `encryption.none = true`, which stores backups unencrypted: remove one of them".into(),
+            ));
+        }
+        return Ok(None);
+    }
     if e.passphrase_file.is_some() && (!e.recipients.is_empty() || e.recipients_file.is_some()) {
         return Err((
             "encryption.passphrase_file".into(),
@@ -71,19 +93,19 @@ pub fn encryption(e: RawEncryption, paths: &Paths) -> Result<Encryption, KeyErro
     if e.recipients.is_empty() && e.recipients_file.is_none() && e.passphrase_file.is_none() {
         return Err((
             "encryption".into(),
-            "has no key: set recipients, recipients_file or passphrase_file (or remove [encryption] to store unencrypted backups)".into(),
+            "has no key: set recipients, recipients_file or passphrase_file (or `none = true` to store unencrypted backups on purpose)".into(),
         ));
     }
     let file = |key: &str, p: Option<PathBuf>| {
         p.map(|p| paths.resolve(&format!("encryption.{key}"), &p))
             .transpose()
     };
-    Ok(Encryption {
+    Ok(Some(Encryption {
         recipients: e.recipients,
         recipients_file: file("recipients_file", e.recipients_file)?,
         passphrase_file: file("passphrase_file", e.passphrase_file)?,
         identity_file: file("identity_file", e.identity_file)?,
-    })
+    }))
 }
 
 pub fn signing(s: RawSigning, paths: &Paths) -> Result<Signing, KeyError> {

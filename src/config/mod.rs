@@ -160,6 +160,8 @@ pub struct Settings {
     pub sources: Vec<Source>,
     pub compression: Compression,
     pub encryption: Option<Encryption>,
+    /// `[encryption] none = true`: unencrypted on purpose, so backups do not warn about it.
+    pub unencrypted_by_choice: bool,
     /// The key this host signs its backups' sidecars with.
     pub signing: Option<Signing>,
     /// The signers whose backups this host trusts; empty: no signature is required.
@@ -196,6 +198,10 @@ impl Settings {
                         self.config_path.display(),
                         known.join(", ")
                     ))
+                    .hint(format!(
+                        "--dest takes the name of a [[destination]] table in the config: one of {}",
+                        known.join(", ")
+                    ))
                 })?;
             if !picked.iter().any(|d: &&Destination| d.name == dest.name) {
                 picked.push(dest);
@@ -224,7 +230,7 @@ pub fn load(path: &Path) -> Result<Settings> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         let fault = config_error(format!("cannot read config file {}: {e}", path.display()));
         anyhow::Error::new(fault.hint(
-            "pass --config FILE, or set LITEVAULT_CONFIG; examples/litevault.toml is a commented example",
+            "pass --config FILE, or set LITEVAULT_CONFIG; start from the commented example, examples/litevault.toml in the source tree or /usr/share/doc/litevault/examples/litevault.toml after a package install",
         ))
     })?;
     parse(&text, path)
@@ -244,21 +250,25 @@ pub fn parse_with_env(
     // The message and its line, but not the quoted source line: a misplaced secret must not be
     // echoed into cron mail.
     let raw: RawConfig = toml::from_str(text).map_err(|e| {
-        let line = e
+        let place = e
             .span()
             .map(|s| {
+                let key = key_at(text, s.start)
+                    .map(|k| format!(" (at `{k}`)"))
+                    .unwrap_or_default();
                 format!(
-                    " line {}, column {}:",
+                    " line {}, column {}{key}:",
                     line_of(text, s.start),
                     column_of(text, s.start)
                 )
             })
             .unwrap_or_default();
         config_error(format!(
-            "invalid config file {}:{line} {}",
+            "invalid config file {}:{place} {}",
             path.display(),
             e.message().trim_end()
         ))
+        .hint(CONFIG_HINT)
     })?;
     let base = path
         .parent()
@@ -277,7 +287,9 @@ pub fn parse_with_env(
 
 fn validate(raw: RawConfig, path: &Path, paths: &Paths) -> Result<Settings> {
     let fail = |key: &str, why: String| -> anyhow::Error {
-        config_error(format!("{}: `{key}` {why}", path.display())).into()
+        config_error(format!("{}: `{key}` {why}", path.display()))
+            .hint(format!("fix `{key}` in the config; every key is listed in README.md (\"Configuration\") and in the commented example, examples/litevault.toml in the source tree or /usr/share/doc/litevault/examples/litevault.toml after a package install"))
+            .into()
     };
     let resolve = |key: &str, p: &Path| paths.resolve(key, p).map_err(|(k, why)| fail(&k, why));
 
@@ -384,11 +396,14 @@ fn validate(raw: RawConfig, path: &Path, paths: &Paths) -> Result<Settings> {
         }
     };
 
+    let encryption_table = raw.encryption.is_some();
     let encryption = raw
         .encryption
         .map(|e| keys::encryption(e, paths))
         .transpose()
-        .map_err(|e| fail(&e.0, e.1))?;
+        .map_err(|e| fail(&e.0, e.1))?
+        .flatten();
+    let unencrypted_by_choice = encryption_table && encryption.is_none();
     let signing = raw
         .signing
         .map(|s| keys::signing(s, paths))
@@ -469,6 +484,7 @@ fn validate(raw: RawConfig, path: &Path, paths: &Paths) -> Result<Settings> {
         sources,
         compression,
         encryption,
+        unencrypted_by_choice,
         signing,
         trust,
         retention,
@@ -529,6 +545,49 @@ pub(crate) fn policy(
         keep_monthly: raw.keep_monthly,
         keep_yearly: raw.keep_yearly,
     })
+}
+
+/// Where every key is described, said with each config error.
+pub const CONFIG_HINT: &str = "fix that line of the config; every key is listed in README.md (\"Configuration\") and in the commented example, examples/litevault.toml in the source tree or /usr/share/doc/litevault/examples/litevault.toml after a package install";
+
+/// The key (`table.key`) or table (`[table]`) that the TOML text at `offset` belongs to, for an
+/// error message: only names, never a value, and nothing that does not look like a key.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let offset = offset.min(text.len());
+    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
+    let is_name = |k: &str| {
+        !k.is_empty()
+            && k.len() <= 64
+            && k.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    };
+    let table_of = |line: &str| -> Option<String> {
+        let t = line.trim();
+        let t = t.strip_prefix('[')?;
+        let t = t.trim_start_matches('[');
+        let end = t.find(']')?;
+        Some(t[..end].trim().to_string())
+    };
+    let table = text[..line_start]
+        .lines()
+        .rev()
+        .find_map(table_of)
+        .filter(|t| is_name(t));
+    let line = &text[line_start..line_end];
+    if let Some(t) = table_of(line) {
+        return is_name(&t).then(|| format!("[{t}]"));
+    }
+    let key = line
+        .split_once('=')
+        .map(|(k, _)| k.trim().trim_matches(['"', '\'']).to_string())
+        .filter(|k| is_name(k));
+    match (table, key) {
+        (Some(t), Some(k)) => Some(format!("{t}.{k}")),
+        (None, Some(k)) => Some(k),
+        (Some(t), None) => Some(format!("[{t}]")),
+        (None, None) => None,
+    }
 }
 
 fn line_of(text: &str, offset: usize) -> usize {

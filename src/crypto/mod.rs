@@ -342,7 +342,20 @@ fn read_passphrase(file: &Path) -> Result<SecretString> {
 /// Like ssh: a secret that group or others may read is refused, not used.
 pub fn refuse_loose_permissions(file: &Path, key: &str) -> Result<()> {
     let meta = fs::metadata(file)
-        .map_err(|e| config_error(format!("cannot read {key} {}: {e}", file.display())))
+        .map_err(|e| {
+            let fault = config_error(format!("cannot read {key} {}: {e}", file.display()));
+            match (e.kind(), key) {
+                (std::io::ErrorKind::NotFound, "encryption.identity_file") => fault.hint(format!(
+                    "the identity (the age secret key) is needed only where you restore or verify: put it at {} (mode 0600) on this host, or point {key} at where it is; a host that only backs up needs only the recipients",
+                    file.display()
+                )),
+                (std::io::ErrorKind::NotFound, _) => fault.hint(format!(
+                    "create {} (mode 0600), or fix {key} in the config",
+                    file.display()
+                )),
+                _ => fault,
+            }
+        })
         .context("loading keys")?;
     let mode = meta.permissions().mode();
     if mode & 0o077 != 0 {

@@ -41,10 +41,12 @@ pub fn collect(
     skipped: &mut Skipped,
 ) -> Result<(Vec<FileItem>, Vec<DirItem>)> {
     let meta = fs::symlink_metadata(path)
-        .with_context(|| format!("source {name}: cannot read {}", path.display()))?;
+        .map_err(|e| super::access_error(name, path, e))
+        .with_context(|| format!("source {name}"))?;
     if !is_dir {
         let meta = fs::metadata(path)
-            .with_context(|| format!("source {name}: cannot read {}", path.display()))?;
+            .map_err(|e| super::access_error(name, path, e))
+            .with_context(|| format!("source {name}"))?;
         if !meta.is_file() {
             bail!(
                 "source {name}: {} is not a regular file (kind = \"file\")",

@@ -332,7 +332,7 @@ fn produce(
     label: &str,
     tx: &SyncSender<Msg>,
 ) -> Result<()> {
-    let (conn, mut info) = open_snapshot(path)?;
+    let (conn, mut info) = open_snapshot(path, label)?;
     // A delta needs pages of the same size on both sides, a parent with pages to apply to
     // (SQLite drops a WAL beside an empty file) and at least one page to commit.
     let parent = compare.parent.filter(|p| {
@@ -401,12 +401,12 @@ fn produce(
 
 /// Open the database as a backup does and begin its read transaction: the first read fixes the
 /// snapshot that everything after it on `conn` sees. Nothing is written.
-fn open_snapshot(path: &Path) -> Result<(Connection, DbInfo)> {
-    // Opened for reading first: an unreadable file is said to be one, not taken by SQLite's
-    // "unable to open" for a missing -shm.
+fn open_snapshot(path: &Path, label: &str) -> Result<(Connection, DbInfo)> {
+    // Opened for reading first: an unreadable file is said to be one (with who cannot read it),
+    // not taken by SQLite's "unable to open" (code 14) for a missing -shm.
     let meta = std::fs::File::open(path)
         .and_then(|f| f.metadata())
-        .context("cannot read the database file")?;
+        .map_err(|e| super::access_error(label, path, e))?;
     if !meta.is_file() {
         bail!("not a regular file");
     }
@@ -450,8 +450,8 @@ fn open_snapshot(path: &Path) -> Result<(Connection, DbInfo)> {
 /// What `check` learns of a database: opened and read exactly as a backup opens it (so a WAL
 /// database whose `-shm` cannot be made fails here as it would there), the transaction rolled
 /// back, nothing written, no check run.
-pub fn probe(path: &Path) -> Result<DbInfo> {
-    let (conn, info) = open_snapshot(path)?;
+pub fn probe(path: &Path, label: &str) -> Result<DbInfo> {
+    let (conn, info) = open_snapshot(path, label)?;
     conn.execute_batch("ROLLBACK")?;
     Ok(info)
 }

@@ -393,7 +393,10 @@ impl Destination {
         // A name of its own under tmp/: two runs (or a run and a killed one's leftover) never
         // write into the same staged object.
         let staging = if self.can_rename {
-            format!("{TMP_DIR}{path}.{}", crate::state::nonce())
+            // A name under tmp/ already (rekey's staged sidecar) is staged beside itself, not
+            // in a tmp/tmp/ folder that would stay behind, empty, after the rename.
+            let name = path.strip_prefix(TMP_DIR).unwrap_or(path);
+            format!("{TMP_DIR}{name}.{}", crate::state::nonce())
         } else {
             path.to_string()
         };

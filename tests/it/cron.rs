@@ -26,6 +26,8 @@ fn history(env: &Env) -> Vec<serde_json::Value> {
 #[test]
 fn under_env_i_quiet_prints_nothing_on_success_and_failures_go_to_stderr() {
     let mut env = env_with_db();
+    // Unencrypted on purpose, as a cron host on an encrypted disk would say: nothing to warn.
+    env.encryption = Some("[encryption]\nnone = true\n".into());
     env.write_config();
     let config = env.config_path();
     let run = |args: &[&str]| {

@@ -15,6 +15,7 @@ mod cron;
 mod damaged;
 mod faultproxy;
 mod faults;
+mod first_hour;
 mod fleet;
 mod format;
 mod hostile;

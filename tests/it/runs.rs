@@ -136,6 +136,7 @@ fn an_unencrypted_backup_says_so() {
 #[test]
 fn quiet_prints_nothing_on_success_and_still_reports_failures() {
     let mut env = Env::new();
+    env.encryption = Some("[encryption]\nnone = true\n".into());
     let db = env.add_sqlite("a.db");
     create_ledger(&db, "WAL", 10);
     let r = env.run(&["--quiet", "backup"]);
