@@ -21,7 +21,8 @@
 //! `LITEVAULT_CHAOS_SEED` (just this one), `LITEVAULT_CHAOS_KEEP` (with SEED: only these step
 //! indices, comma-separated, no shrinking), `LITEVAULT_CHAOS_JOBS` (sequences at once, 2),
 //! `LITEVAULT_CHAOS_VERBOSE=1` (print each step as it runs), `LITEVAULT_CHAOS_IGNORE` (kinds of
-//! finding to pass over, `;`-separated substrings, to look past a known bug).
+//! finding to pass over, `;`-separated substrings, to look past a known bug),
+//! `LITEVAULT_CHAOS_DRY=1` (print the sequences the seeds make, run nothing).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -186,6 +187,8 @@ enum Plant {
 enum Shift {
     Back2d,
     Back3h,
+    Back2m,
+    Fwd2m,
     Fwd3h,
     Fwd2d,
 }
@@ -195,6 +198,8 @@ impl Shift {
         match self {
             Shift::Back2d => "-2d",
             Shift::Back3h => "-3h",
+            Shift::Back2m => "-2m",
+            Shift::Fwd2m => "+2m",
             Shift::Fwd3h => "+3h",
             Shift::Fwd2d => "+2d",
         }
@@ -204,6 +209,8 @@ impl Shift {
         match self {
             Shift::Back2d => -2 * 86_400_000,
             Shift::Back3h => -3 * 3_600_000,
+            Shift::Back2m => -2 * 60_000,
+            Shift::Fwd2m => 2 * 60_000,
             Shift::Fwd3h => 3 * 3_600_000,
             Shift::Fwd2d => 2 * 86_400_000,
         }
@@ -363,10 +370,12 @@ fn generate(seed: u64) -> (Setup, Vec<Step>) {
             0..=14 => Step::Change { seed: rng.next() },
             15..=52 => Step::Run(gen_cmd(&mut rng, false)),
             53..=58 => Step::Clocked {
-                shift: match rng.below(4) {
+                shift: match rng.below(6) {
                     0 => Shift::Back2d,
                     1 => Shift::Back3h,
-                    2 => Shift::Fwd3h,
+                    2 => Shift::Back2m,
+                    3 => Shift::Fwd2m,
+                    4 => Shift::Fwd3h,
                     _ => Shift::Fwd2d,
                 },
                 cmd: gen_cmd(&mut rng, false),
@@ -491,7 +500,8 @@ struct Model {
     tampered: BTreeMap<(Dest, String), Vec<u8>>,
     /// Files planted outside `tmp/`, and our archives whose sidecar we deleted: never to be
     /// deleted or changed by any command (path relative to the test root).
-    kept_files: BTreeMap<String, Vec<u8>>,
+    /// The flag: planted (true), or an archive of ours whose sidecar we deleted (false).
+    kept_files: BTreeMap<String, (Vec<u8>, bool)>,
     /// Ids of planted foreign backups.
     planted_ids: BTreeSet<String>,
     /// Planted staged sidecars and signatures: what the stored one must never become.
@@ -506,10 +516,17 @@ impl Model {
         };
         let rec = &self.recs[id];
         let mut h = own.clone();
-        if rec.created_ms > now_ms + 60_000 {
+        // Prune refuses what is more than a minute ahead, `latest` and the counts what is more
+        // than five minutes ahead: in between, litevault may go either way.
+        if rec.created_ms > now_ms + 300_000 {
             h = h.worse(Health::Bad(
                 Detect::Listing,
                 "it is dated ahead of the clock".into(),
+            ));
+        } else if rec.created_ms > now_ms + 60_000 {
+            h = h.worse(Health::Bad(
+                Detect::Maybe,
+                "it is dated a few minutes ahead of the clock".into(),
             ));
         }
         if let Some(p) = &rec.parent {
@@ -1064,6 +1081,12 @@ impl World {
                     self.finding("backup --json is not JSON", format!("{e}: {}", r.stdout))
                 })?;
                 let id = v["id"].as_str().unwrap_or_default().to_string();
+                self.say(&format!(
+                    "made {id}: {} {} {}",
+                    v["kind"],
+                    v["parent"].as_str().unwrap_or(""),
+                    v["full_because"].as_str().unwrap_or("")
+                ));
                 let dests = v["destinations"]
                     .as_array()
                     .cloned()
@@ -1138,18 +1161,23 @@ impl World {
         }
 
         // Files that must stay exactly as they are.
-        for (path, bytes) in &self.model.kept_files {
+        for (path, (bytes, planted)) in &self.model.kept_files {
+            let what = if *planted {
+                "a planted file"
+            } else {
+                "an archive whose sidecar was lost"
+            };
             match after.files.get(path) {
                 None => {
                     return Err(self.finding(
-                        "a planted or orphaned file was deleted",
-                        format!("{cmd} ({exit}) deleted {path} (an archive without its sidecar, or a file another host made): it must be reported, never acted on"),
+                        &format!("{what} was deleted"),
+                        format!("{cmd} ({exit}) deleted {path} ({what}): it must be reported, never acted on"),
                     ))
                 }
                 Some(now) if now != bytes => {
                     return Err(self.finding(
-                        "a planted or orphaned file was rewritten",
-                        format!("{cmd} ({exit}) rewrote {path}"),
+                        &format!("{what} was rewritten"),
+                        format!("{cmd} ({exit}) rewrote {path} ({what})"),
                     ))
                 }
                 _ => {}
@@ -1528,11 +1556,32 @@ impl World {
                     }
                 }
             }
-            if let Some(path) = self.model.kept_files.keys().next() {
-                return Err(self.finding(
-                    "verify --all exited 0 with a planted or orphaned file stored",
-                    format!("{path} is there"),
-                ));
+            // An archive without its sidecar (ours or planted), or a planted sidecar whose
+            // archive is not there: integrity findings.
+            let sidecars: BTreeSet<String> = self
+                .obs
+                .files
+                .keys()
+                .filter_map(|p| p.strip_suffix(".json").map(str::to_string))
+                .collect();
+            for path in self.model.kept_files.keys() {
+                let base = path.split(".tar").next().unwrap_or(path);
+                let base = base.split(".json").next().unwrap_or(base);
+                let has_sidecar = sidecars.contains(base);
+                let has_archive = self
+                    .obs
+                    .files
+                    .keys()
+                    .any(|p| p.starts_with(&format!("{base}.")) && p.contains(".tar"));
+                if has_sidecar != has_archive {
+                    return Err(self.finding(
+                        "verify --all exited 0 with an archive or sidecar alone",
+                        format!(
+                            "{path} is there without its {}",
+                            if has_sidecar { "archive" } else { "sidecar" }
+                        ),
+                    ));
+                }
             }
         }
         Ok(())
@@ -1863,7 +1912,7 @@ impl World {
                             let rel = format!("{}/{n}", d.name());
                             self.model
                                 .kept_files
-                                .insert(rel, fs::read(e.path()).unwrap());
+                                .insert(rel, (fs::read(e.path()).unwrap(), false));
                         }
                     }
                     return;
@@ -1986,7 +2035,7 @@ impl World {
             fs::write(ns.join(&name), &bytes).unwrap();
             model
                 .kept_files
-                .insert(format!("{}/{name}", d.name()), bytes);
+                .insert(format!("{}/{name}", d.name()), (bytes, true));
             name
         };
         match what {
@@ -2242,6 +2291,16 @@ fn chaos_sequences_never_lose_a_good_backup_nor_act_on_a_planted_one() {
         .ok()
         .filter(|_| seeds.len() == 1)
         .map(|v| v.split(',').filter_map(|x| x.trim().parse().ok()).collect());
+    if std::env::var("LITEVAULT_CHAOS_DRY").is_ok_and(|v| v == "1") {
+        for seed in &seeds {
+            let (setup, steps) = generate(*seed);
+            eprintln!("seed {seed}: {setup:?}");
+            for (i, s) in steps.iter().enumerate() {
+                eprintln!("    [{i}] {s}");
+            }
+        }
+        return;
+    }
     let jobs = env_u64("LITEVAULT_CHAOS_JOBS").unwrap_or(2).max(1) as usize;
     let started = Instant::now();
     let next = AtomicU64::new(0);
