@@ -705,6 +705,8 @@ struct World {
     verbose: bool,
     /// Which step is running (for findings).
     at: usize,
+    /// A deliberate lie told to the model, to show the oracle notices (see the sabotage test).
+    sabotage: Option<Sabotage>,
 }
 
 fn age_keygen(path: &Path) -> String {
@@ -819,6 +821,7 @@ impl World {
             obs: Obs::default(),
             verbose,
             at: 0,
+            sabotage: None,
         };
         w.configure();
         let c = w.read_sources();
@@ -1105,7 +1108,11 @@ impl World {
                 let mut m = BTreeMap::new();
                 for d in [Dest::Local, Dest::Other] {
                     if *all || d == Dest::Local {
-                        m.insert(d, self.model.prune_may_delete(d, *keep_last, clock));
+                        let may = match self.sabotage {
+                            Some(Sabotage::Policy) => BTreeSet::new(),
+                            _ => self.model.prune_may_delete(d, *keep_last, clock),
+                        };
+                        m.insert(d, may);
                     }
                 }
                 Some(m)
@@ -1395,12 +1402,19 @@ impl World {
                     )
                 }
             };
+            let mut content = self.model.current;
+            if self.sabotage == Some(Sabotage::Content) {
+                let mut c = self.model.contents[content].clone();
+                c.rows.push((i64::MAX, "never written".into()));
+                self.model.contents.push(c);
+                content = self.model.contents.len() - 1;
+            }
             self.model.recs.insert(
                 id.clone(),
                 Rec {
                     created_ms,
                     parent,
-                    content: self.model.current,
+                    content,
                 },
             );
             for d in &dests {
@@ -1873,6 +1887,9 @@ impl World {
             None => fs::remove_file(&path).unwrap(),
             Some(b) => fs::write(&path, b).unwrap(),
         }
+        if self.sabotage == Some(Sabotage::HideHarm) {
+            return;
+        }
         let key = (d, id.clone());
         let trusted = matches!(self.setup.signing, Signing::Trusted);
         let hit = match obj {
@@ -2128,7 +2145,28 @@ fn walk_files(base: &Path, dir: &Path, out: &mut Vec<String>) {
 /// `LITEVAULT_CHAOS_IGNORE` (substrings, `;`-separated) ends the sequence as a pass, to look past
 /// a known bug for others.
 fn run_steps(setup: &Setup, steps: &[Step], verbose: bool) -> Option<Finding> {
+    run_sabotaged(setup, steps, verbose, None)
+}
+
+/// What the sabotage test tells the model wrongly.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Sabotage {
+    /// Each backup is recorded as holding a row it never held.
+    Content,
+    /// A fault is done but the model is not told.
+    HideHarm,
+    /// The retention model says prune may delete nothing.
+    Policy,
+}
+
+fn run_sabotaged(
+    setup: &Setup,
+    steps: &[Step],
+    verbose: bool,
+    sabotage: Option<Sabotage>,
+) -> Option<Finding> {
     let mut w = World::new(setup, verbose);
+    w.sabotage = sabotage;
     let found = |f: Finding| {
         let ignored = std::env::var("LITEVAULT_CHAOS_IGNORE").unwrap_or_default();
         let skip = ignored
@@ -2408,4 +2446,208 @@ fn chaos_model_keeps_the_newest_good_and_parents_of_kept_backups() {
         parse_ms("2026-11-26T10:59:38.000Z"),
         Some(1_795_690_778_000)
     );
+}
+
+fn fixed_setup(signing: Signing) -> Setup {
+    Setup {
+        signing,
+        foreign_same_key: true,
+        max_chain: 4,
+        wal: true,
+    }
+}
+
+fn backup(both: bool) -> Step {
+    Step::Run(Cmd::Backup { full: false, both })
+}
+
+/// The campaign's findings as fixed sequences, so that CI checks each of them whatever the
+/// seeds happen to draw.
+#[test]
+fn chaos_known_scenarios_find_nothing() {
+    require_tool("faketime");
+    let change = |seed| Step::Change { seed };
+    let scenarios: Vec<(&str, Setup, Vec<Step>)> = vec![
+        (
+            "prune with a truncated newest backup",
+            fixed_setup(Signing::None),
+            vec![
+                backup(false),
+                change(1),
+                backup(false),
+                Step::Run(Cmd::Backup {
+                    full: true,
+                    both: false,
+                }),
+                Step::Harm {
+                    dest: Dest::Local,
+                    pick: 2,
+                    obj: Obj::Archive,
+                    harm: Harm::Truncate(40),
+                },
+                Step::Run(Cmd::Prune {
+                    keep_last: 1,
+                    all: false,
+                }),
+            ],
+        ),
+        (
+            "a lost sidecar of a middle chain link, then backup",
+            fixed_setup(Signing::None),
+            vec![
+                backup(false),
+                change(2),
+                backup(false),
+                change(3),
+                backup(false),
+                Step::Harm {
+                    dest: Dest::Local,
+                    pick: 1,
+                    obj: Obj::Sidecar,
+                    harm: Harm::Delete,
+                },
+                change(4),
+                backup(false),
+                Step::Run(Cmd::Prune {
+                    keep_last: 1,
+                    all: false,
+                }),
+            ],
+        ),
+        (
+            "a planted staged rekey, then backup and rekey",
+            fixed_setup(Signing::Trusted),
+            vec![
+                backup(false),
+                Step::Plant {
+                    dest: Dest::Local,
+                    what: Plant::StagedRekey {
+                        pick: 0,
+                        variant: 0,
+                        sig: false,
+                    },
+                },
+                backup(false),
+                Step::Run(Cmd::Rekey),
+            ],
+        ),
+        (
+            "rekey over another host's backup planted here",
+            fixed_setup(Signing::SignOnly),
+            vec![
+                backup(false),
+                Step::Plant {
+                    dest: Dest::Local,
+                    what: Plant::Foreign,
+                },
+                Step::Run(Cmd::Rekey),
+            ],
+        ),
+        (
+            "another host's backup planted here, then restore latest and copy",
+            fixed_setup(Signing::None),
+            vec![
+                backup(false),
+                Step::Plant {
+                    dest: Dest::Local,
+                    what: Plant::Foreign,
+                },
+                Step::Run(Cmd::RestoreLatest),
+                Step::Run(Cmd::CopyOut),
+            ],
+        ),
+        (
+            "the clock stepped back two minutes, then backup",
+            fixed_setup(Signing::None),
+            vec![
+                backup(false),
+                change(5),
+                Step::Clocked {
+                    shift: Shift::Back2m,
+                    cmd: Cmd::Backup {
+                        full: false,
+                        both: false,
+                    },
+                },
+            ],
+        ),
+    ];
+    let mut failed = Vec::new();
+    for (name, setup, steps) in &scenarios {
+        if let Some(f) = run_steps(setup, steps, false) {
+            let listing: Vec<String> = steps
+                .iter()
+                .enumerate()
+                .map(|(i, s)| format!("    [{i}] {s}"))
+                .collect();
+            failed.push(format!(
+                "{name}: {}: {}\n{}",
+                f.category,
+                f.detail,
+                listing.join("\n")
+            ));
+        }
+    }
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
+}
+
+/// The oracle is not a rubber stamp: told something false, it says so.
+#[test]
+fn chaos_oracle_notices_a_model_that_lies() {
+    let setup = fixed_setup(Signing::None);
+    let cases = [
+        (
+            Sabotage::Content,
+            vec![backup(false)],
+            "gave other content than was backed up",
+        ),
+        (
+            Sabotage::HideHarm,
+            vec![
+                backup(false),
+                Step::Harm {
+                    dest: Dest::Local,
+                    pick: 0,
+                    obj: Obj::Archive,
+                    harm: Harm::Truncate(10),
+                },
+            ],
+            "a good backup went bad",
+        ),
+        (
+            Sabotage::HideHarm,
+            vec![
+                backup(false),
+                Step::Harm {
+                    dest: Dest::Local,
+                    pick: 0,
+                    obj: Obj::Archive,
+                    harm: Harm::Flip(100, 0x40),
+                },
+            ],
+            "a good backup does not restore",
+        ),
+        (
+            Sabotage::Policy,
+            vec![
+                backup(false),
+                Step::Run(Cmd::Backup {
+                    full: true,
+                    both: false,
+                }),
+                Step::Run(Cmd::Prune {
+                    keep_last: 1,
+                    all: false,
+                }),
+            ],
+            "prune deleted a good backup its policy keeps",
+        ),
+    ];
+    for (sabotage, steps, want) in cases {
+        let got = run_sabotaged(&setup, &steps, false, Some(sabotage));
+        assert!(
+            got.as_ref().is_some_and(|f| f.category.contains(want)),
+            "{sabotage:?}: expected a finding {want:?}, got {got:?}"
+        );
+    }
 }
