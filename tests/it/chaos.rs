@@ -553,6 +553,15 @@ impl Model {
         h
     }
 
+    /// The health of backup `id`'s own objects on `dest`, its chain aside: what a command that
+    /// reads only this backup's archive and sidecar (copy, rekey) can know.
+    fn own(&self, dest: Dest, id: &str) -> Health {
+        self.stored
+            .get(&(dest, id.to_string()))
+            .cloned()
+            .unwrap_or(Health::Bad(Detect::Listing, "it is not there".into()))
+    }
+
     fn on(&self, dest: Dest) -> Vec<String> {
         let mut ids: Vec<String> = self
             .stored
@@ -1242,7 +1251,7 @@ impl World {
                     ),
                 ));
             }
-            let h = self.model.effective(d, &id, clock);
+            let h = self.model.own(d, &id);
             let tampered = self.model.tampered.contains_key(&(d, id.clone()));
             let bad = match &h {
                 Health::Good => false,
@@ -1316,9 +1325,8 @@ impl World {
                         ),
                     ));
                 }
-                let h = self.model.effective(src, id, clock);
-                match &h {
-                    Health::Bad(Detect::Listing, why) if !why.contains("ahead of the clock") => {
+                match &self.model.own(src, id) {
+                    Health::Bad(Detect::Listing, why) => {
                         return Err(self.finding(
                             "copy copied a bad backup",
                             format!("{cmd} ({exit}) copied {id}, which is not good on {} ({why})", src.name()),
@@ -1339,6 +1347,20 @@ impl World {
                 self.model.stored.insert((*d, id.clone()), own);
                 if let Some(t) = self.model.tampered.get(&(src, id.clone())).cloned() {
                     self.model.tampered.insert((*d, id.clone()), t);
+                }
+                // Parents go first: on the target, its chain must be there.
+                if let Some(p) = self.model.recs[id].parent.clone() {
+                    let there = self.model.stored.contains_key(&(*d, p.clone()))
+                        || new.iter().any(|(nd, nid)| nd == d && *nid == p);
+                    if !there {
+                        return Err(self.finding(
+                            "copy left an incremental without its parent",
+                            format!(
+                                "{cmd} ({exit}) put {id} on {} without its parent {p}",
+                                d.name()
+                            ),
+                        ));
+                    }
                 }
                 continue;
             }
