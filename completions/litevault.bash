@@ -753,12 +753,16 @@ _litevault() {
             return 0
             ;;
         litevault__subcmd__rekey)
-            opts="-d -c -q -h --all --dest --wait --config --quiet --json --metrics-file --help"
+            opts="-d -c -q -h --all --adopt --dest --wait --config --quiet --json --metrics-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --adopt)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --dest)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

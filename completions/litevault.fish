@@ -114,6 +114,7 @@ complete -c litevault -n "__fish_litevault_using_subcommand copy" -l all -d 'Cop
 complete -c litevault -n "__fish_litevault_using_subcommand copy" -s q -l quiet -d 'Print nothing on success; errors still go to stderr'
 complete -c litevault -n "__fish_litevault_using_subcommand copy" -l json -d 'Print one JSON document on stdout instead of text'
 complete -c litevault -n "__fish_litevault_using_subcommand copy" -s h -l help -d 'Print help'
+complete -c litevault -n "__fish_litevault_using_subcommand rekey" -l adopt -d 'Also re-encrypt and re-sign this unsigned or foreign-signed backup: this host vouches for it from now on (repeatable)' -r
 complete -c litevault -n "__fish_litevault_using_subcommand rekey" -s d -l dest -d 'Work on this destination only [default: all]' -r
 complete -c litevault -n "__fish_litevault_using_subcommand rekey" -l wait -d 'If another run holds the lock, wait this long for it instead of exiting 5' -r
 complete -c litevault -n "__fish_litevault_using_subcommand rekey" -s c -l config -d 'Configuration file [default: $LITEVAULT_CONFIG, else /etc/litevault/litevault.toml]' -r -F

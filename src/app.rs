@@ -8,7 +8,7 @@ use crate::commands;
 use crate::config::{self, Settings};
 use crate::exit::{self, Exit};
 use crate::runner::Runner;
-use crate::ui::{self, Mode, Ui};
+use crate::ui::{self, Escaped, Mode, Ui};
 
 mod inspect;
 
@@ -39,7 +39,10 @@ fn settings(cli: &Cli) -> Result<Settings> {
 fn dispatch(cli: &Cli, ui: &Ui) -> Result<Exit> {
     match &cli.command {
         Command::Completions(args) => {
-            crate::docs::completions(args.shell, &mut std::io::stdout());
+            // Generated whole, then written: a closed stdout is an error, not a panic.
+            let mut script = Vec::new();
+            crate::docs::completions(args.shell, &mut script);
+            ui.document(&script)?;
             Ok(Exit::Success)
         }
         Command::Man(args) => {
@@ -108,25 +111,36 @@ fn dispatch(cli: &Cli, ui: &Ui) -> Result<Exit> {
                 if let Some(why) = &it.untrusted {
                     flags.push("UNTRUSTED".into());
                     ui.warn(&format!(
-                        "backup {} on {} is not trusted: {why}",
-                        it.id, it.destination
+                        "backup {} on {} is not trusted: {}",
+                        Escaped(&it.id),
+                        Escaped(&it.destination),
+                        Escaped(why)
                     ));
                 }
                 if let Some(damage) = &it.damage {
                     flags.push("DAMAGED".into());
                     ui.warn(&format!(
-                        "backup {} on {} is damaged: {damage}",
+                        "backup {} on {} is damaged: {}",
+                        Escaped(&it.id),
+                        Escaped(&it.destination),
+                        Escaped(damage)
+                    ));
+                }
+                if let (None, None, Some(problem)) = (&it.damage, &it.untrusted, &it.problem) {
+                    flags.push(it.standing.to_uppercase());
+                    ui.warn(&format!(
+                        "backup {} on {} is not counted: {problem}",
                         it.id, it.destination
                     ));
                 }
                 lines.push(format!(
                     "{:<22} {:<24} {:>10} {:>10}  {:<12} {}",
-                    it.id,
-                    it.created,
+                    Escaped(&it.id),
+                    Escaped(&it.created),
                     ui::bytes(it.source_bytes),
                     ui::bytes(it.bytes),
-                    it.destination,
-                    flags.join(",")
+                    Escaped(&it.destination),
+                    Escaped(&flags.join(","))
                 ));
             }
             ui.say_all(&lines)?;
@@ -161,30 +175,30 @@ fn dispatch(cli: &Cli, ui: &Ui) -> Result<Exit> {
                 if r.ok {
                     ui.say(&format!(
                         "ok {} on {}: every hash matches, {} passed integrity_check",
-                        r.id,
-                        r.destination,
+                        Escaped(&r.id),
+                        Escaped(&r.destination),
                         plural(r.databases_checked.len(), "database")
                     ));
                 } else {
                     ui.error(&format!(
                         "FAILED {} on {}: {}",
-                        r.id,
-                        r.destination,
-                        r.error.as_deref().unwrap_or("unknown error")
+                        Escaped(&r.id),
+                        Escaped(&r.destination),
+                        Escaped(r.error.as_deref().unwrap_or("unknown error"))
                     ));
                 }
                 for d in &r.drill {
                     ui.say(&format!(
                         "  {} {}: integrity_check {}, {} foreign key violation(s), row counts of {} {}",
                         if d.ok { "ok    " } else { "FAILED" },
-                        d.database,
-                        d.integrity_check,
+                        Escaped(&d.database),
+                        Escaped(&d.integrity_check),
                         d.foreign_key_violations,
                         plural(d.tables, "table"),
                         if d.row_count_mismatches.is_empty() {
                             "match the manifest".to_string()
                         } else {
-                            format!("differ: {}", d.row_count_mismatches.join(", "))
+                            format!("differ: {}", Escaped(&d.row_count_mismatches.join(", ")))
                         }
                     ));
                 }
@@ -202,9 +216,9 @@ fn dispatch(cli: &Cli, ui: &Ui) -> Result<Exit> {
             let mut lines = vec![format!("ok   config {}", report.config)];
             for p in std::iter::once(&report.keys).chain(&report.destinations) {
                 if p.ok {
-                    lines.push(format!("ok   {}: {}", p.name, p.detail));
+                    lines.push(format!("ok   {}: {}", p.name, Escaped(&p.detail)));
                 } else {
-                    ui.error(&format!("{}: {}", p.name, p.detail));
+                    ui.error(&format!("{}: {}", p.name, Escaped(&p.detail)));
                 }
             }
             ui.say_all(&lines)?;
@@ -250,13 +264,13 @@ fn dispatch(cli: &Cli, ui: &Ui) -> Result<Exit> {
                     line.push_str(&format!("  attempt {}", r.attempt));
                 }
                 if let Some(id) = &r.backup_id {
-                    line.push_str(&format!("  {id}"));
+                    line.push_str(&format!("  {}", Escaped(id)));
                 }
                 if let Some(b) = r.bytes {
                     line.push_str(&format!("  {}", ui::bytes(b as u64)));
                 }
                 if let Some(e) = &r.error {
-                    line.push_str(&format!("  error: {e}"));
+                    line.push_str(&format!("  error: {}", Escaped(e)));
                 }
                 lines.push(line);
             }
@@ -270,24 +284,37 @@ fn dispatch(cli: &Cli, ui: &Ui) -> Result<Exit> {
             warn_all(ui, &runner.warnings);
             let report = report?;
             ui.json(&report)?;
+            warn_all(ui, &report.warnings);
             let mut lines = Vec::new();
             for id in &report.finished {
-                lines.push(format!("finished {id} (left half-way by a killed run)"));
+                lines.push(format!(
+                    "finished {} (left half-way by a killed run)",
+                    Escaped(id)
+                ));
             }
             for o in &report.rekeyed {
                 lines.push(format!(
                     "rekeyed {} on {}: {}",
-                    o.id, o.destination, o.detail
+                    Escaped(&o.id),
+                    o.destination,
+                    Escaped(&o.detail)
                 ));
             }
             for o in &report.skipped {
                 lines.push(format!(
                     "skipped {} on {}: {}",
-                    o.id, o.destination, o.detail
+                    Escaped(&o.id),
+                    o.destination,
+                    Escaped(&o.detail)
                 ));
             }
             for o in &report.failed {
-                ui.error(&format!("{} on {}: {}", o.id, o.destination, o.detail));
+                ui.error(&format!(
+                    "{} on {}: {}",
+                    Escaped(&o.id),
+                    o.destination,
+                    Escaped(&o.detail)
+                ));
             }
             lines.push(format!(
                 "{} rekeyed, {} skipped, {} failed",
@@ -330,11 +357,11 @@ fn render_backup(ui: &Ui, r: &commands::backup::Report) -> Result<()> {
     ui.json(r)?;
     warn_all(ui, &r.warnings);
     if let Some(why) = &r.skipped_run {
-        ui.say(&format!("skipped: {why}"));
+        ui.say(&format!("skipped: {}", Escaped(why)));
         return Ok(());
     }
     for s in &r.skipped {
-        ui.warn(&format!("skipped {s}"));
+        ui.warn(&format!("skipped {}", Escaped(s)));
     }
     if r.interrupted {
         let stored: Vec<&str> = r
@@ -348,7 +375,7 @@ fn render_backup(ui: &Ui, r: &commands::backup::Report) -> Result<()> {
         } else {
             format!(
                 "interrupted by a signal; backup {} was stored on {} only",
-                r.id,
+                Escaped(&r.id),
                 stored.join(", ")
             )
         });
@@ -362,7 +389,7 @@ fn render_backup(ui: &Ui, r: &commands::backup::Report) -> Result<()> {
         if error.contains(&format!("destination {}", d.name)) {
             ui.error(error);
         } else {
-            ui.error(&format!("destination {}: {error}", d.name));
+            ui.error(&format!("destination {}: {}", d.name, Escaped(error)));
         }
     }
     let stored: Vec<&str> = r
@@ -376,12 +403,12 @@ fn render_backup(ui: &Ui, r: &commands::backup::Report) -> Result<()> {
     }
     if ui.mode == Mode::Human && !stored.is_empty() {
         let kind = match &r.parent {
-            Some(parent) => format!(" (incremental on {parent})"),
+            Some(parent) => format!(" (incremental on {})", Escaped(parent)),
             None => String::new(),
         };
         ui.say(&format!(
             "backup {}{kind}: {} ({}), {} -> {} {}{} in {}; stored on {}",
-            r.id,
+            Escaped(&r.id),
             plural(r.sources, "source"),
             plural(r.files, "file"),
             ui::bytes(r.source_bytes),
@@ -407,20 +434,21 @@ fn render_restore(ui: &Ui, r: &commands::restore::Report) -> Result<()> {
     ui.json(r)?;
     for stale in &r.removed_stale {
         ui.warn(&format!(
-            "removed the stale {stale} so it cannot be replayed onto the restored database"
+            "removed the stale {} so it cannot be replayed onto the restored database",
+            Escaped(stale)
         ));
     }
     for note in &r.notes {
         ui.warn(note);
     }
     let place = match &r.to {
-        Some(to) => format!("into {}", to.display()),
+        Some(to) => format!("into {}", Escaped(&to.display().to_string())),
         None => "in place".to_string(),
     };
     ui.say(&format!(
         "restored {} from {} {place}: {}, {}, {} passed {}",
-        r.id,
-        r.destination,
+        Escaped(&r.id),
+        Escaped(&r.destination),
         plural(r.restored.len(), "source"),
         ui::bytes(r.bytes),
         plural(r.databases_checked.len(), "database"),
@@ -430,16 +458,19 @@ fn render_restore(ui: &Ui, r: &commands::restore::Report) -> Result<()> {
         if c.ok {
             ui.say(&format!(
                 "  {} checked again in place: {}",
-                c.source, c.detail
+                Escaped(&c.source),
+                Escaped(&c.detail)
             ));
         } else {
             ui.error(&format!(
                 "{} fails its check after the restore: {}",
-                c.source, c.detail
+                Escaped(&c.source),
+                Escaped(&c.detail)
             ));
         }
     }
     if let Some(id) = &r.safety_backup {
+        let id = Escaped(id);
         ui.notice(&format!(
             "safety backup of the replaced state: {id} (undo with: litevault restore {id} --in-place --no-safety-backup)"
         ));
@@ -456,12 +487,12 @@ fn render_copy(ui: &Ui, r: &commands::copy::Report) -> Result<()> {
     let mut lines: Vec<String> = r
         .leftovers_removed
         .iter()
-        .map(|l| format!("removed leftover {l} on {}", r.to))
+        .map(|l| format!("removed leftover {} on {}", Escaped(l), r.to))
         .collect();
     lines.extend(r.copied.iter().map(|c| {
         format!(
             "copied {} from {} to {} ({})",
-            c.id,
+            Escaped(&c.id),
             r.from,
             r.to,
             ui::bytes(c.bytes)
@@ -486,20 +517,25 @@ fn render_prune(ui: &Ui, r: &commands::prune::Report) -> Result<()> {
             if dec.keep {
                 lines.push(format!(
                     "keep   {} on {} ({})",
-                    dec.id,
+                    Escaped(&dec.id),
                     d.name,
-                    dec.reasons.join(", ")
+                    Escaped(&dec.reasons.join(", "))
                 ));
             } else {
                 let verb = if r.dry_run { "would delete" } else { "delete" };
                 lines.push(format!(
                     "{verb} {} on {} (no rule keeps it)",
-                    dec.id, d.name
+                    Escaped(&dec.id),
+                    d.name
                 ));
             }
         }
         for f in &d.failed {
-            ui.error(&format!("destination {}: could not delete {f}", d.name));
+            ui.error(&format!(
+                "destination {}: could not delete {}",
+                d.name,
+                Escaped(f)
+            ));
         }
         if let (Some(hint), false) = (r.hint(), d.failed.is_empty()) {
             ui.hint(&hint);

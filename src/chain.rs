@@ -22,14 +22,15 @@ use crate::storage::Destination;
 pub const MAX_DEPTH: usize = 10_000;
 
 /// Mark each incremental whose chain is incomplete in `backups` (one destination's listing) as
-/// damaged, naming the link that breaks it.
-pub fn mark_broken(backups: &mut [Backup]) {
+/// a broken chain, naming the link that breaks it. `orphaned` holds the ids whose archive is
+/// stored without a sidecar: a parent that lost only its sidecar is said to be so, since its
+/// archive may still be read by hand.
+pub fn mark_broken(backups: &mut [Backup], orphaned: &std::collections::HashSet<&str>) {
     let mut order: Vec<usize> = (0..backups.len()).collect();
     order.sort_by(|&a, &b| {
         (backups[a].created, &backups[a].id).cmp(&(backups[b].created, &backups[b].id))
     });
-    let all: std::collections::HashSet<&str> = backups.iter().map(|b| b.id.as_str()).collect();
-    let all: std::collections::HashSet<String> = all.into_iter().map(str::to_string).collect();
+    let all: std::collections::HashSet<String> = backups.iter().map(|b| b.id.clone()).collect();
     // Oldest first, so a break below a link is known when the link is looked at.
     let mut good: HashMap<String, bool> = HashMap::new();
     for i in order {
@@ -44,23 +45,22 @@ pub fn mark_broken(backups: &mut [Backup]) {
                 None if all.contains(p) => {
                     Some(format!("it names {p} as its parent, which is not older"))
                 }
+                None if orphaned.contains(p.as_str()) => Some(format!(
+                    "its chain is incomplete: the backup it builds on, {p}, has lost its sidecar (its archive is still stored, and is never deleted by litevault; see \"An archive without its sidecar\" in the README)"
+                )),
                 None => Some(format!(
                     "its chain is incomplete: the backup it builds on, {p}, is missing"
                 )),
                 Some(false) => Some(format!(
-                    "its chain is broken: the backup it builds on, {p}, is damaged or untrusted"
+                    "its chain is broken: the backup it builds on, {p}, is not good"
                 )),
                 Some(true) => None,
             },
         };
-        let ok = broken.is_none() && b.damage.is_none() && b.trust.is_good();
+        let ok = broken.is_none() && b.standing.is_good();
         good.insert(b.id.clone(), ok);
         if let Some(why) = broken {
-            let b = &mut backups[i];
-            b.broken_chain = true;
-            if b.damage.is_none() {
-                b.damage = Some(why);
-            }
+            backups[i].break_chain(why);
         }
     }
 }
@@ -107,21 +107,11 @@ pub fn resolve_in(listed: &catalog::Listed<'_>, backup: &Backup) -> Result<Vec<B
                 format!("backup {parent} (the parent of {}) is missing", link.id),
             ));
         };
-        if let Some(damage) = &found.damage {
+        if let Some(standing) = found.refusal() {
             return Err(broken(
                 backup,
                 dest,
-                format!("backup {parent} (a link it needs) is damaged: {damage}"),
-            ));
-        }
-        if !found.trust.is_good() {
-            return Err(broken(
-                backup,
-                dest,
-                format!(
-                    "backup {parent} (a link it needs) is refused: {}",
-                    found.trust
-                ),
+                format!("backup {parent} (a link it needs) is not good: {standing}"),
             ));
         }
         let fm = &found.sidecar.manifest;
@@ -140,11 +130,14 @@ pub fn resolve_in(listed: &catalog::Listed<'_>, backup: &Backup) -> Result<Vec<B
                 ),
             ));
         }
-        if found.created > link.created {
+        if found.created >= link.created {
             return Err(broken(
                 backup,
                 dest,
-                format!("{} names {parent} as its parent, which is newer", link.id),
+                format!(
+                    "{} names {parent} as its parent, which is not older",
+                    link.id
+                ),
             ));
         }
         chain.push(found);
@@ -232,7 +225,7 @@ pub fn plan(
         }
     }
     for dest in dests {
-        if let Some(why) = parent_problem(dest, &index) {
+        if let Some(why) = parent_problem(dest, &index, now) {
             return full(why);
         }
     }
@@ -240,7 +233,7 @@ pub fn plan(
 }
 
 /// Why the backup `index` describes cannot be the parent on `dest`, if it cannot.
-fn parent_problem(dest: &Destination, index: &PageIndex) -> Option<String> {
+fn parent_problem(dest: &Destination, index: &PageIndex, now: SystemTime) -> Option<String> {
     let id = &index.backup_id;
     let listed = match catalog::Listed::take(dest) {
         Ok(l) => l,
@@ -261,10 +254,19 @@ fn parent_problem(dest: &Destination, index: &PageIndex) -> Option<String> {
             ))
         }
     };
-    if let Some(why) = parent.refusal(SystemTime::now()) {
+    let Some(parent) = parent.good() else {
         return Some(format!(
-            "the parent {id} on destination {} cannot be built on: {why}",
-            dest.name
+            "the parent {id} on destination {} cannot be built on: {}",
+            dest.name, parent.standing
+        ));
+    };
+    // A clock that stepped back would make a child older than its parent: a chain that can
+    // never be restored.
+    if parent.created >= now {
+        return Some(format!(
+            "the parent {id} on destination {} is dated {} ahead of this host's clock (it is not older than now: did the clock step back?)",
+            dest.name,
+            crate::ui::duration(parent.created.duration_since(now).unwrap_or_default())
         ));
     }
     // The index must describe exactly this backup's databases.
@@ -282,7 +284,7 @@ fn parent_problem(dest: &Destination, index: &PageIndex) -> Option<String> {
             ));
         }
     }
-    if let Err(e) = resolve_in(&listed, &parent) {
+    if let Err(e) = resolve_in(&listed, parent.backup()) {
         return Some(format!("{e:#}"));
     }
     None
@@ -303,15 +305,43 @@ fn header_page_size(path: &std::path::Path) -> Option<u32> {
     }
 }
 
-/// Each backup's parent, for retention: keeping a backup keeps what it builds on.
-pub fn parents(backups: &[Backup]) -> HashMap<String, String> {
-    backups
-        .iter()
-        .filter_map(|b| {
-            let m = &b.sidecar.manifest;
-            m.is_incremental()
-                .then(|| m.parent.clone().map(|p| (b.id.clone(), p)))
-                .flatten()
-        })
-        .collect()
+/// What each incremental needs kept to stay restorable, for retention: its parent and every
+/// older backup of its chain (same full backup). The whole chain, not just the parent: a link
+/// whose sidecar was lost is not listed, and the links under it must stay for its archive to
+/// be read by hand.
+pub fn needs(backups: &[Backup]) -> HashMap<String, Vec<String>> {
+    let mut chains: HashMap<&str, Vec<&Backup>> = HashMap::new();
+    for b in backups {
+        let m = &b.sidecar.manifest;
+        let full = if m.is_incremental() {
+            m.full.as_deref()
+        } else {
+            Some(b.id.as_str())
+        };
+        if let Some(full) = full {
+            chains.entry(full).or_default().push(b);
+        }
+    }
+    let mut out = HashMap::new();
+    for b in backups {
+        let m = &b.sidecar.manifest;
+        if !m.is_incremental() {
+            continue;
+        }
+        // The parent first: retention names it "parent of", the rest "chain of".
+        let mut need: Vec<String> = m.parent.iter().cloned().collect();
+        for l in m
+            .full
+            .as_deref()
+            .and_then(|f| chains.get(f))
+            .into_iter()
+            .flatten()
+        {
+            if l.created < b.created && l.id != b.id && !need.contains(&l.id) {
+                need.push(l.id.clone());
+            }
+        }
+        out.insert(b.id.clone(), need);
+    }
+    out
 }

@@ -217,7 +217,7 @@ pub struct RekeyArgs {
     /// Backup id to re-encrypt
     #[arg(
         value_name = "ID",
-        required_unless_present = "all",
+        required_unless_present_any = ["all", "adopt"],
         conflicts_with = "all"
     )]
     pub id: Option<String>,
@@ -225,6 +225,11 @@ pub struct RekeyArgs {
     /// Re-encrypt every backup not already encrypted to exactly the current recipients
     #[arg(long)]
     pub all: bool,
+
+    /// Also re-encrypt and re-sign this unsigned or foreign-signed backup: this host vouches
+    /// for it from now on (repeatable)
+    #[arg(long, value_name = "ID")]
+    pub adopt: Vec<String>,
 
     /// Work on this destination only [default: all]
     #[arg(long = "dest", short = 'd', value_name = "NAME")]

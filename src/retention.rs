@@ -28,11 +28,12 @@ impl Policy {
     }
 }
 
-/// One backup as the policy sees it.
-#[derive(Debug, Clone)]
-pub struct Item {
-    pub id: String,
-    pub created: SystemTime,
+/// One backup as the policy sees it. Only good backups are (`catalog::Good`): a damaged,
+/// untrusted, foreign or future-dated one must never count toward a rule, so nothing else
+/// implements this outside tests.
+pub trait Dated {
+    fn id(&self) -> &str;
+    fn created(&self) -> SystemTime;
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -66,21 +67,30 @@ impl std::fmt::Display for Refusal {
 }
 
 /// A backup more than this far ahead of `now` means a clock is wrong, and deciding ages against
-/// a wrong clock could delete the wrong backups.
-pub const FUTURE_TOLERANCE: Duration = Duration::from_secs(60);
+/// a wrong clock could delete the wrong backups. Clocks drift by seconds; this is the same
+/// bound everywhere a backup is judged (`catalog::CLOCK_SKEW`).
+pub const FUTURE_TOLERANCE: Duration = Duration::from_secs(300);
 
 /// Decide, for each backup, whether the policy keeps it. The result is in the same order as the
 /// input sorted newest first.
-pub fn decide(items: &[Item], policy: &Policy, now: SystemTime) -> Result<Vec<Decision>, Refusal> {
+pub fn decide<T: Dated>(
+    items: &[T],
+    policy: &Policy,
+    now: SystemTime,
+) -> Result<Vec<Decision>, Refusal> {
     if policy.is_empty() {
         return Err(Refusal::NoPolicy);
     }
-    let mut items: Vec<&Item> = items.iter().collect();
-    items.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| b.id.cmp(&a.id)));
-    if let Some(future) = items.iter().find(|i| i.created > now + FUTURE_TOLERANCE) {
+    let mut items: Vec<&T> = items.iter().collect();
+    items.sort_by(|a, b| {
+        b.created()
+            .cmp(&a.created())
+            .then_with(|| b.id().cmp(a.id()))
+    });
+    if let Some(future) = items.iter().find(|i| i.created() > now + FUTURE_TOLERANCE) {
         return Err(Refusal::FromTheFuture {
-            id: future.id.clone(),
-            ahead: future.created.duration_since(now).unwrap_or_default(),
+            id: future.id().to_string(),
+            ahead: future.created().duration_since(now).unwrap_or_default(),
         });
     }
 
@@ -99,11 +109,11 @@ pub fn decide(items: &[Item], policy: &Policy, now: SystemTime) -> Result<Vec<De
     ];
     let mut left: Vec<u32> = calendar.iter().map(|c| c.1.unwrap_or(0)).collect();
     let mut last_bucket: Vec<Option<i64>> = vec![None; calendar.len()];
-    let newest = items.first().map(|i| i.created);
+    let newest = items.first().map(|i| i.created());
 
     let mut out = Vec::with_capacity(items.len());
     for (index, item) in items.iter().enumerate() {
-        let secs = unix_secs(item.created);
+        let secs = unix_secs(item.created());
         let mut reasons = Vec::new();
         if index == 0 {
             reasons.push("newest".to_string());
@@ -114,7 +124,7 @@ pub fn decide(items: &[Item], policy: &Policy, now: SystemTime) -> Result<Vec<De
             }
         }
         if let (Some(within), Some(newest)) = (policy.keep_within, newest) {
-            if newest.duration_since(item.created).unwrap_or_default() <= within {
+            if newest.duration_since(item.created()).unwrap_or_default() <= within {
                 reasons.push(format!("within {}", crate::ui::duration(within)));
             }
         }
@@ -131,7 +141,7 @@ pub fn decide(items: &[Item], policy: &Policy, now: SystemTime) -> Result<Vec<De
             }
         }
         out.push(Decision {
-            id: item.id.clone(),
+            id: item.id().to_string(),
             keep: !reasons.is_empty(),
             reasons,
         });
@@ -139,29 +149,40 @@ pub fn decide(items: &[Item], policy: &Policy, now: SystemTime) -> Result<Vec<De
     Ok(out)
 }
 
-/// Keep what kept backups build on: each ancestor of a kept incremental (through `parents`,
-/// child id to parent id) is kept too, with the reason "parent of X" when nothing else kept it.
-/// Retention never breaks a chain.
+/// Keep what kept backups build on: everything a kept incremental needs (through `needs`,
+/// child id to the ids it builds on) is kept too, with the reason "chain of X" when nothing else
+/// kept it. Retention never breaks a chain.
 pub fn keep_chains(
     decisions: &mut [Decision],
-    parents: &std::collections::HashMap<String, String>,
+    needs: &std::collections::HashMap<String, Vec<String>>,
 ) {
     let index: std::collections::HashMap<String, usize> = decisions
         .iter()
         .enumerate()
         .map(|(i, d)| (d.id.clone(), i))
         .collect();
-    // Newest first: a kept child is seen before its parent, so a whole chain is kept in one pass.
-    for i in 0..decisions.len() {
-        if !decisions[i].keep {
-            continue;
-        }
-        let child = decisions[i].id.clone();
-        if let Some(&p) = parents.get(&child).and_then(|p| index.get(p)) {
-            if !decisions[p].keep {
-                decisions[p].keep = true;
-                decisions[p].reasons.push(format!("parent of {child}"));
+    // Until nothing changes, so the order of `decisions` does not matter (a broken chain may
+    // name a newer parent).
+    loop {
+        let mut changed = false;
+        for i in 0..decisions.len() {
+            if !decisions[i].keep {
+                continue;
             }
+            let child = decisions[i].id.clone();
+            for (k, p) in needs.get(&child).into_iter().flatten().enumerate() {
+                if let Some(&p) = index.get(p) {
+                    if !decisions[p].keep {
+                        decisions[p].keep = true;
+                        let how = if k == 0 { "parent" } else { "chain" };
+                        decisions[p].reasons.push(format!("{how} of {child}"));
+                        changed = true;
+                    }
+                }
+            }
+        }
+        if !changed {
+            break;
         }
     }
 }
@@ -199,6 +220,21 @@ fn iso_week(secs: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug, Clone)]
+    struct Item {
+        id: String,
+        created: SystemTime,
+    }
+
+    impl Dated for Item {
+        fn id(&self) -> &str {
+            &self.id
+        }
+        fn created(&self) -> SystemTime {
+            self.created
+        }
+    }
 
     const HOUR: u64 = 3600;
     const DAY: u64 = 86400;
@@ -339,11 +375,12 @@ mod tests {
         };
         let mut decisions = decide(&items, &policy, now).unwrap();
         // b1 full <- b2 <- b4; b3 is a full of its own; b0 an older full.
-        let parents: std::collections::HashMap<String, String> = [("b2", "b1"), ("b4", "b2")]
-            .into_iter()
-            .map(|(c, p)| (c.to_string(), p.to_string()))
-            .collect();
-        keep_chains(&mut decisions, &parents);
+        let needs: std::collections::HashMap<String, Vec<String>> =
+            [("b2", vec!["b1"]), ("b4", vec!["b2", "b1"])]
+                .into_iter()
+                .map(|(c, p)| (c.to_string(), p.into_iter().map(String::from).collect()))
+                .collect();
+        keep_chains(&mut decisions, &needs);
         let kept: Vec<(&str, &[String])> = decisions
             .iter()
             .filter(|d| d.keep)
@@ -354,7 +391,7 @@ mod tests {
             vec![
                 ("b4", &["newest".to_string(), "last 1/1".to_string()][..]),
                 ("b2", &["parent of b4".to_string()][..]),
-                ("b1", &["parent of b2".to_string()][..]),
+                ("b1", &["chain of b4".to_string()][..]),
             ]
         );
     }

@@ -1,6 +1,15 @@
 //! The only module that talks to the person: progress bars on a terminal, one plain line per
 //! result under cron, nothing with `--quiet`, one JSON document with `--json`. Errors always go
 //! to stderr with their whole context chain and a hint.
+//!
+//! Every line of human text leaves the process through [`Ui`]'s writer (`write_line`), which
+//! takes one line at a time, escapes every control character in it (a newline included, see
+//! [`escape`]) and ends it with the one newline litevault writes. A message, warning or error is
+//! therefore always one line on the terminal, whatever ids, names or paths it embeds; tables are
+//! built here, line by line, from fields wrapped in [`Escaped`]. Writing never panics: a closed
+//! or broken stderr is ignored (there is nowhere left to complain), and stdout's errors are
+//! ignored by single lines and returned by whole reports, where a broken pipe ends the run
+//! quietly (see `exit::classify`).
 
 use std::io::{self, IsTerminal, Write};
 use std::time::Duration;
@@ -9,6 +18,10 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
 use crate::progress::{Progress, Silent};
+
+mod escape;
+
+pub use escape::{escape, is_unsafe, Escaped};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -37,7 +50,9 @@ impl Ui {
         }
     }
 
-    /// A bar on a terminal; nothing otherwise (cron mail must not fill with redraws).
+    /// A bar on a terminal; nothing otherwise (cron mail must not fill with redraws). indicatif
+    /// draws it to stderr itself, dropping its write errors (a terminal gone mid-run is no
+    /// panic); its labels, a source name or a backup id, are escaped here.
     pub fn progress(&self, label: &str) -> Box<dyn Progress> {
         if self.mode == Mode::Human && self.terminal {
             let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
@@ -48,7 +63,7 @@ impl Ui {
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> "),
             );
-            bar.set_prefix(label.to_string());
+            bar.set_prefix(escape(label).into_owned());
             bar.enable_steady_tick(Duration::from_millis(200));
             Box::new(Bar(bar))
         } else {
@@ -59,40 +74,46 @@ impl Ui {
     /// A line for people (suppressed by --quiet and --json).
     pub fn say(&self, line: &str) {
         if self.mode == Mode::Human {
-            let mut out = io::stdout().lock();
-            let _ = writeln!(out, "{line}");
+            let _ = write_line(&mut io::stdout().lock(), "", line);
         }
     }
 
-    /// Several lines for people, written at once.
+    /// Several lines for people, written at once; the error (a broken pipe) is the caller's.
     pub fn say_all(&self, lines: &[String]) -> io::Result<()> {
         if self.mode == Mode::Human {
             let mut out = io::stdout().lock();
             for line in lines {
-                writeln!(out, "{line}")?;
+                write_line(&mut out, "", line)?;
             }
             out.flush()?;
         }
         Ok(())
     }
 
-    /// The one JSON document of a run.
+    /// The one JSON document of a run; its strings hold no raw control character.
     pub fn json<T: Serialize>(&self, doc: &T) -> io::Result<()> {
         if self.mode == Mode::Json {
             let mut out = io::stdout().lock();
-            serde_json::to_writer_pretty(&mut out, doc)?;
+            escape::write_json(&mut out, doc)?;
             writeln!(out)?;
             out.flush()?;
         }
         Ok(())
     }
 
+    /// Generated text for a program rather than a person (a shell completion script), written
+    /// to stdout as it is, in every mode.
+    pub fn document(&self, bytes: &[u8]) -> io::Result<()> {
+        let mut out = io::stdout().lock();
+        out.write_all(bytes)?;
+        out.flush()
+    }
+
     /// The product of a command that makes something (a key's public half): stdout in every
     /// mode but --json, where it is inside the document.
     pub fn result(&self, line: &str) {
         if self.mode != Mode::Json {
-            let mut out = io::stdout().lock();
-            let _ = writeln!(out, "{line}");
+            let _ = write_line(&mut io::stdout().lock(), "", line);
         }
     }
 
@@ -100,7 +121,7 @@ impl Ui {
     /// result; silent with --quiet and --json.
     pub fn remark(&self, line: &str) {
         if self.mode == Mode::Human {
-            eprintln!("{line}");
+            to_stderr("", line);
         }
     }
 
@@ -109,7 +130,7 @@ impl Ui {
     pub fn notice(&self, line: &str) {
         match self.mode {
             Mode::Human => self.say(line),
-            Mode::Quiet => eprintln!("{line}"),
+            Mode::Quiet => to_stderr("", line),
             Mode::Json => {}
         }
     }
@@ -117,40 +138,92 @@ impl Ui {
     /// Warnings go to stderr in every mode, --quiet included: only success is quiet, and a
     /// warning is something cron's mail should carry.
     pub fn warn(&self, line: &str) {
-        eprintln!("warning: {line}");
+        to_stderr("warning: ", line);
     }
 
     /// Advice about a setting the user chose (an unencrypted backup): said on every run a
     /// person reads, but not under --quiet, where it would mail the same line every night.
     pub fn advise(&self, line: &str) {
         if self.mode != Mode::Quiet {
-            eprintln!("warning: {line}");
+            to_stderr("warning: ", line);
         }
     }
 
     /// A failure: always printed, to stderr.
     pub fn error(&self, line: &str) {
-        eprintln!("error: {line}");
+        to_stderr("error: ", line);
     }
 
     /// What to do about the errors just printed; shown even with --quiet, like them.
     pub fn hint(&self, line: &str) {
-        eprintln!("hint: {line}");
+        to_stderr("hint: ", line);
     }
 
+    /// The error that ended the run, on one line with its context chain, and its hint.
     pub fn fatal(err: &anyhow::Error) {
-        eprintln!("error: {err:#}");
+        to_stderr("error: ", &format!("{err:#}"));
         if let Some(hint) = crate::exit::hint(err) {
-            eprintln!("hint: {hint}");
+            to_stderr("hint: ", hint);
         }
     }
+}
+
+impl Ui {
+    /// What clap has to say about the command line (help, version, a usage error), and the exit
+    /// code it calls for. Help and version go out as clap writes them, to stdout. An error
+    /// echoes what was typed: those values are escaped inside clap's message (a newline in one
+    /// cannot start a line), and the message goes to stderr line by line through the escaping
+    /// writer, plain, not coloured. Neither panics on a closed stream.
+    pub fn command_line(mut err: clap::Error) -> u8 {
+        use clap::error::ContextValue;
+        if err.use_stderr() {
+            let typed: Vec<_> = err
+                .context()
+                .filter_map(|(kind, value)| match value {
+                    ContextValue::String(s) => {
+                        Some((kind, ContextValue::String(escape(s).into_owned())))
+                    }
+                    ContextValue::Strings(v) => Some((
+                        kind,
+                        ContextValue::Strings(v.iter().map(|s| escape(s).into_owned()).collect()),
+                    )),
+                    _ => None,
+                })
+                .collect();
+            for (kind, value) in typed {
+                err.insert(kind, value);
+            }
+            for line in err.render().to_string().lines() {
+                to_stderr("", line);
+            }
+        } else {
+            let _ = err.print();
+        }
+        u8::try_from(err.exit_code()).unwrap_or(2)
+    }
+}
+
+/// Where every line of human text leaves the process: `prefix` (litevault's own, a literal)
+/// and `line` with every control character in it escaped, newlines included, then the newline
+/// that ends it. One call, one line on the terminal.
+fn write_line(out: &mut dyn Write, prefix: &str, line: &str) -> io::Result<()> {
+    writeln!(out, "{prefix}{}", escape(line))
+}
+
+/// A line to stderr. Its write errors are dropped: with stderr closed or its reader gone there
+/// is nobody to tell, and the exit code already says what happened.
+fn to_stderr(prefix: &str, line: &str) {
+    let mut err = io::stderr().lock();
+    let _ = write_line(&mut err, prefix, line);
+    let _ = err.flush();
 }
 
 struct Bar(ProgressBar);
 
 impl Progress for Bar {
     fn stage(&self, label: &str) {
-        self.0.set_message(label.to_string());
+        // A source name or a backup id: drawn by indicatif, not through `write_line`.
+        self.0.set_message(escape(label).into_owned());
     }
     fn set_total(&self, total: u64) {
         self.0.set_length(total);

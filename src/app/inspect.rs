@@ -7,7 +7,7 @@ use anyhow::Result;
 
 use crate::commands::{fleet, show};
 use crate::config::{Check, SourceKind};
-use crate::ui::{self, Ui};
+use crate::ui::{self, Escaped, Ui};
 
 pub(super) fn render_show(ui: &Ui, r: &show::Report) -> Result<()> {
     ui.json(r)?;
@@ -25,65 +25,82 @@ pub(super) fn render_show(ui: &Ui, r: &show::Report) -> Result<()> {
     if status("untrusted") {
         marks.push("UNTRUSTED");
     }
-    let mut lines = vec![format!("backup {}  {}", r.id, marks.join(" "))
+    let mut lines = vec![format!("backup {}  {}", Escaped(&r.id), marks.join(" "))
         .trim_end()
         .to_string()];
     let mut field = |key: &str, value: String| lines.push(format!("  {key:<13}{value}"));
-    field("created", format!("{} ({})", r.created, age(&r.created)));
+    field(
+        "created",
+        format!("{} ({})", Escaped(&r.created), age(&r.created)),
+    );
     field(
         "host",
         format!(
             "{} (hostname {}), litevault {}, format version {}",
-            r.host, r.hostname, r.tool_version, r.format_version
+            Escaped(&r.host),
+            Escaped(&r.hostname),
+            Escaped(&r.tool_version),
+            r.format_version
         ),
     );
     match (&r.parent, &r.full) {
         (Some(parent), full) => field(
             "kind",
             format!(
-                "incremental on {parent} (the chain of full backup {})",
-                full.as_deref().unwrap_or("?")
+                "incremental on {} (the chain of full backup {})",
+                Escaped(parent),
+                Escaped(full.as_deref().unwrap_or("?"))
             ),
         ),
-        _ => field("kind", r.kind.clone()),
+        _ => field("kind", Escaped(&r.kind).to_string()),
     }
     if r.kind == "incremental" {
         field(
             "chain",
             match &r.chain {
-                Some(ids) => format!("{} ({} backups to read)", ids.join(" -> "), ids.len()),
+                Some(ids) => format!(
+                    "{} ({} backups to read)",
+                    Escaped(&ids.join(" -> ")),
+                    ids.len()
+                ),
                 None => "BROKEN: it cannot be restored from here (see the error above)".into(),
             },
         );
     }
     if !r.tags.is_empty() {
-        field("tags", r.tags.join(", "));
+        field("tags", Escaped(&r.tags.join(", ")).to_string());
     }
     let a = &r.archive;
     field(
         "archive",
         format!(
             "{}, {}, {}, {}",
-            a.object,
+            Escaped(&a.object),
             ui::bytes(a.bytes),
-            a.compression,
+            Escaped(&a.compression),
             match (a.encryption.as_str(), a.recipients.len()) {
                 ("none", _) => "NOT encrypted".to_string(),
-                (e, 0) => format!("encrypted with {e} (passphrase or unrecorded recipients)"),
-                (e, 1) => format!("encrypted with {e} to 1 recipient"),
-                (e, n) => format!("encrypted with {e} to {n} recipients"),
+                (e, 0) => format!(
+                    "encrypted with {} (passphrase or unrecorded recipients)",
+                    Escaped(e)
+                ),
+                (e, 1) => format!("encrypted with {} to 1 recipient", Escaped(e)),
+                (e, n) => format!("encrypted with {} to {n} recipients", Escaped(e)),
             }
         ),
     );
-    field("blake3", a.blake3.clone());
+    field("blake3", Escaped(&a.blake3).to_string());
     for (i, recipient) in a.recipients.iter().enumerate() {
-        field(if i == 0 { "recipients" } else { "" }, recipient.clone());
+        field(
+            if i == 0 { "recipients" } else { "" },
+            Escaped(recipient).to_string(),
+        );
     }
-    field("signature", r.signature.detail.clone());
+    field("signature", Escaped(&r.signature.detail).to_string());
     for (i, d) in r.destinations.iter().enumerate() {
         let mut line = format!("{}: {}", d.destination, d.status);
         if let Some(detail) = &d.detail {
-            line.push_str(&format!(" ({detail})"));
+            line.push_str(&format!(" ({})", Escaped(detail)));
         }
         if d.destination == r.shown_from && r.destinations.len() > 1 {
             line.push_str(", shown here");
@@ -95,13 +112,13 @@ pub(super) fn render_show(ui: &Ui, r: &show::Report) -> Result<()> {
     for s in &r.sources {
         lines.push(format!(
             "  {:<20} {:<6} {}  {} file{}, {}",
-            s.name,
+            Escaped(&s.name),
             match s.kind {
                 SourceKind::Sqlite => "sqlite",
                 SourceKind::File => "file",
                 SourceKind::Dir => "dir",
             },
-            s.origin,
+            Escaped(&s.origin),
             s.files,
             if s.files == 1 { "" } else { "s" },
             ui::bytes(s.bytes)
@@ -116,20 +133,20 @@ pub(super) fn render_show(ui: &Ui, r: &show::Report) -> Result<()> {
         lines.push(format!(
             "  {:>10}  {}  {}",
             ui::bytes(f.size),
-            f.mode,
-            f.path
+            Escaped(&f.mode),
+            Escaped(&f.path)
         ));
     }
     lines.push(format!("databases ({})", r.databases.len()));
     for d in &r.databases {
         lines.push(format!(
             "  {}: SQLite {}, {} pages of {} bytes ({}), journal_mode {}, user_version {}, passed {}",
-            d.source,
-            d.sqlite_version,
+            Escaped(&d.source),
+            Escaped(&d.sqlite_version),
             d.page_count,
             d.page_size,
             ui::bytes(d.bytes),
-            d.journal_mode,
+            Escaped(&d.journal_mode),
             d.user_version,
             match d.check {
                 Check::Quick => "quick_check",
@@ -144,15 +161,22 @@ pub(super) fn render_show(ui: &Ui, r: &show::Report) -> Result<()> {
                     "as a WAL of {} frame{} ({}, {}), applied on the parent's database",
                     st.frames.unwrap_or(0),
                     if st.frames == Some(1) { "" } else { "s" },
-                    st.wal.as_deref().unwrap_or("?"),
+                    Escaped(st.wal.as_deref().unwrap_or("?")),
                     st.wal_bytes.map(ui::bytes).unwrap_or_else(|| "?".into())
                 ),
                 "unchanged" => "not at all: unchanged since the parent".to_string(),
-                _ => format!("whole, as {}", d.path),
+                _ => format!("whole, as {}", Escaped(&d.path)),
             }
         ));
-        let width = d.row_counts.keys().map(String::len).max().unwrap_or(0);
+        // Widths of the names as shown, escaped.
+        let width = d
+            .row_counts
+            .keys()
+            .map(|t| ui::escape(t).chars().count())
+            .max()
+            .unwrap_or(0);
         for (table, rows) in &d.row_counts {
+            let table = Escaped(table);
             lines.push(format!("    table {table:<width$}  {rows} rows"));
         }
     }
@@ -190,7 +214,12 @@ pub(super) fn render_fleet(ui: &Ui, r: &fleet::Report) -> Result<()> {
     }
     for h in &r.hosts {
         if let Some(e) = &h.error {
-            ui.error(&format!("host {} on {}: {e}", h.host, h.destination));
+            ui.error(&format!(
+                "host {} on {}: {}",
+                Escaped(&h.host),
+                h.destination,
+                Escaped(e)
+            ));
         }
         // The first few reasons per host; --json has them all.
         for why in h.not_counted.iter().take(NOT_COUNTED_SHOWN) {
@@ -199,15 +228,17 @@ pub(super) fn render_fleet(ui: &Ui, r: &fleet::Report) -> Result<()> {
         if h.not_counted.len() > NOT_COUNTED_SHOWN {
             ui.warn(&format!(
                 "host {} on {}: {} more backups not counted (--json lists them all)",
-                h.host,
+                Escaped(&h.host),
                 h.destination,
                 h.not_counted.len() - NOT_COUNTED_SHOWN
             ));
         }
         let (id, age, size) = match &h.newest {
-            Some(n) if n.age_seconds == 0 => (n.id.clone(), "0s".into(), ui::bytes(n.bytes)),
+            Some(n) if n.age_seconds == 0 => {
+                (Escaped(&n.id).to_string(), "0s".into(), ui::bytes(n.bytes))
+            }
             Some(n) => (
-                n.id.clone(),
+                Escaped(&n.id).to_string(),
                 ui::duration(std::time::Duration::from_secs(n.age_seconds)),
                 ui::bytes(n.bytes),
             ),
@@ -216,7 +247,12 @@ pub(super) fn render_fleet(ui: &Ui, r: &fleet::Report) -> Result<()> {
         };
         let mut line = format!(
             "{:<24} {:<12} {:<22} {:>10} {:>10} {:>7}",
-            h.host, h.destination, id, age, size, h.backups
+            Escaped(&h.host),
+            h.destination,
+            id,
+            age,
+            size,
+            h.backups
         );
         if !h.not_counted.is_empty() {
             line.push_str(&format!("  ({} not counted)", h.not_counted.len()));

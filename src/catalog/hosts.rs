@@ -1,26 +1,16 @@
 //! The level above the namespaces: which hosts keep backups in a destination (one folder each,
 //! named by their config's `name`), and how fresh each host's backups are, for the fleet view.
 //!
-//! It must stay fast with hundreds of hosts of hundreds of backups, so a sidecar is read only
-//! where the listing cannot answer. An id carries its time and the listing carries sizes; what
-//! the listing cannot tell is whether a backup is good. So:
-//!
-//! - the newest good backup is found as `latest` finds it, reading sidecars newest first until
-//!   one passes every test (archive size, trust, date, chain), and what it passed over is not
-//!   counted;
-//! - without `[trust]`, an older backup counts when the listing holds its sidecar and its
-//!   archive and its id is not dated ahead (an archive of the wrong size, or a broken chain,
-//!   below the newest good backup is found by that host's own `list` and `verify`);
-//! - with `[trust]`, only a signature checked against the sidecar's exact bytes makes a backup
-//!   count, so every sidecar and signature is read, as `list` reads them: once, since the cache
-//!   in `state_dir` serves them afterwards.
+//! Only a good backup counts, by the one judgement every command asks (see
+//! [`super::Standing`]): only the sidecar (and, with `[trust]`, its signature) can say whether
+//! a backup is damaged, forged or another host's, so every sidecar is read, as `list` reads
+//! them: concurrently, and once, since the cache in `state_dir` serves them afterwards.
 
-use std::collections::HashSet;
 use std::time::SystemTime;
 
 use anyhow::Result;
 
-use super::{archive_id, id_time, latest_in, list, Backup, Listed, CLOCK_SKEW};
+use super::{list_at, Backup};
 use crate::storage::destination::Destination;
 
 /// The host namespaces in a destination opened at its root ([`Destination::open_root`]):
@@ -45,61 +35,21 @@ pub struct HostSummary {
     pub newest: Option<Backup>,
     /// Backups not counted, and why.
     pub ignored: Vec<String>,
-    /// Every sidecar was read (with `[trust]`), not only the newest ones.
-    pub read_every_sidecar: bool,
 }
 
-/// How `dest`, opened at host `namespace`'s folder, stands; `now` decides what is dated ahead.
-pub fn host_summary(dest: &Destination, namespace: &str, now: SystemTime) -> Result<HostSummary> {
-    if dest.trust.is_configured() {
-        return trusted_summary(dest, namespace, now);
-    }
-    let listed = Listed::take(dest)?;
-    let (newest, passed) = latest_in(&listed, now, &|b| foreign(b, namespace));
-    let refused: HashSet<&str> = passed.iter().map(|p| p.id.as_str()).collect();
-    let archives: HashSet<&str> = listed
-        .by_name
-        .keys()
-        .filter_map(|n| archive_id(n))
-        .collect();
-    let mut ignored: Vec<String> = passed
-        .iter()
-        .map(|p| not_counted(&p.id, &dest.name, &p.why))
-        .collect();
-    let mut backups = 0;
-    for id in listed.ids() {
-        if refused.contains(id) {
-            continue;
-        }
-        if !archives.contains(id) {
-            ignored.push(not_counted(id, &dest.name, "its archive is missing"));
-        } else if id_time(id).is_some_and(|t| t > now + CLOCK_SKEW) {
-            ignored.push(not_counted(
-                id,
-                &dest.name,
-                "it is dated ahead of this host's clock (check both clocks)",
-            ));
-        } else {
-            backups += 1;
-        }
-    }
-    Ok(HostSummary {
-        backups,
-        newest,
-        ignored,
-        read_every_sidecar: false,
-    })
-}
-
-fn trusted_summary(dest: &Destination, namespace: &str, now: SystemTime) -> Result<HostSummary> {
-    let listing = list(dest)?;
+/// How `dest`, opened at one host's folder, stands; `now` decides what is dated ahead. Every
+/// sidecar (and signature) is read and each backup judged as everywhere else (see
+/// [`super::Standing`]): a count taken from names alone would count a planted, foreign or
+/// damaged backup as good. The sidecar cache makes that a one-time cost.
+pub fn host_summary(dest: &Destination, now: SystemTime) -> Result<HostSummary> {
+    let listing = list_at(dest, now)?;
     let mut ignored: Vec<String> = listing.problems.iter().map(|p| p.to_string()).collect();
     let mut backups = 0;
     let mut newest: Option<Backup> = None;
     // Newest first: the first good one is the newest.
     for b in listing.backups {
-        match b.refusal(now).or_else(|| foreign(&b, namespace)) {
-            Some(why) => ignored.push(not_counted(&b.id, &dest.name, &why)),
+        match b.refusal() {
+            Some(why) => ignored.push(not_counted(&b.id, &dest.name, &why.to_string())),
             None => {
                 backups += 1;
                 if newest.is_none() {
@@ -112,18 +62,6 @@ fn trusted_summary(dest: &Destination, namespace: &str, now: SystemTime) -> Resu
         backups,
         newest,
         ignored,
-        read_every_sidecar: true,
-    })
-}
-
-/// A backup in one host's folder that another host made (a genuine, signed backup copied into
-/// a silent host's folder) must not make that host look fresh.
-fn foreign(b: &Backup, namespace: &str) -> Option<String> {
-    (b.sidecar.manifest.host != namespace).then(|| {
-        format!(
-            "it was made by host {:?}, not by {namespace:?} whose folder holds it",
-            b.sidecar.manifest.host
-        )
     })
 }
 

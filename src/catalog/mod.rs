@@ -15,11 +15,14 @@ use crate::storage::destination::{Destination, Object};
 use crate::trust::Verdict;
 
 mod hosts;
+mod standing;
 mod upkeep;
 pub use hosts::{host_summary, hosts, HostSummary};
+pub use standing::{Good, Standing, CLOCK_SKEW};
 pub use upkeep::{
-    clean_leftovers, delete, foreign_identities, mixed_identities, rekeyed_object_name,
-    roll_forward, staged_sidecar_name, staged_signature_name, Cleanup,
+    check_stored, clean_leftovers, clock_warning, delete, finish_rekeys, foreign_identities,
+    mixed_identities, rekeyed_object_name, staged_sidecar_name, staged_signature_name, Cleanup,
+    Finished,
 };
 
 const SIDECAR_SUFFIX: &str = ".json";
@@ -72,14 +75,11 @@ pub struct Backup {
     pub created: SystemTime,
     pub destination: String,
     pub sidecar: Sidecar,
-    /// Set when the stored archive is missing or not the size the sidecar says: the backup was
-    /// complete once, and has been damaged since.
-    pub damage: Option<String>,
-    /// What the trusted signers make of it (`NotRequired` when none is configured).
+    /// What the trusted signers make of it (`NotRequired` when none is configured): for
+    /// showing who signed it. Whether it counts is `standing`'s to say.
     pub trust: Verdict,
-    /// An incremental whose chain is incomplete (its `damage` says where): the backup itself
-    /// may be intact, but it cannot be restored.
-    pub broken_chain: bool,
+    /// The one judgement of it (see [`standing`]): nothing else decides whether it counts.
+    pub standing: Standing,
 }
 
 impl Backup {
@@ -87,22 +87,11 @@ impl Backup {
         self.sidecar.archive.bytes
     }
 
-    /// Why this backup must not be counted, restored or called `latest`, if it must not: the
-    /// one test every command applies.
-    pub fn refusal(&self, now: SystemTime) -> Option<String> {
-        if let Some(damage) = &self.damage {
-            return Some(format!("it is damaged ({damage})"));
+    /// Mark a backup whose chain turned out incomplete; a worse standing stays.
+    pub fn break_chain(&mut self, why: String) {
+        if self.standing.is_good() {
+            self.standing = Standing::BrokenChain(why);
         }
-        if !self.trust.is_good() {
-            return Some(format!("it is not trusted: {}", self.trust));
-        }
-        if self.created > now + CLOCK_SKEW {
-            return Some(format!(
-                "it is dated {} ahead of this host's clock (check both clocks)",
-                crate::ui::duration(self.created.duration_since(now).unwrap_or_default())
-            ));
-        }
-        None
     }
 }
 
@@ -113,8 +102,15 @@ pub struct Listing {
     /// Sidecars that cannot be read as ours: never a good backup, always reported.
     pub problems: Vec<Problem>,
     /// Archives without a sidecar: a backup still being completed, a killed run's leftover, or
-    /// a backup whose sidecar was lost. Which one depends on whether a run holds the lock.
+    /// a backup whose sidecar was lost. Never deleted by litevault: nothing says which it is.
     pub orphans: Vec<Orphan>,
+}
+
+impl Listing {
+    /// The good backups, newest first.
+    pub fn good(&self) -> impl Iterator<Item = Good<'_>> {
+        self.backups.iter().filter_map(Backup::good)
+    }
 }
 
 /// A backup whose sidecar is there but cannot be read as ours.
@@ -160,13 +156,18 @@ impl std::fmt::Display for Orphan {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "archive {} on {} has no sidecar: a run killed before it completed the backup, or a backup whose sidecar was deleted; it is not counted as a backup (the next backup or prune removes it)",
+            "archive {} on {} has no sidecar: a run killed before it completed the backup, or a backup whose sidecar was lost; it is not counted as a backup, and litevault never deletes it (if it is a killed run's leftover, delete it by hand; to read it without its sidecar, see \"An archive without its sidecar\" in the README)",
             self.object, self.destination
         )
     }
 }
 
 pub fn list(dest: &Destination) -> Result<Listing> {
+    list_at(dest, SystemTime::now())
+}
+
+/// [`list`], judging every backup against one `now`.
+pub fn list_at(dest: &Destination, now: SystemTime) -> Result<Listing> {
     let objects = dest.list("")?;
     let by_name: HashMap<&str, &Object> = objects.iter().map(|o| (o.name.as_str(), o)).collect();
     let ids: Vec<&str> = objects
@@ -175,7 +176,7 @@ pub fn list(dest: &Destination) -> Result<Listing> {
         .filter(|id| is_id(id))
         .collect();
     let listed = |name: &str| Ok(by_name.get(name).map(|o| (*o).clone()));
-    let loaded = load_many(dest, &ids, &listed);
+    let loaded = load_many(dest, &ids, &listed, now);
     let mut listing = Listing::default();
     for (id, loaded) in ids.iter().zip(loaded) {
         match loaded {
@@ -191,26 +192,39 @@ pub fn list(dest: &Destination) -> Result<Listing> {
             }),
         }
     }
+    listing.orphans = orphans_in(dest, &objects);
+    listing
+        .backups
+        .sort_by(|a, b| b.created.cmp(&a.created).then_with(|| b.id.cmp(&a.id)));
+    let orphaned: std::collections::HashSet<&str> =
+        listing.orphans.iter().map(|o| o.id.as_str()).collect();
+    crate::chain::mark_broken(&mut listing.backups, &orphaned);
+    Ok(listing)
+}
+
+/// Archives in `objects` (one listing of `dest`'s namespace) without a sidecar.
+fn orphans_in(dest: &Destination, objects: &[Object]) -> Vec<Orphan> {
     let sidecars: std::collections::HashSet<&str> = objects
         .iter()
         .filter_map(|o| o.name.strip_suffix(SIDECAR_SUFFIX))
         .collect();
-    for obj in &objects {
-        if let Some(id) = archive_id(&obj.name) {
-            if !sidecars.contains(id) {
-                listing.orphans.push(Orphan {
-                    id: id.to_string(),
-                    object: obj.name.clone(),
-                    destination: dest.name.clone(),
-                });
-            }
-        }
-    }
-    listing
-        .backups
-        .sort_by(|a, b| b.created.cmp(&a.created).then_with(|| b.id.cmp(&a.id)));
-    crate::chain::mark_broken(&mut listing.backups);
-    Ok(listing)
+    objects
+        .iter()
+        .filter_map(|obj| {
+            let id = archive_id(&obj.name)?;
+            (!sidecars.contains(id)).then(|| Orphan {
+                id: id.to_string(),
+                object: obj.name.clone(),
+                destination: dest.name.clone(),
+            })
+        })
+        .collect()
+}
+
+/// The archives in `dest` without a sidecar, from one listing (no sidecar is read): what a
+/// backup run reports, since it never deletes them.
+pub fn orphans(dest: &Destination) -> Result<Vec<Orphan>> {
+    Ok(orphans_in(dest, &dest.list("")?))
 }
 
 /// Load each of `ids` at once, as many at a time as the destination allows requests in flight
@@ -219,6 +233,7 @@ fn load_many(
     dest: &Destination,
     ids: &[&str],
     listed: &(dyn Fn(&str) -> Result<Option<Object>> + Sync),
+    now: SystemTime,
 ) -> Vec<Result<Backup>> {
     let next = std::sync::atomic::AtomicUsize::new(0);
     let slots: Vec<std::sync::Mutex<Option<Result<Backup>>>> =
@@ -229,7 +244,7 @@ fn load_many(
             scope.spawn(|| loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let Some(id) = ids.get(i) else { break };
-                let loaded = load_backup(dest, id, listed);
+                let loaded = load_backup(dest, id, listed, now);
                 *slots[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(loaded);
             });
         }
@@ -250,6 +265,7 @@ fn load_backup(
     dest: &Destination,
     id: &str,
     listed: &dyn Fn(&str) -> Result<Option<Object>>,
+    now: SystemTime,
 ) -> Result<Backup> {
     let sidecar_obj = listed(&sidecar_name(id))?
         .ok_or_else(|| anyhow::anyhow!("sidecar {} is gone", sidecar_name(id)))?;
@@ -257,10 +273,10 @@ fn load_backup(
     let trust = if dest.trust.is_configured() {
         match listed(&signature_name(id)) {
             Ok(Some(sig)) => match dest.read_listed(&sig, SIGNATURE_LIMIT) {
-                Ok(sig) => dest.trust.judge(&body, Some(&sig)),
+                Ok(sig) => dest.trust.judge(&body, Some(&sig), created),
                 Err(e) => Verdict::BadSignature(format!("its signature cannot be read: {e:#}")),
             },
-            Ok(None) => dest.trust.judge(&body, None),
+            Ok(None) => dest.trust.judge(&body, None, created),
             Err(e) => Verdict::BadSignature(format!("its signature cannot be read: {e:#}")),
         }
     } else {
@@ -286,14 +302,23 @@ fn load_backup(
         )),
         None => Some(format!("the archive {} is missing", sidecar.archive.object)),
     };
+    let standing = standing::judge(
+        &standing::Facts {
+            damage,
+            trust: &trust,
+            host: &sidecar.manifest.host,
+            namespace: dest.namespace.as_deref(),
+            created,
+        },
+        now,
+    );
     Ok(Backup {
         id: id.to_string(),
         created,
         destination: dest.name.clone(),
         sidecar,
-        damage,
         trust,
-        broken_chain: false,
+        standing,
     })
 }
 
@@ -302,6 +327,7 @@ fn load_backup(
 pub struct Listed<'d> {
     dest: &'d Destination,
     by_name: HashMap<String, Object>,
+    now: SystemTime,
 }
 
 impl<'d> Listed<'d> {
@@ -311,19 +337,48 @@ impl<'d> Listed<'d> {
             .into_iter()
             .map(|o| (o.name.clone(), o))
             .collect();
-        Ok(Listed { dest, by_name })
+        Ok(Listed {
+            dest,
+            by_name,
+            now: SystemTime::now(),
+        })
     }
 
     pub fn dest(&self) -> &'d Destination {
         self.dest
     }
 
-    /// Backup `id`: `None` when it has no sidecar here.
+    /// Backup `id` as judged on its own (its chain not yet looked at: [`Self::get_whole`]):
+    /// `None` when it has no sidecar here.
     pub fn get(&self, id: &str) -> Result<Option<Backup>> {
         if !is_id(id) || !self.by_name.contains_key(&sidecar_name(id)) {
             return Ok(None);
         }
-        load_backup(self.dest, id, &|name| Ok(self.by_name.get(name).cloned())).map(Some)
+        load_backup(
+            self.dest,
+            id,
+            &|name| Ok(self.by_name.get(name).cloned()),
+            self.now,
+        )
+        .map(Some)
+    }
+
+    /// Backup `id` fully judged: an incremental whose chain is incomplete is `BrokenChain`.
+    pub fn get_whole(&self, id: &str) -> Result<Option<Backup>> {
+        let Some(mut b) = self.get(id)? else {
+            return Ok(None);
+        };
+        if b.standing.is_good() && b.sidecar.manifest.is_incremental() {
+            if let Err(e) = crate::chain::resolve_in(self, &b) {
+                b.break_chain(format!("{e:#}"));
+            }
+        }
+        Ok(Some(b))
+    }
+
+    /// The time every backup of this listing is judged against.
+    pub fn now(&self) -> SystemTime {
+        self.now
     }
 
     /// The archive object of backup `id`, sidecar or not.
@@ -356,9 +411,8 @@ impl<'d> Listed<'d> {
 /// `now`, its chain whole), reading sidecars newest first and stopping at the first good one:
 /// `latest` costs one listing and a sidecar or two, however many backups there are. Also what
 /// was passed over, and why.
-pub fn latest(dest: &Destination, now: SystemTime) -> Result<(Option<Backup>, Vec<String>)> {
-    let (best, passed) = latest_in(&Listed::take(dest)?, now, &|_| None);
-    Ok((best, passed.iter().map(Passed::to_string).collect()))
+pub fn latest(dest: &Destination) -> Result<(Option<Backup>, Vec<Passed>)> {
+    Ok(latest_in(&Listed::take(dest)?))
 }
 
 /// A backup `latest` passed over, and why.
@@ -367,6 +421,8 @@ pub struct Passed {
     pub id: String,
     pub destination: String,
     pub why: String,
+    /// Its standing; `None` when its sidecar could not be fetched at all.
+    pub standing: Option<Standing>,
 }
 
 impl std::fmt::Display for Passed {
@@ -379,21 +435,18 @@ impl std::fmt::Display for Passed {
     }
 }
 
-/// [`latest`] within one listing, passing over also what `refuse` finds a reason to; what it
-/// passed over is every backup newer than the one it found (all of them when it found none).
-pub fn latest_in(
-    listed: &Listed<'_>,
-    now: SystemTime,
-    refuse: &dyn Fn(&Backup) -> Option<String>,
-) -> (Option<Backup>, Vec<Passed>) {
+/// [`latest`] within one listing; what it passed over is every backup newer than the one it
+/// found (all of them when it found none).
+pub fn latest_in(listed: &Listed<'_>) -> (Option<Backup>, Vec<Passed>) {
     let dest = listed.dest();
     let mut best: Option<Backup> = None;
     let mut passed = Vec::new();
-    let mut pass = |id: &str, why: String| {
+    let mut pass = |id: &str, why: String, standing: Option<Standing>| {
         passed.push(Passed {
             id: id.to_string(),
             destination: dest.name.clone(),
             why,
+            standing,
         })
     };
     for id in listed.ids() {
@@ -404,22 +457,20 @@ pub fn latest_in(
                 break;
             }
         }
-        let mut b = match listed.get(id) {
+        let b = match listed.get_whole(id) {
             Ok(Some(b)) => b,
             Ok(None) => continue,
             Err(e) => {
-                pass(id, format!("its sidecar cannot be read: {e:#}"));
+                let standing = match crate::exit::classify(&e) {
+                    crate::exit::Exit::Integrity => Some(Standing::Damaged(format!("{e:#}"))),
+                    _ => None,
+                };
+                pass(id, format!("its sidecar cannot be read: {e:#}"), standing);
                 continue;
             }
         };
-        if b.damage.is_none() && b.sidecar.manifest.is_incremental() {
-            if let Err(e) = crate::chain::resolve_in(listed, &b) {
-                b.broken_chain = true;
-                b.damage = Some(format!("{e:#}"));
-            }
-        }
-        if let Some(why) = b.refusal(now).or_else(|| refuse(&b)) {
-            pass(&b.id, why);
+        if let Some(standing) = b.refusal() {
+            pass(&b.id, standing.to_string(), Some(standing.clone()));
             continue;
         }
         if best.as_ref().is_none_or(|cur| b.created > cur.created) {
@@ -436,11 +487,11 @@ fn staged_pair(dest: &Destination, id: &str) -> Option<((Sidecar, SystemTime), V
         .read_small(&staged_sidecar_name(id), SIDECAR_LIMIT)
         .ok()?;
     let sig = dest.read_small(&signature_name(id), SIGNATURE_LIMIT).ok()?;
-    let verdict = dest.trust.judge(&body, Some(&sig));
+    let (sidecar, created, body) = parse_sidecar(id, body).ok()?;
+    let verdict = dest.trust.judge(&body, Some(&sig), created);
     if !matches!(verdict, Verdict::Trusted(_)) {
         return None;
     }
-    let (sidecar, created, _) = parse_sidecar(id, body).ok()?;
     Some(((sidecar, created), verdict))
 }
 
@@ -507,16 +558,13 @@ pub struct Summary {
     pub ignored: Vec<String>,
 }
 
-/// How far ahead of this host's clock a backup may be dated and still count.
-pub const CLOCK_SKEW: std::time::Duration = std::time::Duration::from_secs(300);
-
 pub fn summary(dest: &Destination) -> Result<Summary> {
-    let listing = list(dest)?;
     let now = SystemTime::now();
+    let listing = list_at(dest, now)?;
     let mut ignored: Vec<String> = listing.problems.iter().map(|p| p.to_string()).collect();
     let mut good = Vec::new();
     for b in &listing.backups {
-        match b.refusal(now) {
+        match b.refusal() {
             Some(why) => ignored.push(format!(
                 "backup {} on {} is not counted: {why}",
                 b.id, dest.name

@@ -140,6 +140,8 @@ pub fn run_locked(
         let opened = super::open_destination(settings, cfg).and_then(|d| {
             let cleanup = catalog::clean_leftovers(&d)?;
             cleanup_warnings.extend(cleanup.warnings(&d));
+            // This run holds the lock, so no run of this host is completing any of them.
+            cleanup_warnings.extend(catalog::orphans(&d)?.iter().map(|o| o.to_string()));
             Ok(d)
         });
         match opened {
@@ -222,6 +224,10 @@ pub fn run_locked(
         for dest in &dests {
             warnings.extend(catalog::foreign_identities(dest, id));
         }
+    }
+    let now = SystemTime::now();
+    for dest in &dests {
+        warnings.extend(catalog::clock_warning(dest, now));
     }
     warnings.append(&mut report.warnings);
     report.warnings = warnings;

@@ -44,6 +44,11 @@ impl Report {
 }
 
 pub fn run(settings: &Settings, args: &CheckArgs) -> Result<Report> {
+    // A [trust] that cannot be used is the config's fault (exit 2), not one destination's.
+    crate::trust::Policy::load(
+        &settings.trust.signers,
+        settings.trust.allowed_signers_file.as_deref(),
+    )?;
     let mut warnings = Vec::new();
     let keys = timed("keys", || keys(settings, args.role, &mut warnings));
     let mut destinations = Vec::new();
@@ -216,8 +221,8 @@ fn probe_restore(
     dest: &Destination,
     warnings: &mut Vec<String>,
 ) -> Result<String> {
-    let (newest, passed) = crate::catalog::latest(dest, std::time::SystemTime::now())?;
-    warnings.extend(passed);
+    let (newest, passed) = crate::catalog::latest(dest)?;
+    warnings.extend(passed.iter().map(|p| p.to_string()));
     let Some(backup) = newest else {
         return Ok(format!("{}: readable; no backup to open yet", dest.display));
     };

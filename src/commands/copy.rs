@@ -93,15 +93,8 @@ pub fn run(settings: &Settings, args: &CopyArgs) -> Result<Report> {
     report
         .warnings
         .extend(source.problems.iter().map(|p| p.to_string()));
-    let on_b: HashSet<&str> = target.backups.iter().map(|b| b.id.as_str()).collect();
-    for b in target.backups.iter().filter(|b| b.damage.is_some()) {
-        report.warnings.push(format!(
-            "backup {} on {} is damaged ({}); copy never overwrites it: delete it there, then copy again",
-            b.id,
-            to.name,
-            b.damage.as_deref().unwrap_or_default()
-        ));
-    }
+    let on_b: HashMap<&str, &Backup> = target.backups.iter().map(|b| (b.id.as_str(), b)).collect();
+    let orphans_on_b: HashSet<&str> = target.orphans.iter().map(|o| o.object.as_str()).collect();
     let by_id: HashMap<&str, &Backup> = source.backups.iter().map(|b| (b.id.as_str(), b)).collect();
 
     // What to copy: the named ids (each with what it builds on), or everything B lacks.
@@ -153,17 +146,29 @@ pub fn run(settings: &Settings, args: &CopyArgs) -> Result<Report> {
     let mut failed_ids: HashSet<String> = HashSet::new();
     for b in order {
         crate::interrupt::check()?;
-        if on_b.contains(b.id.as_str()) {
-            report.present.push(b.id.clone());
-            continue;
-        }
-        if let Some(why) = refusal(b) {
+        if let Some(why) = b.refusal() {
             failed_ids.insert(b.id.clone());
             report.failed.push(Failed {
                 id: b.id.clone(),
                 error: format!("backup {} on {}: {why}; not copied", b.id, from.name),
-                exit: Exit::Integrity.code(),
+                exit: why.exit().code(),
             });
+            continue;
+        }
+        // What B holds under the same name is compared, never trusted on its name and never
+        // overwritten.
+        if let Some(there) = on_b.get(b.id.as_str()) {
+            match same_on_b(&to, there, b) {
+                Ok(()) => report.present.push(b.id.clone()),
+                Err(e) => {
+                    failed_ids.insert(b.id.clone());
+                    report.failed.push(Failed {
+                        id: b.id.clone(),
+                        error: format!("{e:#}"),
+                        exit: crate::exit::classify(&e).code(),
+                    });
+                }
+            }
             continue;
         }
         if let Some(parent) = b.sidecar.manifest.parent.as_deref() {
@@ -180,7 +185,12 @@ pub fn run(settings: &Settings, args: &CopyArgs) -> Result<Report> {
                 continue;
             }
         }
-        match copy_one(&from, &to, b) {
+        let copied = if orphans_on_b.contains(b.sidecar.archive.object.as_str()) {
+            complete_on_b(&from, &to, b)
+        } else {
+            copy_one(&from, &to, b)
+        };
+        match copied {
             Ok(bytes) => report.copied.push(Copied {
                 id: b.id.clone(),
                 bytes,
@@ -205,15 +215,53 @@ pub fn run(settings: &Settings, args: &CopyArgs) -> Result<Report> {
     Ok(report)
 }
 
-/// Why a backup on A must not be copied: damage, no trust, a broken chain.
-fn refusal(b: &Backup) -> Option<String> {
-    if let Some(damage) = &b.damage {
-        return Some(format!("it is damaged ({damage})"));
+/// Whether backup `there` on B is the same backup as `b` on A: the same archive (name, size,
+/// BLAKE3) in the sidecars, and B's stored archive read whole to match. A difference is damage
+/// on B: named, exit 4, never overwritten.
+fn same_on_b(to: &Destination, there: &Backup, b: &Backup) -> Result<()> {
+    let info = &b.sidecar.archive;
+    let mismatch = |what: String| -> anyhow::Error {
+        anyhow::Error::new(
+            integrity(format!(
+                "backup {} on {}: {what}; copy never overwrites it",
+                b.id, to.name
+            ))
+            .hint("look at it, delete it there by hand if it is not to be kept, then copy again"),
+        )
+    };
+    let theirs = &there.sidecar.archive;
+    if theirs.object != info.object || theirs.bytes != info.bytes || theirs.blake3 != info.blake3 {
+        return Err(mismatch(format!(
+            "its sidecar describes another archive ({}, {} bytes) than the source's ({}, {} bytes)",
+            theirs.object, theirs.bytes, info.object, info.bytes
+        )));
     }
-    if !b.trust.is_good() {
-        return Some(format!("it is not trusted ({})", b.trust));
+    if let Some(why) = there.refusal() {
+        return Err(mismatch(format!("it is there, but {why}")));
     }
-    None
+    catalog::check_stored(to, &info.object, info.bytes, &info.blake3).map_err(|e| {
+        mismatch(format!(
+            "its stored archive differs from the source's: {e:#}"
+        ))
+    })
+}
+
+/// B holds the archive of `b` without its sidecar (a copy killed between the two): complete
+/// it when the stored bytes are exactly the source's; otherwise it is damage, left alone.
+fn complete_on_b(from: &Destination, to: &Destination, b: &Backup) -> Result<u64> {
+    let info = &b.sidecar.archive;
+    catalog::check_stored(to, &info.object, info.bytes, &info.blake3).map_err(|e| {
+        anyhow::Error::new(
+            integrity(format!(
+                "backup {}: {} already holds an archive {} that is not the source's ({e:#}); copy never overwrites it",
+                b.id, to.name, info.object
+            ))
+            .hint("look at it, delete it there by hand if it is not to be kept, then copy again"),
+        )
+    })?;
+    let meta = read_metadata(from, b)?;
+    write_metadata(to, b, meta)?;
+    Ok(info.bytes)
 }
 
 /// Stream one backup's archive from A to B, checking its size and BLAKE3 against the sidecar
@@ -262,28 +310,59 @@ fn copy_one(from: &Destination, to: &Destination, b: &Backup) -> Result<u64> {
     }
     // The sidecar as it is now must describe the archive just copied (a rekey on A meanwhile
     // would point it elsewhere): checked before anything is committed on B.
+    let meta = read_metadata(from, b)?;
+    let stored = upload.commit()?;
+    write_metadata(to, b, meta)?;
+    Ok(stored)
+}
+
+/// A backup's sidecar and signature as stored on A now, checked again: they must still
+/// describe what was listed and judged (the same archive and contents), and still be vouched
+/// for where `[trust]` is configured. What B gets is exactly what was checked.
+fn read_metadata(from: &Destination, b: &Backup) -> Result<(Vec<u8>, Option<Vec<u8>>)> {
     let sidecar = from.read_small(&catalog::sidecar_name(&b.id), 64 << 20)?;
+    let sig = from
+        .size(&catalog::signature_name(&b.id))?
+        .map(|_| from.read_small(&catalog::signature_name(&b.id), 64 << 10))
+        .transpose()?;
     let now: crate::archive::Sidecar = serde_json::from_slice(&sidecar).map_err(|e| {
         integrity(format!(
             "sidecar of {} on {} is not valid: {e}",
             b.id, from.name
         ))
     })?;
-    if now.archive != *info {
+    if now.archive != b.sidecar.archive
+        || serde_json::to_value(&now.manifest).ok()
+            != serde_json::to_value(&b.sidecar.manifest).ok()
+    {
         anyhow::bail!(
             "backup {} changed on {} while it was copied (re-keyed?); run copy again",
             b.id,
             from.name
         );
     }
-    let stored = upload.commit()?;
-    if let Some(sig) = from
-        .size(&catalog::signature_name(&b.id))?
-        .map(|_| from.read_small(&catalog::signature_name(&b.id), 64 << 10))
-        .transpose()?
+    if from.trust.is_configured()
+        && !from
+            .trust
+            .judge(&sidecar, sig.as_deref(), b.created)
+            .is_good()
     {
+        anyhow::bail!(
+            "backup {} on {}: its signature changed while it was copied; run copy again",
+            b.id,
+            from.name
+        );
+    }
+    Ok((sidecar, sig))
+}
+
+/// The signature, then the sidecar, byte for byte as checked on A, once the archive is whole
+/// on B.
+fn write_metadata(to: &Destination, b: &Backup, meta: (Vec<u8>, Option<Vec<u8>>)) -> Result<()> {
+    let (sidecar, sig) = meta;
+    if let Some(sig) = sig {
         to.put_new(&catalog::signature_name(&b.id), sig)?;
     }
     to.put_new(&catalog::sidecar_name(&b.id), sidecar)?;
-    Ok(stored)
+    Ok(())
 }

@@ -140,7 +140,7 @@ fn survey(
 
 fn one_host(settings: &Settings, cfg: &config::Destination, name: &str, now: SystemTime) -> Host {
     let summary = super::open_destination_at(settings, cfg, name)
-        .and_then(|dest| catalog::host_summary(&dest, name, now));
+        .and_then(|dest| catalog::host_summary(&dest, now));
     let mut host = Host {
         host: name.to_string(),
         destination: cfg.name.clone(),

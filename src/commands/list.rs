@@ -3,7 +3,7 @@
 use anyhow::Result;
 use serde::Serialize;
 
-use crate::catalog;
+use crate::catalog::{self, Standing};
 use crate::cli::ListArgs;
 use crate::config::Settings;
 
@@ -23,6 +23,13 @@ pub struct Item {
     pub parent: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
+    /// "good", "damaged", "untrusted", "foreign", "future-dated" or "broken-chain": only a good
+    /// backup is counted, restored as `latest` or pruned.
+    pub standing: &'static str,
+    /// Why it is not good, in words (none for a good backup).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+    /// Set for a damaged backup and for a broken chain.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub damage: Option<String>,
     /// Why the trusted signers do not vouch for it (unsigned, unknown signer, bad signature).
@@ -76,8 +83,16 @@ pub fn run(settings: &Settings, args: &ListArgs) -> Result<Report> {
             kind: b.sidecar.manifest.kind.clone(),
             parent: b.sidecar.manifest.parent.clone(),
             tags: b.sidecar.manifest.tags.clone(),
-            damage: b.damage.clone(),
-            untrusted: (!b.trust.is_good()).then(|| b.trust.to_string()),
+            standing: b.standing.label(),
+            problem: b.refusal().map(|s| s.to_string()),
+            damage: match &b.standing {
+                Standing::Damaged(why) | Standing::BrokenChain(why) => Some(why.clone()),
+                _ => None,
+            },
+            untrusted: match &b.standing {
+                Standing::Untrusted(why) => Some(why.clone()),
+                _ => None,
+            },
             signed_by: match &b.trust {
                 crate::trust::Verdict::Trusted(fp) => Some(fp.clone()),
                 _ => None,

@@ -20,7 +20,7 @@ pub use unpack::unpack_checked;
 
 use anyhow::Result;
 
-use crate::catalog::{self, Backup};
+use crate::catalog::{self, Backup, Standing};
 use crate::config::Settings;
 use crate::storage::Destination;
 
@@ -105,13 +105,12 @@ fn find_noted<'d>(
 ) -> Result<(&'d Destination, Backup, Vec<String>)> {
     let mut best: Option<(&Destination, Backup)> = None;
     let mut problems = Vec::new();
-    let mut notes = Vec::new();
-    let now = std::time::SystemTime::now();
+    let mut passed: Vec<catalog::Passed> = Vec::new();
     for dest in dests {
         if id == "latest" {
-            match catalog::latest(dest, now) {
-                Ok((found, passed)) => {
-                    notes.extend(passed);
+            match catalog::latest(dest) {
+                Ok((found, over)) => {
+                    passed.extend(over);
                     if let Some(b) = found {
                         if best.as_ref().is_none_or(|(_, cur)| b.created > cur.created) {
                             best = Some((dest, b));
@@ -131,15 +130,28 @@ fn find_noted<'d>(
         };
         match listed.get(id) {
             Ok(Some(b)) => {
-                // Damage is found (and named) by the unpacking itself; trust is decided here.
-                if refuse_untrusted && !b.trust.is_good() {
-                    return Err(anyhow::Error::new(
-                        crate::exit::integrity(format!(
-                            "backup {id} on {} is refused: {}",
-                            dest.name, b.trust
+                let mut notes = Vec::new();
+                match &b.standing {
+                    // Damage is found (and named) by the unpacking itself.
+                    Standing::Good | Standing::Damaged(_) | Standing::BrokenChain(_) => {}
+                    Standing::Untrusted(_) if !refuse_untrusted => {}
+                    s @ Standing::Untrusted(_) => {
+                        return Err(anyhow::Error::new(
+                            crate::exit::Fault::new(
+                                s.exit(),
+                                format!("backup {id} on {} is refused: {s}", dest.name),
+                            )
+                            .hint(s.hint()),
+                        ));
+                    }
+                    // Named by its id, a foreign or future-dated backup is what was asked for;
+                    // it is never chosen otherwise.
+                    s @ (Standing::Foreign { .. } | Standing::FutureDated(_)) => {
+                        notes.push(format!(
+                            "backup {id} on {}: {s}; used because it was named by its id",
+                            dest.name
                         ))
-                        .hint("only backups signed by a key in [trust] are restored; if this one is genuine, add its signer's public key to [trust] signers"),
-                    ));
+                    }
                 }
                 return Ok((dest, b, notes));
             }
@@ -171,14 +183,19 @@ fn find_noted<'d>(
             }
         }
     }
+    let notes: Vec<String> = passed.iter().map(|p| p.to_string()).collect();
     if let Some((dest, b)) = best {
         return Ok((dest, b, notes));
     }
     let names: Vec<&str> = dests.iter().map(|d| d.name.as_str()).collect();
-    let what = if id == "latest" {
-        "no complete, undamaged backup".to_string()
+    let (what, exit, hint) = if id == "latest" {
+        none_good(&passed)
     } else {
-        format!("no complete backup {id}")
+        (
+            format!("no complete backup {id}"),
+            crate::exit::Exit::Failure,
+            "`litevault list` shows the backups there are",
+        )
     };
     let mut msg = format!("{what} on {}", names.join(", "));
     problems.extend(notes);
@@ -186,9 +203,51 @@ fn find_noted<'d>(
         msg.push_str(&format!(" ({})", problems.join("; ")));
     }
     Err(anyhow::Error::new(
-        crate::exit::Fault::new(crate::exit::Exit::Failure, msg)
-            .hint("`litevault list` shows the backups there are"),
+        crate::exit::Fault::new(exit, msg).hint(hint),
     ))
+}
+
+/// The headline, exit and hint when `latest` found nothing good: the reason is named ("no
+/// trusted backup"), and backups passed over for damage or distrust make it an integrity
+/// finding (exit 4), not a plain failure.
+fn none_good(passed: &[catalog::Passed]) -> (String, crate::exit::Exit, &'static str) {
+    use crate::exit::Exit;
+    let standings: Vec<&Standing> = passed.iter().filter_map(|p| p.standing.as_ref()).collect();
+    if standings.is_empty() {
+        let what = if passed.is_empty() {
+            "no backup"
+        } else {
+            "no readable backup"
+        };
+        return (
+            what.to_string(),
+            Exit::Failure,
+            "`litevault list` shows the backups there are",
+        );
+    }
+    let all = |label: &str| standings.iter().all(|s| s.label() == label);
+    let what = if all("untrusted") {
+        "no trusted backup".to_string()
+    } else if all("broken-chain") {
+        "no restorable backup: every chain is broken".to_string()
+    } else if all("damaged") {
+        "no undamaged backup".to_string()
+    } else if all("foreign") {
+        "no backup made by this host".to_string()
+    } else if all("future-dated") {
+        "no backup dated before now".to_string()
+    } else {
+        let mut labels: Vec<&str> = standings.iter().map(|s| s.label()).collect();
+        labels.sort_unstable();
+        labels.dedup();
+        format!("no good backup ({} passed over)", labels.join(", "))
+    };
+    let worst = standings
+        .iter()
+        .map(|s| s.exit())
+        .find(|e| *e == Exit::Integrity)
+        .unwrap_or(Exit::Failure);
+    (what, worst, standings[0].hint())
 }
 
 /// The key to open a backup with, loaded only when the backup is encrypted.

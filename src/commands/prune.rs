@@ -2,14 +2,15 @@
 
 use std::time::SystemTime;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::catalog;
+use crate::catalog::{Good, Standing};
 use crate::cli::PruneArgs;
 use crate::config::Settings;
 use crate::exit::{Exit, Fault};
-use crate::retention::{self, Item};
+use crate::retention;
 use crate::state::StateDir;
 use crate::storage::Destination;
 
@@ -20,6 +21,10 @@ pub struct Report {
     /// Damaged metadata found on the way: never deleted silently, never counted as a backup.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// What the backups that were left in place call for: 4 for damage or distrust, 1 for a
+    /// clock; 0 when every backup was good.
+    #[serde(skip)]
+    pub findings: Exit,
 }
 
 #[derive(Debug, Serialize)]
@@ -47,11 +52,12 @@ impl Report {
     }
 
     pub fn exit(&self) -> Exit {
-        if self.destinations.iter().any(|d| !d.failed.is_empty()) {
+        let failed = if self.destinations.iter().any(|d| !d.failed.is_empty()) {
             Exit::Partial
         } else {
             Exit::Success
-        }
+        };
+        worse(self.findings, failed)
     }
 }
 
@@ -64,47 +70,31 @@ pub fn run(settings: &Settings, args: &PruneArgs) -> Result<Report> {
 }
 
 /// Decide on every destination first, then delete: a policy problem anywhere (no policy, a
-/// backup from the future) stops the run before anything is deleted.
+/// clock that is off) stops the run before anything is deleted.
+///
+/// The rules are computed over good backups only. Anything else (damaged, untrusted, foreign,
+/// future-dated, a broken chain, an unreadable sidecar, an archive without one) neither counts
+/// toward a rule nor is deleted by one: it is kept, with what it builds on, and reported, and
+/// the run exits non-zero so a person looks at it.
 pub fn apply(settings: &Settings, dests: &[Destination], dry_run: bool) -> Result<Report> {
     let now = SystemTime::now();
     let mut plans = Vec::new();
     let mut warnings = Vec::new();
+    let mut findings = Exit::Success;
+    let mut worst = |exit: Exit| findings = worse(findings, exit);
     for dest in dests {
-        let listing = catalog::list(dest)?;
-        warnings.extend(listing.problems.iter().map(|p| {
-            format!("{p}; left in place, and not counted as a backup (delete it by hand once you have looked at it)")
-        }));
-        warnings.extend(listing.orphans.iter().map(|o| o.to_string()));
+        let mut listing = catalog::list_at(dest, now)?;
+        for p in &listing.problems {
+            warnings.push(format!(
+                "{p}; left in place, and not counted as a backup (delete it by hand once you have looked at it)"
+            ));
+            worst(p.exit);
+        }
+        for o in &listing.orphans {
+            warnings.push(o.to_string());
+            worst(Exit::Integrity);
+        }
         warnings.extend(catalog::mixed_identities(&listing.backups));
-        // Only good backups take part: an untrusted one must not count as the newest (and so
-        // make a genuine one deletable), and is left in place for a person to look at.
-        for b in listing.backups.iter().filter(|b| !b.trust.is_good()) {
-            warnings.push(format!(
-                "backup {} on {} is not trusted ({}); not counted and not deleted",
-                b.id, dest.name, b.trust
-            ));
-        }
-        // An incremental whose chain is broken cannot be restored, but it is not prune's to
-        // delete quietly: a person should see why the link under it is gone.
-        let broken: Vec<&catalog::Backup> =
-            listing.backups.iter().filter(|b| b.broken_chain).collect();
-        for b in &broken {
-            warnings.push(format!(
-                "backup {} on {} cannot be restored: {}; left in place (delete it by hand once you have looked at it)",
-                b.id,
-                dest.name,
-                b.damage.as_deref().unwrap_or_default()
-            ));
-        }
-        let items: Vec<Item> = listing
-            .backups
-            .iter()
-            .filter(|b| b.trust.is_good() && !broken.iter().any(|x| x.id == b.id))
-            .map(|b| Item {
-                id: b.id.clone(),
-                created: b.created,
-            })
-            .collect();
         let policy = settings.policy_for(
             settings
                 .destinations
@@ -112,25 +102,42 @@ pub fn apply(settings: &Settings, dests: &[Destination], dry_run: bool) -> Resul
                 .find(|d| d.name == dest.name)
                 .expect("opened from the config"),
         );
-        let decisions = retention::decide(&items, &policy, now).map_err(|refusal| {
-            let hint = match refusal {
-                retention::Refusal::NoPolicy => {
-                    "set keep_last, keep_within, keep_daily, ... under [retention] in the config"
-                }
-                retention::Refusal::FromTheFuture { .. } => {
-                    "fix the clock (check NTP), then run prune again; nothing was deleted"
-                }
+        // Deletions lean on the newest good backup: it is read first, and when it is not what
+        // its sidecar says, it is damaged and the rules are computed again without it.
+        let decisions = loop {
+            let decisions = decide(dest, &listing, &policy, now)?;
+            let Some(newest) = listing.good().next().map(|g| g.id.clone()) else {
+                break decisions;
             };
-            let exit = match refusal {
-                retention::Refusal::NoPolicy => Exit::Usage,
-                retention::Refusal::FromTheFuture { .. } => Exit::Failure,
-            };
-            anyhow::Error::new(
-                Fault::new(exit, format!("destination {}: {refusal}", dest.name)).hint(hint),
-            )
-        })?;
-        let mut decisions = decisions;
-        retention::keep_chains(&mut decisions, &crate::chain::parents(&listing.backups));
+            if decisions.iter().all(|d| d.keep) {
+                break decisions;
+            }
+            match read_back(dest, &listing, &newest).with_context(|| {
+                format!(
+                    "destination {}: reading the newest backup {newest} before deleting anything",
+                    dest.name
+                )
+            })? {
+                None => break decisions,
+                Some((bad, why)) => damage(&mut listing, &bad, why),
+            }
+        };
+        for b in listing.backups.iter().filter(|b| !b.standing.is_good()) {
+            warnings.push(format!(
+                "backup {} on {} is not counted and not deleted: {}; left in place for a person to look at",
+                b.id, dest.name, b.standing
+            ));
+            worst(b.standing.exit());
+        }
+        if listing.good().next().is_none()
+            && !(listing.backups.is_empty() && listing.problems.is_empty())
+        {
+            warnings.push(format!(
+                "destination {}: no good backup, so nothing is deleted there",
+                dest.name
+            ));
+            worst(Exit::Integrity);
+        }
         plans.push((dest, listing, decisions));
     }
 
@@ -138,41 +145,44 @@ pub fn apply(settings: &Settings, dests: &[Destination], dry_run: bool) -> Resul
         dry_run,
         destinations: Vec::new(),
         warnings,
+        findings,
     };
     for (dest, listing, decisions) in plans {
         let mut deleted = Vec::new();
         let mut failed = Vec::new();
         // Newest first, so a run cut short never leaves an incremental without its parent.
         for decision in decisions.iter().filter(|d| !d.keep) {
-            if dry_run {
-                deleted.push(decision.id.clone());
-                continue;
-            }
             let backup = listing
                 .backups
                 .iter()
                 .find(|b| b.id == decision.id)
                 .expect("decided from this listing");
-            match catalog::delete(dest, backup) {
+            // Positive evidence, once more at the point of no return: only a good backup is
+            // ever deleted by a rule.
+            let Some(good) = backup.good() else {
+                continue;
+            };
+            if dry_run {
+                deleted.push(decision.id.clone());
+                continue;
+            }
+            match catalog::delete(dest, good) {
                 Ok(()) => deleted.push(decision.id.clone()),
                 Err(e) => failed.push(format!("{}: {e:#}", decision.id)),
             }
         }
-        let leftovers_removed = if dry_run {
-            Vec::new()
-        } else {
+        let mut leftovers_removed = Vec::new();
+        if !dry_run {
             match catalog::clean_leftovers(dest) {
                 Ok(cleanup) => {
                     // Prune is the maintenance role's: a leftover it cannot delete is a failure.
                     failed.extend(cleanup.left.iter().map(|l| format!("leftover {l}")));
-                    cleanup.removed
+                    report.warnings.extend(cleanup.untouched_warnings(dest));
+                    leftovers_removed = cleanup.removed;
                 }
-                Err(e) => {
-                    failed.push(format!("cleaning leftovers: {e:#}"));
-                    Vec::new()
-                }
+                Err(e) => failed.push(format!("cleaning leftovers: {e:#}")),
             }
-        };
+        }
         report.destinations.push(DestinationPrune {
             name: dest.name.clone(),
             decisions,
@@ -182,4 +192,118 @@ pub fn apply(settings: &Settings, dests: &[Destination], dry_run: bool) -> Resul
         });
     }
     Ok(report)
+}
+
+/// The policy over the good backups of `listing`, then [`whole_plan`].
+fn decide(
+    dest: &Destination,
+    listing: &catalog::Listing,
+    policy: &retention::Policy,
+    now: SystemTime,
+) -> Result<Vec<retention::Decision>> {
+    let good: Vec<Good<'_>> = listing.good().collect();
+    let decided = retention::decide(&good, policy, now).map_err(|refusal| {
+        let hint = match refusal {
+            retention::Refusal::NoPolicy => {
+                "set keep_last, keep_within, keep_daily, ... under [retention] in the config"
+            }
+            retention::Refusal::FromTheFuture { .. } => {
+                "fix the clock (check NTP), then run prune again; nothing was deleted"
+            }
+        };
+        let exit = match refusal {
+            retention::Refusal::NoPolicy => Exit::Usage,
+            retention::Refusal::FromTheFuture { .. } => Exit::Failure,
+        };
+        anyhow::Error::new(
+            Fault::new(exit, format!("destination {}: {refusal}", dest.name)).hint(hint),
+        )
+    })?;
+    Ok(whole_plan(listing, decided))
+}
+
+/// Read backup `id`'s stored archive, and every link under it, whole: each must be the size
+/// and BLAKE3 its sidecar says. The positive evidence that what prune keeps can be restored;
+/// `Some((link, why))` names the first that is not.
+fn read_back(
+    dest: &Destination,
+    listing: &catalog::Listing,
+    id: &str,
+) -> Result<Option<(String, String)>> {
+    let mut next = Some(id.to_string());
+    let mut links = 0;
+    while let Some(id) = next.take() {
+        let b = listing
+            .backups
+            .iter()
+            .find(|b| b.id == id)
+            .expect("a good backup's chain is in its listing");
+        let a = &b.sidecar.archive;
+        if let Err(e) = catalog::check_stored(dest, &a.object, a.bytes, &a.blake3) {
+            if crate::exit::classify(&e) != Exit::Integrity {
+                return Err(e);
+            }
+            return Ok(Some((b.id.clone(), format!("{e:#}"))));
+        }
+        links += 1;
+        if b.sidecar.manifest.is_incremental() && links <= crate::chain::MAX_DEPTH {
+            next = b.sidecar.manifest.parent.clone();
+        }
+    }
+    Ok(None)
+}
+
+/// Mark what reading found: the link whose archive is not what its sidecar says is damaged, and
+/// everything built on it a broken chain.
+fn damage(listing: &mut catalog::Listing, bad: &str, why: String) {
+    let bad = listing
+        .backups
+        .iter()
+        .position(|b| b.id == bad)
+        .expect("read from this listing");
+    listing.backups[bad].standing = Standing::Damaged(why);
+    let orphaned: std::collections::HashSet<&str> =
+        listing.orphans.iter().map(|o| o.id.as_str()).collect();
+    crate::chain::mark_broken(&mut listing.backups, &orphaned);
+}
+
+/// Every backup of the listing, newest first, with what happens to it: a good one as the
+/// policy decided, anything else kept ("left in place"), and whatever a kept backup builds on
+/// kept too.
+fn whole_plan(
+    listing: &catalog::Listing,
+    decided: Vec<retention::Decision>,
+) -> Vec<retention::Decision> {
+    let mut decided: std::collections::HashMap<String, retention::Decision> =
+        decided.into_iter().map(|d| (d.id.clone(), d)).collect();
+    let mut decisions: Vec<retention::Decision> = listing
+        .backups
+        .iter()
+        .map(|b| {
+            decided
+                .remove(&b.id)
+                .unwrap_or_else(|| retention::Decision {
+                    id: b.id.clone(),
+                    keep: true,
+                    reasons: vec![format!("left in place: {}", b.standing.label())],
+                })
+        })
+        .collect();
+    retention::keep_chains(&mut decisions, &crate::chain::needs(&listing.backups));
+    decisions
+}
+
+/// The more serious of two exits: integrity over failure over success.
+fn worse(a: Exit, b: Exit) -> Exit {
+    let rank = |e: Exit| match e {
+        Exit::Success => 0,
+        Exit::Partial => 1,
+        Exit::Failure => 2,
+        _ => 3,
+    };
+    if rank(b) > rank(a) {
+        b
+    } else {
+        a
+    }
 }

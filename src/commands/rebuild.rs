@@ -69,7 +69,7 @@ pub fn rebuild(
                 target.id
             )
         };
-        if let Some(damage) = &link.damage {
+        if let crate::catalog::Standing::Damaged(damage) = &link.standing {
             return Err(integrity(format!("{}: damaged: {damage}", context())).into());
         }
         let stored = dest

@@ -18,7 +18,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::archive::layers::Hashing;
-use crate::catalog::{self, Backup};
+use crate::catalog::{self, Backup, Standing};
 use crate::cli::RekeyArgs;
 use crate::config::Settings;
 use crate::crypto::{Opener, Sealer};
@@ -36,6 +36,10 @@ pub struct Report {
     /// Re-keyings a killed run left half-way, finished first.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub finished: Vec<String>,
+    /// What was found and left alone: staged files that do not prove themselves, archives no
+    /// sidecar names, unreadable sidecars.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -75,23 +79,42 @@ pub fn run(settings: &Settings, args: &RekeyArgs) -> Result<Report> {
         .map(|s| Signer::load(&s.key_file))
         .transpose()?;
     let names: Vec<String> = args.dest.iter().cloned().collect();
-    let dests = super::open_destinations(settings, &names)?;
+    let mut dests = super::open_destinations(settings, &names)?;
+    // Re-signing is vouching: this host vouches again only for what the trusted signers, or
+    // its own key, signed. So its own key counts as trusted here (and only here).
+    if let Some(signer) = &signer {
+        for dest in &mut dests {
+            dest.trust = dest.trust.with_signer(signer);
+        }
+    }
 
     let mut report = Report::default();
-    let mut found = false;
+    let mut found: Vec<String> = Vec::new();
     for dest in &dests {
+        let finished = catalog::finish_rekeys(dest, &dest.trust)?;
         report.finished.extend(
-            catalog::roll_forward(dest)?
+            finished
+                .finished
                 .into_iter()
                 .map(|id| format!("{id} on {}", dest.name)),
         );
+        report.warnings.extend(
+            finished
+                .refused
+                .into_iter()
+                .map(|r| format!("destination {}: {r}", dest.name)),
+        );
         let listing = catalog::list(dest)?;
-        sweep(dest, &listing.backups);
+        report
+            .warnings
+            .extend(listing.problems.iter().map(|p| p.to_string()));
         for backup in &listing.backups {
-            if args.id.as_deref().is_some_and(|id| id != backup.id) {
+            let adopt = args.adopt.contains(&backup.id);
+            let named = args.id.as_deref() == Some(backup.id.as_str());
+            if !(args.all || named || adopt) {
                 continue;
             }
-            found = true;
+            found.push(backup.id.clone());
             crate::interrupt::check()?;
             let outcome = |detail: String, exit: Exit| Outcome {
                 id: backup.id.clone(),
@@ -99,46 +122,65 @@ pub fn run(settings: &Settings, args: &RekeyArgs) -> Result<Report> {
                 detail,
                 exit,
             };
-            match plan(backup, &sealer, signer.as_ref()) {
-                Plan::Skip(why) => report.skipped.push(outcome(why, Exit::Success)),
-                Plan::Refuse(why) => report.failed.push(outcome(why, Exit::Integrity)),
-                Plan::Rekey => match rekey_one(dest, backup, &opener, &sealer, signer.as_ref()) {
-                    Ok(detail) => report.rekeyed.push(outcome(detail, Exit::Success)),
-                    Err(e) if crate::exit::classify(&e) == Exit::Interrupted => return Err(e),
-                    Err(e) => report.failed.push(outcome(
-                        crate::exit::describe(&e),
-                        crate::exit::classify(&e),
-                    )),
-                },
+            match plan(backup, &sealer, signer.as_ref(), adopt) {
+                Plan::Skip(why) => {
+                    report.warnings.extend(strays(dest, backup));
+                    report.skipped.push(outcome(why, Exit::Success))
+                }
+                Plan::Refuse(why, exit) => report.failed.push(outcome(why, exit)),
+                Plan::Rekey { adopted } => {
+                    match rekey_one(dest, backup, &opener, &sealer, signer.as_ref()) {
+                        Ok(detail) => {
+                            let detail = match adopted {
+                                Some(was) => format!("{detail}; adopted at your request (it was {was}): this host now vouches for it"),
+                                None => detail,
+                            };
+                            report.rekeyed.push(outcome(detail, Exit::Success))
+                        }
+                        Err(e) if crate::exit::classify(&e) == Exit::Interrupted => return Err(e),
+                        Err(e) => report.failed.push(outcome(
+                            crate::exit::describe(&e),
+                            crate::exit::classify(&e),
+                        )),
+                    }
+                }
             }
         }
     }
-    if let (Some(id), false) = (&args.id, found) {
-        return Err(anyhow::Error::new(
-            crate::exit::Fault::new(Exit::Failure, format!("no complete backup {id}"))
-                .hint("`litevault list` shows the backups there are"),
-        ));
+    for id in args.id.iter().chain(&args.adopt) {
+        if !found.contains(id) {
+            return Err(anyhow::Error::new(
+                crate::exit::Fault::new(Exit::Failure, format!("no complete backup {id}"))
+                    .hint("`litevault list` shows the backups there are"),
+            ));
+        }
     }
     Ok(report)
 }
 
 enum Plan {
-    Rekey,
+    /// Re-encrypt (and re-sign); `adopted` says what the backup was when the operator named it
+    /// with `--adopt`.
+    Rekey {
+        adopted: Option<String>,
+    },
     Skip(String),
-    Refuse(String),
+    Refuse(String, Exit),
 }
 
-fn plan(backup: &Backup, sealer: &Sealer, signer: Option<&Signer>) -> Plan {
-    if let Some(damage) = &backup.damage {
-        return Plan::Refuse(format!("it is damaged ({damage}); not re-keyed"));
-    }
-    // Re-signing a backup nobody vouches for would launder a planted one.
-    if !backup.trust.is_good() {
-        return Plan::Refuse(format!(
-            "it is not trusted ({}); not re-keyed",
-            backup.trust
-        ));
-    }
+fn plan(backup: &Backup, sealer: &Sealer, signer: Option<&Signer>, adopt: bool) -> Plan {
+    let adopted = match &backup.standing {
+        Standing::Good => None,
+        // Only the operator, naming it, may vouch for what nobody vouched for.
+        Standing::Untrusted(why) if adopt => Some(why.clone()),
+        Standing::Untrusted(why) => {
+            return Plan::Refuse(
+                format!("it is not vouched for ({why}); not re-keyed: re-signing it would launder it (if you know it is genuine, name it with --adopt {})", backup.id),
+                Exit::Integrity,
+            )
+        }
+        other => return Plan::Refuse(format!("{other}; not re-keyed"), other.exit()),
+    };
     if backup.sidecar.archive.encryption == "none" {
         return Plan::Skip(
             "it is not encrypted (rekey changes recipients, it does not add encryption)".into(),
@@ -151,30 +193,36 @@ fn plan(backup: &Backup, sealer: &Sealer, signer: Option<&Signer>) -> Plan {
     let signed_as_wanted = match (signer, &backup.trust) {
         (None, _) => true,
         (Some(s), Verdict::Trusted(fp)) => s.fingerprint() == *fp,
-        // Without [trust] here, who signed it is not checked: the recipients decide.
-        (Some(_), Verdict::NotRequired) => true,
         (Some(_), _) => false,
     };
-    if !want.is_empty() && have == want && signed_as_wanted {
+    if adopted.is_none() && !want.is_empty() && have == want && signed_as_wanted {
         return Plan::Skip("already encrypted to exactly the current recipients".into());
     }
-    Plan::Rekey
+    Plan::Rekey { adopted }
 }
 
-/// Remove archives a killed rekey left behind: any object of a listed backup's id that its
-/// sidecar does not name. Best effort: a later run tries again.
-fn sweep(dest: &Destination, backups: &[Backup]) {
-    let Ok(objects) = dest.list("") else { return };
-    for b in backups {
-        for o in &objects {
-            let ours = o.name.starts_with(&format!("{}.", b.id))
-                && o.name.contains(".tar")
-                && o.name != b.sidecar.archive.object;
-            if ours {
-                let _ = dest.delete(&o.name);
-            }
-        }
-    }
+/// Archives of a good backup that its sidecar does not name (left by a killed re-keying):
+/// reported, not deleted, since nothing here has read them.
+fn strays(dest: &Destination, backup: &Backup) -> Vec<String> {
+    let Ok(objects) = dest.list("") else {
+        return Vec::new();
+    };
+    objects
+        .iter()
+        .filter(|o| is_stray(&o.name, backup))
+        .map(|o| {
+            format!(
+                "destination {}: {} is an archive of backup {} that its sidecar does not name (left by an interrupted re-keying?); it is not used, and the next re-keying of {} removes it",
+                dest.name, o.name, backup.id, backup.id
+            )
+        })
+        .collect()
+}
+
+fn is_stray(name: &str, backup: &Backup) -> bool {
+    name.starts_with(&format!("{}.", backup.id))
+        && name.contains(".tar")
+        && name != backup.sidecar.archive.object
 }
 
 fn rekey_one(
@@ -208,21 +256,24 @@ fn rekey_one(
     let upload = dest.upload(&object).with_context(context)?;
     let mut tap = Hashing::new(dest.reader(&old.object).with_context(context)?);
     let mut written = Hashing::new(Chunks::new(upload));
-    {
+    let streamed = (|| -> Result<()> {
         let mut plain = opener.open(&mut tap).with_context(context)?;
         let mut sealed = sealer.wrap(&mut written).context("age")?;
         copy_interruptibly(&mut plain, &mut sealed).with_context(context)?;
         sealed.finish().context("age")?;
+        Ok(())
+    })();
+    if let Err(e) = streamed {
+        if crate::exit::classify(&e) == Exit::Interrupted {
+            return Err(e);
+        }
+        return finish_failed(e, tap, old, backup, dest);
     }
     crate::archive::layers::drain(&mut tap).with_context(context)?;
     let (_, count, hash) = tap.finish();
     if count != old.bytes || hash != old.blake3 {
         // Dropping the upload aborts it: nothing new is kept from damaged bytes.
-        return Err(integrity(format!(
-            "backup {} on {}: the stored archive does not match its sidecar (BLAKE3 {hash}, {count} bytes); not re-keyed",
-            backup.id, dest.name
-        ))
-        .into());
+        return Err(mismatch(backup, dest, &hash, count));
     }
     let (chunks, bytes, blake3) = written.finish();
     let stored = chunks.commit().with_context(context)?;
@@ -257,6 +308,16 @@ fn rekey_one(
     let _ = dest.delete(&catalog::staged_sidecar_name(&backup.id));
     let _ = dest.delete(&catalog::staged_signature_name(&backup.id));
     let _ = dest.delete(&old.object);
+    // Earlier killed re-keyings' archives of this backup: the one just written replaces them.
+    if let Ok(objects) = dest.list("") {
+        for o in objects.iter().filter(|o| {
+            o.name != object
+                && o.name.starts_with(&format!("{}.r", backup.id))
+                && is_stray(&o.name, backup)
+        }) {
+            let _ = dest.delete(&o.name);
+        }
+    }
     Ok(format!(
         "re-encrypted to {} recipient(s){}",
         sealer.public.len().max(1),
@@ -266,6 +327,32 @@ fn rekey_one(
             ""
         }
     ))
+}
+
+/// Damage before blame: when decryption fails, the rest of the stored bytes still say whether
+/// the archive is what its sidecar describes; a damaged one is exit 4, as everywhere.
+fn finish_failed<R: Read>(
+    err: anyhow::Error,
+    mut tap: Hashing<R>,
+    old: &crate::archive::manifest::ArchiveInfo,
+    backup: &Backup,
+    dest: &Destination,
+) -> Result<String> {
+    if crate::archive::layers::drain(&mut tap).is_ok() {
+        let (_, count, hash) = tap.finish();
+        if count != old.bytes || hash != old.blake3 {
+            return Err(mismatch(backup, dest, &hash, count));
+        }
+    }
+    Err(err)
+}
+
+fn mismatch(backup: &Backup, dest: &Destination, hash: &str, count: u64) -> anyhow::Error {
+    integrity(format!(
+        "backup {} on {} is damaged: the stored archive does not match its sidecar (BLAKE3 {hash}, {count} bytes); not re-keyed",
+        backup.id, dest.name
+    ))
+    .into()
 }
 
 fn copy_interruptibly(from: &mut impl Read, to: &mut impl Write) -> io::Result<u64> {

@@ -6,13 +6,12 @@
 //! since `show` is how a person looks into one; the exit code (4) is what tells a script.
 
 use std::collections::BTreeMap;
-use std::time::SystemTime;
 
 use anyhow::Result;
 use serde::Serialize;
 
 use crate::archive::manifest::{DatabaseEntry, Manifest, Stored};
-use crate::catalog::{self, Backup};
+use crate::catalog::{self, Backup, Standing};
 use crate::cli::ShowArgs;
 use crate::config::{Check, Settings, SourceKind};
 use crate::exit::Exit;
@@ -69,7 +68,8 @@ pub struct Archive {
 pub struct Signature {
     /// A signature object is stored beside the sidecar.
     pub signed: bool,
-    /// "trusted", "unsigned", "untrusted-signer", "bad-signature", or "not-checked" (no
+    /// "trusted", "unsigned", "untrusted-signer", "outside-validity" (a trusted key signing or
+    /// judged outside its valid-after/valid-before), "bad-signature", or "not-checked" (no
     /// `[trust]` signers are configured on this host).
     pub status: &'static str,
     /// The signing key's SHA256 fingerprint, when it was checked.
@@ -199,22 +199,30 @@ pub fn run(settings: &Settings, args: &ShowArgs) -> Result<Report> {
             }
             Look::Held(copy) => {
                 let b = &copy.backup;
-                let state = if let Some(damage) = &b.damage {
+                let state = match &b.standing {
+                    Standing::Good => ("ok", None),
                     // A broken chain's message names the backup and the destination already.
-                    problems.push(if b.broken_chain {
-                        damage.clone()
-                    } else {
-                        format!("backup {id} on {} is damaged: {damage}", dest.name)
-                    });
-                    ("damaged", Some(damage.clone()))
-                } else if !b.trust.is_good() {
-                    problems.push(format!(
-                        "backup {id} on {} is not trusted: {}",
-                        dest.name, b.trust
-                    ));
-                    ("untrusted", Some(b.trust.to_string()))
-                } else {
-                    ("ok", None)
+                    Standing::BrokenChain(why) => {
+                        problems.push(why.clone());
+                        ("damaged", Some(why.clone()))
+                    }
+                    // The clock is a note (below), not a finding about the backup.
+                    Standing::FutureDated(_) => ("ok", None),
+                    Standing::Damaged(why) => {
+                        problems.push(format!("backup {id} on {} is damaged: {why}", dest.name));
+                        ("damaged", Some(why.clone()))
+                    }
+                    Standing::Untrusted(why) => {
+                        problems.push(format!(
+                            "backup {id} on {} is not trusted: {why}",
+                            dest.name
+                        ));
+                        ("untrusted", Some(why.clone()))
+                    }
+                    other => {
+                        problems.push(format!("backup {id} on {}: {other}", dest.name));
+                        (other.label(), Some(other.to_string()))
+                    }
                 };
                 copies.push(*copy);
                 state
@@ -228,7 +236,7 @@ pub fn run(settings: &Settings, args: &ShowArgs) -> Result<Report> {
     }
 
     // The copy a restore would want: whole and trusted where there is one; else the one found.
-    let good = |c: &&Copy| c.backup.damage.is_none() && c.backup.trust.is_good();
+    let good = |c: &&Copy| c.backup.standing.is_good();
     let shown = match copies.iter().position(|c| good(&c)) {
         Some(i) => copies.swap_remove(i),
         None => match copies.iter().position(|c| c.dest.name == found_on.name) {
@@ -242,14 +250,14 @@ pub fn run(settings: &Settings, args: &ShowArgs) -> Result<Report> {
         },
     };
     let b = &shown.backup;
-    if b.created > SystemTime::now() + catalog::CLOCK_SKEW {
+    if matches!(b.standing, Standing::FutureDated(_)) {
         notes.push(format!(
             "backup {id} is dated ahead of this host's clock: it does not count as the newest (check both clocks)"
         ));
     }
     let m = &b.sidecar.manifest;
     let a = &b.sidecar.archive;
-    if m.host != settings.name {
+    if m.host != settings.name && !matches!(b.standing, Standing::Foreign { .. }) {
         notes.push(format!(
             "backup {id} was made by host {:?}, but it is in the folder of {:?} (this config's name)",
             m.host, settings.name
@@ -328,8 +336,7 @@ fn look<'d>(dest: &'d Destination, id: &str) -> Look<'d> {
     let chain = match crate::chain::resolve_in(&listed, &backup) {
         Ok(links) => Some(links.into_iter().map(|l| l.id).collect()),
         Err(e) => {
-            backup.broken_chain = true;
-            backup.damage.get_or_insert_with(|| format!("{e:#}"));
+            backup.break_chain(format!("{e:#}"));
             None
         }
     };
@@ -347,6 +354,9 @@ fn signature(trust: &Verdict, signed: bool) -> Signature {
         Verdict::Trusted(fp) => ("trusted", Some(fp.clone())),
         Verdict::Unsigned => ("unsigned", None),
         Verdict::UntrustedSigner(fp) => ("untrusted-signer", Some(fp.clone())),
+        Verdict::OutsideWindow { fingerprint, .. } => {
+            ("outside-validity", Some(fingerprint.clone()))
+        }
         Verdict::BadSignature(_) => ("bad-signature", None),
     };
     let detail = match trust {

@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::Result;
 
 use crate::archive::reader::Route;
-use crate::catalog::Backup;
+use crate::catalog::{Backup, Standing};
 use crate::storage::Destination;
 
 /// Download `backup`, unpack it into `into` (an empty private folder) with every check, then run
@@ -22,13 +22,17 @@ pub fn unpack_checked(
     progress: &dyn crate::progress::Progress,
 ) -> Result<Vec<String>> {
     use anyhow::Context;
-    if let Some(damage) = &backup.damage {
+    // A foreign or future-dated backup is unpacked when named by its id (the caller warns);
+    // damage and distrust never are.
+    if let s @ (Standing::Damaged(_) | Standing::Untrusted(_) | Standing::BrokenChain(_)) =
+        &backup.standing
+    {
         return Err(anyhow::Error::new(
-            crate::exit::integrity(format!(
-                "backup {} on {} is damaged: {damage}",
-                backup.id, dest.name
-            ))
-            .hint("restore an older backup (`litevault list`), or one from another destination"),
+            crate::exit::Fault::new(
+                s.exit(),
+                format!("backup {} on {} is refused: {s}", backup.id, dest.name),
+            )
+            .hint(s.hint()),
         ));
     }
     if backup.sidecar.manifest.is_incremental() {

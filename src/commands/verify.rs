@@ -4,7 +4,7 @@
 use anyhow::Result;
 use serde::Serialize;
 
-use crate::catalog::{self, Backup};
+use crate::catalog::{self, Backup, Standing};
 use crate::cli::VerifyArgs;
 use crate::config::Settings;
 use crate::exit::Exit;
@@ -111,15 +111,20 @@ pub fn run(settings: &Settings, args: &VerifyArgs, progress: &dyn Progress) -> R
         for dest in &dests {
             let listing = catalog::list(dest)?;
             for b in listing.backups {
-                if b.trust.is_good() {
-                    targets.push((dest, b));
-                } else {
-                    results.push(Result1::failed(
-                        &b.id,
-                        dest,
-                        Exit::Integrity,
-                        format!("backup {} on {} is refused: {}", b.id, dest.name, b.trust),
-                    ));
+                match &b.standing {
+                    // Read to find (and name) what is wrong, or that a clock is.
+                    Standing::Good
+                    | Standing::Damaged(_)
+                    | Standing::BrokenChain(_)
+                    | Standing::FutureDated(_) => targets.push((dest, b)),
+                    s @ (Standing::Untrusted(_) | Standing::Foreign { .. }) => {
+                        results.push(Result1::failed(
+                            &b.id,
+                            dest,
+                            s.exit(),
+                            format!("backup {} on {} is refused: {s}", b.id, dest.name),
+                        ))
+                    }
                 }
             }
             // Damaged metadata is a finding of its own: a backup that cannot be listed is

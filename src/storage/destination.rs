@@ -24,6 +24,8 @@ pub const TMP_DIR: &str = "tmp/";
 
 pub struct Destination {
     pub name: String,
+    /// The host folder it is opened at (the config's `name`); `None` at the destination's root.
+    pub namespace: Option<String>,
     /// The URL without secrets, for messages.
     pub display: String,
     op: Operator,
@@ -132,6 +134,7 @@ impl Destination {
         let can_rename = op.info().capability().rename;
         Ok(Destination {
             name: cfg.name.clone(),
+            namespace: (!namespace.is_empty()).then(|| namespace.to_string()),
             link: Link {
                 name: cfg.name.clone(),
                 display: display.clone(),
@@ -234,18 +237,21 @@ impl Destination {
     }
 
     fn read_within(&self, path: &str, size: u64, limit: u64) -> Result<Vec<u8>> {
+        // litevault never writes a small object this large: it is damaged or not ours.
         if size > limit {
-            anyhow::bail!(
+            return Err(crate::exit::integrity(format!(
                 "{}: {size} bytes, more than the {limit} expected",
                 self.link.ctx("reading", path),
-            );
+            ))
+            .into());
         }
         let buf = self.link.call("reading", path, || self.op.read(path))?;
         if buf.len() as u64 > limit {
-            anyhow::bail!(
+            return Err(crate::exit::integrity(format!(
                 "{}: more than the {limit} bytes expected",
                 self.link.ctx("reading", path),
-            );
+            ))
+            .into());
         }
         Ok(buf.to_vec())
     }

@@ -13,6 +13,8 @@ const ID: &str = "20261127T030848Z-fb71";
 
 fn env_with_fixture() -> Env {
     let mut env = Env::new();
+    // The host that made it: in any other host's folder it is foreign.
+    env.name = "fixture-host".into();
     fs::create_dir_all(env.store()).unwrap();
     for name in [format!("{ID}.json"), format!("{ID}.tar.zst.age")] {
         fs::copy(Path::new(FIXTURE).join(&name), env.store().join(&name)).unwrap();

@@ -39,6 +39,8 @@ pub struct Env {
     pub state_dir: Option<PathBuf>,
     /// The body of an `[incremental]` table (written after `extra`); none: every backup full.
     pub incremental: Option<String>,
+    /// The config's `name`: this host's namespace folder in each destination.
+    pub name: String,
 }
 
 impl Env {
@@ -58,6 +60,7 @@ impl Env {
             vars: Vec::new(),
             state_dir: None,
             incremental: None,
+            name: "test-host".into(),
         }
     }
 
@@ -80,7 +83,7 @@ impl Env {
 
     /// The namespace folder of the local destination.
     pub fn store(&self) -> PathBuf {
-        self.path("backups/test-host")
+        self.path(&format!("backups/{}", self.name))
     }
 
     pub fn add_sqlite(&mut self, name: &str) -> PathBuf {
@@ -120,7 +123,8 @@ impl Env {
 
     pub fn write_config(&self) -> PathBuf {
         let mut text = format!(
-            "name = \"test-host\"\nstate_dir = \"{}\"\n{}\n",
+            "name = \"{}\"\nstate_dir = \"{}\"\n{}\n",
+            self.name,
             self.state_dir
                 .clone()
                 .unwrap_or_else(|| self.path("state"))

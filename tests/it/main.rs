@@ -23,6 +23,8 @@ mod in_place;
 mod incremental;
 mod listing;
 mod metadata;
+mod nothing_lost;
+mod output;
 mod package;
 mod plugin;
 mod prune;

@@ -37,8 +37,9 @@ fn a_truncated_sidecar_is_an_integrity_finding_for_verify_list_and_prune() {
 
     let r = env.run(&["--quiet", "list"]);
     r.ok().stderr_has(&old).stderr_has("sidecar");
+    // Damaged metadata is a finding: prune reports it and exits 4, deleting nothing of it.
     let r = env.run(&["--quiet", "prune"]);
-    r.ok().stderr_has(&old).stderr_has("sidecar");
+    r.code(4).stderr_has(&old).stderr_has("sidecar");
     assert!(
         sidecar(&env, &old).exists(),
         "prune deleted damaged metadata silently"

@@ -361,6 +361,7 @@ fn clone_env(env: &Env) -> Env {
         vars: env.vars.clone(),
         state_dir: env.state_dir.clone(),
         incremental: env.incremental.clone(),
+        name: env.name.clone(),
     }
 }
 

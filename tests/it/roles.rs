@@ -80,14 +80,14 @@ fn an_account_that_cannot_delete_backs_up_copies_and_cannot_prune() {
     let env = &rig.env;
     let ns = rig.store.join("test-host");
     let first = env.backup();
-    // A leftover of a killed run: reported, never a failure, and left where it is.
-    fs::write(ns.join("tmp").join("killed-run.part"), b"half").unwrap();
+    // A leftover of a killed run (an upload under litevault's own staging name): reported,
+    // never a failure, and left where it is.
+    let staged = format!("{first}.tar.zst.age.0123abcd");
+    fs::write(ns.join("tmp").join(&staged), b"half").unwrap();
     let r = env.run(&["--json", "backup"]);
-    r.ok()
-        .stderr_has("killed-run.part")
-        .stderr_has("left in place");
+    r.ok().stderr_has(&staged).stderr_has("left in place");
     let second = r.json()["id"].as_str().unwrap().to_string();
-    assert!(ns.join("tmp/killed-run.part").exists());
+    assert!(ns.join("tmp").join(&staged).exists());
     for id in [&first, &second] {
         env.run(&["verify", id, "--dest", "vault"]).ok();
     }
@@ -139,8 +139,10 @@ fn a_final_name_that_already_exists_is_refused_not_overwritten() {
     fs::create_dir_all(&ns).unwrap();
     let planted = ns.join(format!("{id}.tar.zst.age"));
     fs::write(&planted, b"not yours").unwrap();
+    // What is there under that name is not the source's archive: damage, named, never
+    // overwritten.
     let r = env.run(&["copy", "--from", "local", "--to", "vault"]);
-    r.code(3).stderr_has("never overwrites");
+    r.code(4).stderr_has("never overwrites");
     assert_eq!(fs::read(&planted).unwrap(), b"not yours");
     assert!(!ns.join(format!("{id}.json")).exists());
 }

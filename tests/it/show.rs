@@ -262,10 +262,11 @@ fn a_damaged_backup_is_shown_marked_and_exits_4() {
         .code(4)
         .stdout_has("chain        BROKEN");
 
-    // `latest` is only ever a good backup: here there is none.
+    // `latest` is only ever a good backup: here there is none, and what was passed over is
+    // damage (exit 4).
     env.run(&["show", "latest"])
-        .code(1)
-        .stderr_has("no complete, undamaged backup");
+        .code(4)
+        .stderr_has("no good backup");
     env.run(&["show", "20200101T000000Z-abcd"])
         .code(1)
         .stderr_has("no complete backup 20200101T000000Z-abcd");

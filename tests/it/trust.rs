@@ -204,7 +204,7 @@ fn a_planted_backup_is_refused_and_latest_is_the_genuine_one() {
     let keep_one = format!("{}[retention]\nkeep_last = 1\n", env.extra);
     let saved = std::mem::replace(&mut env.extra, keep_one);
     env.run(&["prune"])
-        .ok()
+        .code(4)
         .stderr_has(&planted)
         .stdout_has(&format!("keep   {genuine}"));
     env.extra = saved;
@@ -357,4 +357,86 @@ fn key_generate_never_overwrites_and_makes_working_keys() {
         fs::read_to_string(env.path("sign.pub")).unwrap().trim(),
         public
     );
+}
+
+/// Trust the signers in an allowed_signers file holding `text`, in place of `signers`.
+fn trust_file(env: &mut Env, text: &str) -> PathBuf {
+    let file = env.path("allowed_signers");
+    fs::write(&file, text).unwrap();
+    let signing = env.extra.split("[trust]").next().unwrap().to_string();
+    env.extra = format!(
+        "{signing}[trust]\nallowed_signers_file = \"{}\"\n",
+        file.display()
+    );
+    file
+}
+
+#[test]
+fn an_allowed_signers_file_with_no_key_for_litevault_is_a_config_error_not_trust_off() {
+    let (mut env, public) = signed_env();
+    env.backup();
+    // Unsigned from here on: what a planted backup looks like to the reading side.
+    for entry in fs::read_dir(env.store()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.to_str().unwrap().ends_with(".json.sig") {
+            fs::remove_file(path).unwrap();
+        }
+    }
+    let out = env.path("out");
+    for text in [
+        "# the backup hosts' keys go here\n\n".to_string(),
+        format!("ops@example.com namespaces=\"git\" {public}\n"),
+    ] {
+        let file = trust_file(&mut env, &text);
+        let file = file.to_str().unwrap();
+        env.run(&["restore", "latest", "--to", out.to_str().unwrap()])
+            .code(2)
+            .stderr_has(file)
+            .stderr_has("no key");
+        assert!(!out.exists(), "{text:?}: restored");
+        env.run(&["list"]).code(2).stderr_has(file);
+        env.run(&["check", "--role", "restore"])
+            .code(2)
+            .stderr_has(file);
+    }
+    // With the key allowed for litevault, trust is on: the unsigned backup is passed over.
+    trust_file(
+        &mut env,
+        &format!("ops@example.com namespaces=\"litevault\" {public}\n"),
+    );
+    env.run(&["restore", "latest", "--to", out.to_str().unwrap()])
+        .code(4)
+        .stderr_has("not signed");
+    assert!(!out.exists());
+}
+
+#[test]
+fn a_key_allowed_for_git_and_litevault_in_quotes_is_trusted() {
+    let (mut env, public) = signed_env();
+    let id = env.backup();
+    trust_file(
+        &mut env,
+        &format!(
+            "ops@example.com namespaces=\"git,litevault\",valid-after=\"20200101Z\" {public}\n"
+        ),
+    );
+    env.run(&["verify", &id]).ok();
+    let listed = env.list();
+    assert!(listed[0]["untrusted"].is_null(), "{}", listed[0]);
+    assert!(listed[0]["signed_by"]
+        .as_str()
+        .unwrap()
+        .starts_with("SHA256:"));
+    let out = env.path("out");
+    env.run(&["restore", "latest", "--to", out.to_str().unwrap()])
+        .ok();
+    assert_eq!(check_ledger(&out.join("auth.db")), 100);
+
+    // The same key limited to git (beside a key that is not this host's) vouches for nothing.
+    let other = generate(&env, &env.path("other.key"), true);
+    trust_file(
+        &mut env,
+        &format!("ops@example.com namespaces=\"git\" {public}\nops@example.com {other}\n"),
+    );
+    env.run(&["verify", &id]).code(4).stderr_has("not trusted");
 }
