@@ -635,11 +635,26 @@ struct Listed {
     parent: Option<String>,
     damage: Option<String>,
     untrusted: Option<String>,
+    /// litevault's one judgement ("good", "damaged", "untrusted", "foreign", "future-dated",
+    /// "broken-chain"), where its `list --json` gives one.
+    standing: Option<String>,
+    problem: Option<String>,
 }
 
 impl Listed {
     fn clean(&self) -> bool {
-        self.damage.is_none() && self.untrusted.is_none()
+        self.damage.is_none()
+            && self.untrusted.is_none()
+            && self.standing.as_deref().is_none_or(|s| s == "good")
+    }
+
+    fn why(&self) -> String {
+        self.problem
+            .clone()
+            .or(self.damage.clone())
+            .or(self.untrusted.clone())
+            .or(self.standing.clone())
+            .unwrap_or_default()
     }
 }
 
@@ -906,6 +921,8 @@ impl World {
                     parent: it["parent"].as_str().map(str::to_string),
                     damage: it["damage"].as_str().map(str::to_string),
                     untrusted: it["untrusted"].as_str().map(str::to_string),
+                    standing: it["standing"].as_str().map(str::to_string),
+                    problem: it["problem"].as_str().map(str::to_string),
                 },
             );
         }
@@ -1501,7 +1518,7 @@ impl World {
                         format!(
                             "{id} on {} is good in the model but `list` says: {}",
                             d.name(),
-                            l.damage.clone().or(l.untrusted.clone()).unwrap_or_default()
+                            l.why()
                         ),
                     ))
                 }
@@ -1509,6 +1526,31 @@ impl World {
             }
         }
         for ((d, id), l) in &self.obs.list {
+            // What litevault calls good must not be what the model knows to be bad. Without a
+            // `standing` (before litevault judged host and date), only damage and trust count.
+            let called_good = match &l.standing {
+                Some(s) => s == "good",
+                None => l.clean(),
+            };
+            if called_good && self.model.planted_ids.contains(id) && l.standing.is_some() {
+                return Err(self.finding(
+                    "list calls a planted backup good",
+                    format!(
+                        "{id} on {}, another host's backup planted here, is listed good",
+                        d.name()
+                    ),
+                ));
+            }
+            if called_good && self.model.stored.contains_key(&(*d, id.clone())) {
+                if let Health::Bad(Detect::Listing, why) = self.model.effective(*d, id, now) {
+                    if l.standing.is_some() || !why.contains("ahead of the clock") {
+                        return Err(self.finding(
+                            "list calls a bad backup good",
+                            format!("{id} on {} is listed good, but {why}", d.name()),
+                        ));
+                    }
+                }
+            }
             if self.model.planted_ids.contains(id) {
                 continue;
             }
@@ -1833,14 +1875,6 @@ impl World {
                 .list
                 .get(&(d, id.clone()))
                 .is_some_and(Listed::clean);
-            if let (Health::Bad(Detect::Listing, why), true) = (&h, clean) {
-                if !why.contains("ahead of the clock") {
-                    return Err(self.finding(
-                        "list calls a bad backup good",
-                        format!("{id} on {} is listed without damage, but {why}", d.name()),
-                    ));
-                }
-            }
             if h.is_good() || (clean && h.may_look_good()) {
                 self.restore_one(&id, d, None, now, "final sweep")?;
             }
@@ -1906,6 +1940,7 @@ impl World {
             }
         };
         match &new {
+            _ if self.sabotage == Some(Sabotage::FalseHarm) => {}
             None => fs::remove_file(&path).unwrap(),
             Some(b) => fs::write(&path, b).unwrap(),
         }
@@ -2177,6 +2212,8 @@ enum Sabotage {
     Content,
     /// A fault is done but the model is not told.
     HideHarm,
+    /// The model is told of a fault that is not done.
+    FalseHarm,
     /// The retention model says prune may delete nothing.
     Policy,
 }
@@ -2648,6 +2685,19 @@ fn chaos_oracle_notices_a_model_that_lies() {
                 },
             ],
             "a good backup does not restore",
+        ),
+        (
+            Sabotage::FalseHarm,
+            vec![
+                backup(false),
+                Step::Harm {
+                    dest: Dest::Local,
+                    pick: 0,
+                    obj: Obj::Archive,
+                    harm: Harm::Truncate(10),
+                },
+            ],
+            "list calls a bad backup good",
         ),
         (
             Sabotage::Policy,
