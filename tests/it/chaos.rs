@@ -498,6 +498,8 @@ struct Model {
     stored: BTreeMap<(Dest, String), Health>,
     /// Sidecars we edited (where it may go unseen): they must never be rewritten.
     tampered: BTreeMap<(Dest, String), Vec<u8>>,
+    /// Sidecars we made unreadable.
+    unreadable: BTreeSet<(Dest, String)>,
     /// Files planted outside `tmp/`, and our archives whose sidecar we deleted: never to be
     /// deleted or changed by any command (path relative to the test root).
     /// The flag: planted (true), or an archive of ours whose sidecar we deleted (false).
@@ -609,6 +611,12 @@ impl Model {
             kept.extend(good.iter().take(keep_last.max(1) as usize).copied());
             let mut stack: Vec<&String> = kept.iter().copied().collect();
             while let Some(id) = stack.pop() {
+                // Whose sidecar cannot be read, or was edited, names no parent litevault can
+                // know (nor trust).
+                let key = (dest, id.clone());
+                if self.unreadable.contains(&key) || self.tampered.contains_key(&key) {
+                    continue;
+                }
                 if let Some(p) = &self.recs[id].parent {
                     if let Some(p) = ids.iter().find(|x| *x == p) {
                         if kept.insert(p) {
@@ -1145,12 +1153,16 @@ impl World {
             }
             _ => None,
         };
-        let stored: Vec<(Dest, String)> = self.model.stored.keys().cloned().collect();
-        for (d, id) in stored {
-            if after.sidecar(d, &id).is_some() {
-                continue;
-            }
-            let h = self.model.effective(d, &id, clock);
+        // Judged on the model as it was before the step: a parent and its child deleted by one
+        // prune are both judged with their chain whole.
+        let gone: Vec<((Dest, String), Health)> = self
+            .model
+            .stored
+            .keys()
+            .filter(|(d, id)| after.sidecar(*d, id).is_none())
+            .map(|(d, id)| ((*d, id.clone()), self.model.effective(*d, id, clock)))
+            .collect();
+        for ((d, id), h) in gone {
             match &allowed {
                 Some(allowed) => {
                     let may = allowed.get(&d).is_some_and(|a| a.contains(&id));
@@ -1190,6 +1202,7 @@ impl World {
                 }
             }
             self.model.stored.remove(&(d, id.clone()));
+            self.model.unreadable.remove(&(d, id.clone()));
             self.model.tampered.remove(&(d, id));
         }
 
@@ -1980,6 +1993,7 @@ impl World {
                     // Gone: its archive is now an archive without a sidecar, to be kept.
                     self.model.stored.remove(&key);
                     self.model.tampered.remove(&key);
+                    self.model.unreadable.remove(&key);
                     for e in fs::read_dir(&ns).unwrap().flatten() {
                         let n = e.file_name().to_string_lossy().into_owned();
                         if n.starts_with(&format!("{id}.")) && n.contains(".tar") {
@@ -1994,10 +2008,13 @@ impl World {
                 Some(b) => {
                     let before: Option<Value> = serde_json::from_slice(&old).ok();
                     match serde_json::from_slice::<Value>(b) {
-                        Err(_) => Health::Bad(
-                            Detect::Listing,
-                            format!("we made its sidecar on {} unreadable", d.name()),
-                        ),
+                        Err(_) => {
+                            self.model.unreadable.insert(key.clone());
+                            Health::Bad(
+                                Detect::Listing,
+                                format!("we made its sidecar on {} unreadable", d.name()),
+                            )
+                        }
                         Ok(v) if Some(&v) == before.as_ref() => {
                             if trusted {
                                 Health::Bad(
