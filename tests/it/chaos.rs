@@ -500,6 +500,10 @@ struct Model {
     tampered: BTreeMap<(Dest, String), Vec<u8>>,
     /// Sidecars we made unreadable.
     unreadable: BTreeSet<(Dest, String)>,
+    /// What we did to each backup's archive, and to its sidecar and signature, apart: a rekey
+    /// that moves a backup onto a new archive leaves only the second.
+    archive_harm: BTreeMap<(Dest, String), Health>,
+    meta_harm: BTreeMap<(Dest, String), Health>,
     /// Files planted outside `tmp/`, and our archives whose sidecar we deleted: never to be
     /// deleted or changed by any command (path relative to the test root).
     /// The flag: planted (true), or an archive of ours whose sidecar we deleted (false).
@@ -1203,6 +1207,8 @@ impl World {
             }
             self.model.stored.remove(&(d, id.clone()));
             self.model.unreadable.remove(&(d, id.clone()));
+            self.model.archive_harm.remove(&(d, id.clone()));
+            self.model.meta_harm.remove(&(d, id.clone()));
             self.model.tampered.remove(&(d, id));
         }
 
@@ -1280,6 +1286,19 @@ impl World {
                         d.name()
                     ),
                 ));
+            }
+            // Finishing a genuine re-keying (a killed rekey staged it) moves the backup onto its
+            // new archive: when that archive is whole, what we did to the old one is gone.
+            let key = (d, id.clone());
+            if self.model.archive_harm.contains_key(&key) && self.archive_whole(&after, d, new) {
+                self.model.archive_harm.remove(&key);
+                let rest = self
+                    .model
+                    .meta_harm
+                    .get(&key)
+                    .cloned()
+                    .unwrap_or(Health::Good);
+                self.model.stored.insert(key.clone(), rest);
             }
             let h = self.model.own(d, &id);
             let tampered = self.model.tampered.contains_key(&(d, id.clone()));
@@ -1377,6 +1396,9 @@ impl World {
                 self.model.stored.insert((*d, id.clone()), own);
                 if let Some(t) = self.model.tampered.get(&(src, id.clone())).cloned() {
                     self.model.tampered.insert((*d, id.clone()), t);
+                }
+                if let Some(m) = self.model.meta_harm.get(&(src, id.clone())).cloned() {
+                    self.model.meta_harm.insert((*d, id.clone()), m);
                 }
                 // Parents go first: on the target, its chain must be there.
                 if let Some(p) = self.model.recs[id].parent.clone() {
@@ -1491,6 +1513,24 @@ impl World {
 
         self.obs = after;
         self.check_listing()
+    }
+
+    /// Whether the archive a sidecar names is stored whole: its size and BLAKE3 as the sidecar
+    /// says.
+    fn archive_whole(&self, obs: &Obs, d: Dest, sidecar: &[u8]) -> bool {
+        let Ok(v) = serde_json::from_slice::<Value>(sidecar) else {
+            return false;
+        };
+        let (Some(object), Some(bytes), Some(hash)) = (
+            v["archive"]["object"].as_str(),
+            v["archive"]["bytes"].as_u64(),
+            v["archive"]["blake3"].as_str(),
+        ) else {
+            return false;
+        };
+        obs.files
+            .get(&format!("{}/{object}", d.name()))
+            .is_some_and(|b| b.len() as u64 == bytes && blake3::hash(b).to_hex().as_str() == hash)
     }
 
     fn good_on(&self, d: Dest, clock: i64) -> Vec<String> {
@@ -2007,6 +2047,8 @@ impl World {
                     self.model.stored.remove(&key);
                     self.model.tampered.remove(&key);
                     self.model.unreadable.remove(&key);
+                    self.model.archive_harm.remove(&key);
+                    self.model.meta_harm.remove(&key);
                     for e in fs::read_dir(&ns).unwrap().flatten() {
                         let n = e.file_name().to_string_lossy().into_owned();
                         if n.starts_with(&format!("{id}.")) && n.contains(".tar") {
@@ -2059,6 +2101,12 @@ impl World {
                 }
             },
         };
+        let which = match obj {
+            Obj::Archive => &mut self.model.archive_harm,
+            _ => &mut self.model.meta_harm,
+        };
+        let before = which.get(&key).cloned().unwrap_or(Health::Good);
+        which.insert(key.clone(), before.worse(hit.clone()));
         let cur = self.model.stored[&key].clone();
         self.model.stored.insert(key, cur.worse(hit));
     }
