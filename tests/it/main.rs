@@ -7,6 +7,7 @@ mod harness;
 mod backup;
 mod bad_input;
 mod bigdir;
+mod chaos;
 mod cli;
 mod compat;
 mod copy;
