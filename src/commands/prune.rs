@@ -290,6 +290,24 @@ fn whole_plan(
         })
         .collect();
     retention::keep_chains(&mut decisions, &crate::chain::needs(&listing.backups));
+    // A sidecar that cannot be read may belong to an incremental built on any older backup:
+    // nothing says which, so nothing older is deleted until a person has looked at it.
+    if let Some(unreadable) = listing
+        .problems
+        .iter()
+        .filter_map(|p| catalog::id_time(&p.id).map(|t| (t, &p.id)))
+        .max()
+    {
+        for (d, b) in decisions.iter_mut().zip(&listing.backups) {
+            if !d.keep && b.created < unreadable.0 {
+                d.keep = true;
+                d.reasons.push(format!(
+                    "the sidecar of {} cannot be read, and it may build on this",
+                    unreadable.1
+                ));
+            }
+        }
+    }
     decisions
 }
 

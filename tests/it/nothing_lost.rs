@@ -130,6 +130,27 @@ fn prune_reads_the_newest_backup_before_deleting_and_a_flipped_byte_makes_it_dam
 }
 
 #[test]
+fn an_unreadable_sidecar_keeps_everything_older_it_may_build_on() {
+    let (mut env, db) = ledger_env(10);
+    env.incremental = Some("max_chain = 10\n".into());
+    // A chain full <- a <- b, then a new full backup: keep_last = 1 would delete the chain.
+    let (full, a, b) = three_backups(&mut env, &db);
+    add_rows(&db, 20, 2);
+    let r = env.run(&["--json", "backup", "--full"]);
+    r.ok();
+    // b's sidecar is cut short: nobody can say what it builds on.
+    truncate(&env.store().join(format!("{b}.json")));
+    env.run(&["prune"]).code(4).stderr_has(&b);
+    let listed = ids_listed(&env);
+    for id in [&full, &a] {
+        assert!(
+            listed.contains(id),
+            "{id}, which an unreadable link may build on, was deleted"
+        );
+    }
+}
+
+#[test]
 fn prune_with_no_good_backup_deletes_nothing_and_exits_4() {
     let (mut env, _db) = ledger_env(10);
     env.extra = "[retention]\nkeep_last = 1\n".into();
