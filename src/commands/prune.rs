@@ -299,7 +299,8 @@ fn whole_plan(
         .max()
     {
         for (d, b) in decisions.iter_mut().zip(&listing.backups) {
-            if !d.keep && b.created < unreadable.0 {
+            // Ids carry their time to the second: anything made within that second may be older.
+            if !d.keep && b.created < unreadable.0 + std::time::Duration::from_secs(1) {
                 d.keep = true;
                 d.reasons.push(format!(
                     "the sidecar of {} cannot be read, and it may build on this",

@@ -401,11 +401,22 @@ fn the_example_crontab_names_only_destinations_of_the_example_config() {
     for line in crontab.lines().filter(|l| !l.starts_with('#')) {
         assert!(!line.contains(" verify"), "{line}");
     }
-    // And the real binary reads the example as valid (its destinations included).
+    // And the real binary reads the example as valid (its destinations included), with its
+    // state_dir moved into a scratch folder: a test never writes this machine's
+    // /var/lib/litevault (the package test checks that the package creates it).
+    let scratch = tempfile::tempdir().unwrap();
+    let example = std::fs::read_to_string(root.join("examples/litevault.toml"))
+        .unwrap()
+        .replace(
+            "state_dir = \"/var/lib/litevault\"",
+            &format!("state_dir = \"{}\"", scratch.path().join("state").display()),
+        );
+    let copy = scratch.path().join("litevault.toml");
+    std::fs::write(&copy, example).unwrap();
     let r = run_cmd({
         let mut cmd = std::process::Command::new(BIN);
         cmd.arg("--config")
-            .arg(root.join("examples/litevault.toml"))
+            .arg(&copy)
             .args(["backup", "--dest", "nowhere"]);
         cmd
     });
@@ -584,6 +595,7 @@ fn on_a_terminal_verify_copy_and_rekey_draw_one_labelled_bar_per_phase() {
     let mut env = Env::new();
     create_bulk(&env.add_sqlite("bulk.db"), 8);
     let key = env.with_age_key();
+    std::fs::create_dir_all(env.path("second")).unwrap();
     env.destinations
         .push(dest("second", "file://__ROOT__/second"));
     let id = env.backup();
@@ -607,6 +619,7 @@ fn on_a_terminal_verify_copy_and_rekey_draw_one_labelled_bar_per_phase() {
 
     // Copy: a bar for the archive it moves.
     std::fs::remove_dir_all(env.path("second")).unwrap();
+    std::fs::create_dir_all(env.path("second")).unwrap();
     let text = on_a_terminal(&env, "copy --from local --to second");
     assert!(
         text.contains(&format!("copy {id} from local to second")),

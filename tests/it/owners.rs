@@ -304,7 +304,7 @@ fn same_owner_is_refused_when_not_root() {
     give(&state, NOBODY, NOGROUP, 0o700);
     env.state_dir = Some(state);
     let store = env.path("backups");
-    fs::create_dir(&store).unwrap();
+    fs::create_dir_all(&store).unwrap();
     give(&store, NOBODY, NOGROUP, 0o700);
     env.write_config();
     give(&env.config_path(), 0, 0, 0o644);

@@ -203,7 +203,7 @@ fn check_as_a_user_who_cannot_read_the_database_fails_naming_it() {
     r.code(1)
         .stderr_has("source auth.db")
         .stderr_has(&db.display().to_string())
-        .stderr_has("Permission denied");
+        .stderr_has("permission denied");
     let probe = source_probe(&r);
     assert_eq!(probe["ok"], false);
 }
@@ -269,7 +269,8 @@ fn a_prune_dry_run_is_recorded_as_a_dry_run() {
     assert_eq!(would.len(), 2, "{run:#}");
     assert!(would.contains(&ids[0].as_str()) && would.contains(&ids[1].as_str()));
     let human = env.run(&["history"]).ok().stdout.clone();
-    let first = human.lines().next().unwrap();
+    // The first line is the header; the newest run follows it.
+    let first = human.lines().nth(1).unwrap();
     assert!(
         first.contains("prune") && first.contains("dry run"),
         "{human}"

@@ -145,6 +145,8 @@ impl World {
         let mut env = Env::new();
         let db = env.add_sqlite("app.db");
         let conf = env.add_source("app.conf", "file", "");
+        // litevault never creates a destination's root: it is made here, as an operator would.
+        fs::create_dir_all(env.path("other")).unwrap();
         env.destinations
             .push(dest("other", "file://__ROOT__/other"));
         env.incremental = Some(format!("max_chain = {}\n", setup.max_chain));
