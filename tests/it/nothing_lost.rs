@@ -492,7 +492,12 @@ fn restore_latest_with_the_chains_full_backup_missing_says_so_and_exits_4() {
 }
 
 fn archive_of_any(env: &Env, id: &str) -> PathBuf {
-    fs::read_dir(env.store())
+    archive_in(&env.store(), id)
+}
+
+/// The archive object of backup `id` in namespace folder `ns`, sidecar or not.
+fn archive_in(ns: &Path, id: &str) -> PathBuf {
+    fs::read_dir(ns)
         .unwrap()
         .flatten()
         .map(|e| e.path())
@@ -546,26 +551,9 @@ fn remote_prune_keeps_what_it_cannot_vouch_for(mut env: Env, ns: &Path) {
     let db = env.add_sqlite("a.db");
     create_ledger(&db, "WAL", 10);
     let (lost, good, newest) = three_backups(&mut env, &db);
-    let orphan = fs::read_dir(ns)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| {
-            let n = p.file_name().unwrap().to_str().unwrap();
-            n.starts_with(&lost) && n.contains(".tar")
-        })
-        .unwrap();
+    let orphan = archive_in(ns, &lost);
     fs::remove_file(ns.join(format!("{lost}.json"))).unwrap();
-    let cut = fs::read_dir(ns)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| {
-            let n = p.file_name().unwrap().to_str().unwrap();
-            n.starts_with(&newest) && n.contains(".tar")
-        })
-        .unwrap();
-    truncate(&cut);
+    truncate(&archive_in(ns, &newest));
 
     let r = env.run(&["prune"]);
     r.code(4).stderr_has(&newest).stderr_has("has no sidecar");
