@@ -27,6 +27,51 @@ pub fn require_tool(name: &str) -> PathBuf {
     panic!("{name} is not installed; run scripts/test, which installs every tool the tests need");
 }
 
+/// An example program of this crate (`examples/NAME.rs`), built by `cargo test --all-targets`;
+/// built (or refreshed) here too, since `cargo test --test it NAME` builds no examples. A failed
+/// build fails the test.
+pub fn example_binary(name: &str) -> &'static Path {
+    static BUILT: std::sync::Mutex<Vec<(String, &'static Path)>> =
+        std::sync::Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, p)) = built.iter().find(|(n, _)| n == name) {
+        return p;
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let out = Command::new(&cargo)
+        .args([
+            "build",
+            "--quiet",
+            "--message-format=json",
+            "--example",
+            name,
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cargo} to build the example {name}: {e}"));
+    assert!(
+        out.status.success(),
+        "cargo build --example {name} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Where cargo put it, whatever the target folder.
+    let path = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|m| m["target"]["name"] == name)
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .unwrap_or_else(|| panic!("cargo did not say where it built {name}"));
+    assert!(
+        path.is_file(),
+        "the example {name} is not at {}",
+        path.display()
+    );
+    let path: &'static Path = Box::leak(path.into_boxed_path());
+    built.push((name.to_string(), path));
+    path
+}
+
 pub struct Env {
     pub tmp: tempfile::TempDir,
     pub extra: String,
@@ -298,11 +343,13 @@ impl Run {
 }
 
 pub fn run_cmd(mut cmd: Command) -> Run {
-    let out: Output = cmd
-        .env_remove("LITEVAULT_CONFIG")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    cmd.env_remove("LITEVAULT_CONFIG");
+    run_as_set(cmd)
+}
+
+/// `cmd` with exactly the environment it was given (`LITEVAULT_CONFIG` included), no stdin.
+pub fn run_as_set(mut cmd: Command) -> Run {
+    let out: Output = cmd.stdin(Stdio::null()).output().unwrap();
     Run {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

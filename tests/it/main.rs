@@ -30,6 +30,7 @@ mod owners;
 mod package;
 mod plugin;
 mod prune;
+mod readme;
 mod rekey;
 
 mod remote;

@@ -8,7 +8,6 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use crate::harness::*;
@@ -17,43 +16,9 @@ const PLUGIN: &str = "age-plugin-litevaulttest";
 /// Generous: a declined PIN fails in well under a second.
 const QUICK: Duration = Duration::from_secs(30);
 
-/// The test plugin, built by `cargo test --all-targets`; built (or refreshed) here too, since
-/// `cargo test --test it plugin` builds no examples. A failed build fails the test.
+/// The test plugin, built by `cargo test --all-targets` (and here when missing).
 fn plugin_binary() -> &'static Path {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-        let out = Command::new(&cargo)
-            .args([
-                "build",
-                "--quiet",
-                "--message-format=json",
-                "--example",
-                PLUGIN,
-            ])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {cargo} to build the test plugin: {e}"));
-        assert!(
-            out.status.success(),
-            "cargo build --example {PLUGIN} failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        // Where cargo put it, whatever the target folder.
-        let path = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|m| m["target"]["name"] == PLUGIN)
-            .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-            .unwrap_or_else(|| panic!("cargo did not say where it built {PLUGIN}"));
-        assert!(
-            path.is_file(),
-            "the test plugin is not at {}",
-            path.display()
-        );
-        path
-    })
+    example_binary(PLUGIN)
 }
 
 /// A folder holding the plugin under its own name, to put on PATH.
