@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Check, Compression, SourceKind};
+use crate::vocabulary::{Check, Compression, SourceKind};
 
 /// The newest version this litevault reads (and writes, for incremental backups).
 pub const FORMAT_VERSION: u32 = 2;

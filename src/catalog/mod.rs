@@ -16,6 +16,7 @@ use crate::trust::Verdict;
 use load::{load_backup, load_many};
 use load::{load_sidecar, parse_sidecar};
 
+pub mod chains;
 mod hosts;
 mod load;
 mod standing;
@@ -200,7 +201,7 @@ pub fn list_at(dest: &Destination, now: SystemTime) -> Result<Listing> {
         .sort_by(|a, b| b.created.cmp(&a.created).then_with(|| b.id.cmp(&a.id)));
     let orphaned: std::collections::HashSet<&str> =
         listing.orphans.iter().map(|o| o.id.as_str()).collect();
-    crate::chain::mark_broken(&mut listing.backups, &orphaned);
+    chains::mark_broken(&mut listing.backups, &orphaned);
     Ok(listing)
 }
 
@@ -270,7 +271,7 @@ impl<'d> Listed<'d> {
             return Ok(None);
         };
         if b.standing.is_good() && b.sidecar.manifest.is_incremental() {
-            if let Err(e) = crate::chain::resolve_in(self, &b) {
+            if let Err(e) = chains::resolve_in(self, &b) {
                 b.break_chain(format!("{e:#}"));
             }
         }

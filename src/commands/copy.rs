@@ -132,7 +132,7 @@ pub fn run(
             .filter(|_| cur.sidecar.manifest.is_incremental())
         {
             match by_id.get(parent) {
-                Some(p) if chain.len() <= crate::chain::MAX_DEPTH => {
+                Some(p) if chain.len() <= crate::vocabulary::MAX_CHAIN => {
                     chain.push(p);
                     cur = p;
                 }

@@ -246,7 +246,7 @@ fn read_back(
             return Ok(Some((b.id.clone(), format!("{e:#}"))));
         }
         links += 1;
-        if b.sidecar.manifest.is_incremental() && links <= crate::chain::MAX_DEPTH {
+        if b.sidecar.manifest.is_incremental() && links <= crate::vocabulary::MAX_CHAIN {
             next = b.sidecar.manifest.parent.clone();
         }
     }
@@ -264,7 +264,7 @@ fn damage(listing: &mut catalog::Listing, bad: &str, why: String) {
     listing.backups[bad].standing = Standing::Damaged(why);
     let orphaned: std::collections::HashSet<&str> =
         listing.orphans.iter().map(|o| o.id.as_str()).collect();
-    crate::chain::mark_broken(&mut listing.backups, &orphaned);
+    crate::catalog::chains::mark_broken(&mut listing.backups, &orphaned);
 }
 
 /// Every backup of the listing, newest first, with what happens to it: a good one as the
@@ -289,7 +289,10 @@ fn whole_plan(
                 })
         })
         .collect();
-    retention::keep_chains(&mut decisions, &crate::chain::needs(&listing.backups));
+    retention::keep_chains(
+        &mut decisions,
+        &crate::catalog::chains::needs(&listing.backups),
+    );
     // A sidecar that cannot be read may belong to an incremental built on any older backup:
     // nothing says which, so nothing older is deleted until a person has looked at it.
     if let Some(unreadable) = listing

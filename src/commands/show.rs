@@ -333,7 +333,7 @@ fn look<'d>(dest: &'d Destination, id: &str) -> Look<'d> {
         }
         Err(e) => return Look::Unreadable(format!("{e:#}")),
     };
-    let chain = match crate::chain::resolve_in(&listed, &backup) {
+    let chain = match crate::catalog::chains::resolve_in(&listed, &backup) {
         Ok(links) => Some(links.into_iter().map(|l| l.id).collect()),
         Err(e) => {
             backup.break_chain(format!("{e:#}"));

@@ -36,7 +36,7 @@ pub fn unpack_checked(
         ));
     }
     if backup.sidecar.manifest.is_incremental() {
-        let chain = crate::chain::resolve(dest, backup)?;
+        let chain = crate::catalog::chains::resolve(dest, backup)?;
         return super::rebuild::rebuild(dest, &chain, opener, into, pragma, durable, progress);
     }
     let stored = dest.reader(&backup.sidecar.archive.object)?;

@@ -118,23 +118,6 @@ pub struct RawRetention {
     prune_after_backup: bool,
 }
 
-/// What kind of thing a source is, which decides how it is snapshotted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SourceKind {
-    Sqlite,
-    File,
-    Dir,
-}
-
-/// How thoroughly a database snapshot is checked before it is stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Check {
-    Quick,
-    Integrity,
-}
-
 #[derive(Debug, Clone)]
 pub struct Source {
     pub name: String,
@@ -143,12 +126,7 @@ pub struct Source {
     pub check: Check,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
-    Zstd { level: i32 },
-    Gzip { level: u32 },
-    None,
-}
+pub use crate::vocabulary::{Check, Compression, SourceKind};
 
 /// A validated configuration: every field has been checked and every path made absolute.
 #[derive(Debug, Clone)]
@@ -508,12 +486,12 @@ fn incremental(raw: RawIncremental) -> std::result::Result<Incremental, (String,
             })?,
     };
     let max_chain = raw.max_chain.unwrap_or(30);
-    if max_chain == 0 || max_chain as usize > crate::chain::MAX_DEPTH {
+    if max_chain == 0 || max_chain as usize > crate::vocabulary::MAX_CHAIN {
         return Err((
             "incremental.max_chain".to_string(),
             format!(
                 "is {max_chain}; write a number from 1 to {} (each restore reads the whole chain: 30 is a good bound)",
-                crate::chain::MAX_DEPTH
+                crate::vocabulary::MAX_CHAIN
             ),
         ));
     }

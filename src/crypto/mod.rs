@@ -10,12 +10,11 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Read, Write};
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::str::FromStr;
 
 use age::secrecy::SecretString;
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use crate::config::Encryption;
 use crate::exit::{config as config_error, integrity, Exit, Fault};
@@ -139,7 +138,7 @@ impl Opener {
             identities.push(Box::new(age::scrypt::Identity::new(read_passphrase(file)?)));
         }
         if let Some(file) = &enc.identity_file {
-            refuse_loose_permissions(file, "encryption.identity_file")?;
+            crate::secret_file::refuse_loose_permissions(file, "encryption.identity_file")?;
             let text = fs::read(file).map_err(|e| {
                 config_error(format!(
                     "cannot read encryption.identity_file {}: {e}",
@@ -321,7 +320,7 @@ fn ssh_identity(file: &Path, text: &[u8]) -> Result<Box<dyn age::Identity + Send
 }
 
 fn read_passphrase(file: &Path) -> Result<SecretString> {
-    refuse_loose_permissions(file, "encryption.passphrase_file")?;
+    crate::secret_file::refuse_loose_permissions(file, "encryption.passphrase_file")?;
     let text = fs::read_to_string(file).map_err(|e| {
         config_error(format!(
             "cannot read encryption.passphrase_file {}: {e}",
@@ -337,39 +336,4 @@ fn read_passphrase(file: &Path) -> Result<SecretString> {
         .into());
     }
     Ok(SecretString::from(pass.to_string()))
-}
-
-/// Like ssh: a secret that group or others may read is refused, not used.
-pub fn refuse_loose_permissions(file: &Path, key: &str) -> Result<()> {
-    let meta = fs::metadata(file)
-        .map_err(|e| {
-            let fault = config_error(format!("cannot read {key} {}: {e}", file.display()));
-            match (e.kind(), key) {
-                (std::io::ErrorKind::NotFound, "encryption.identity_file") => fault.hint(format!(
-                    "the identity (the age secret key) is needed only where you restore or verify: put it at {} (mode 0600) on this host, or point {key} at where it is; a host that only backs up needs only the recipients",
-                    file.display()
-                )),
-                (std::io::ErrorKind::NotFound, _) => fault.hint(format!(
-                    "create {} (mode 0600), or fix {key} in the config",
-                    file.display()
-                )),
-                _ => fault,
-            }
-        })
-        .context("loading keys")?;
-    let mode = meta.permissions().mode();
-    if mode & 0o077 != 0 {
-        return Err(anyhow::Error::new(
-            Fault::new(
-                crate::exit::Exit::Usage,
-                format!(
-                    "{key} {} is accessible by group or others (mode {:o}); refusing to use it",
-                    file.display(),
-                    mode & 0o777
-                ),
-            )
-            .hint(format!("chmod 600 {}", file.display())),
-        ));
-    }
-    Ok(())
 }

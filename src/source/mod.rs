@@ -3,6 +3,7 @@
 pub mod files;
 mod pages;
 pub mod sqlite;
+mod stream;
 
 use std::path::Path;
 

@@ -8,7 +8,7 @@ use std::sync::mpsc::SyncSender;
 use anyhow::{bail, Context, Result};
 use rusqlite::Connection;
 
-use super::sqlite::{DbInfo, Msg, CHUNK};
+use super::stream::{DbInfo, Msg, CHUNK};
 use crate::archive::wal::{lock_page, WalWriter};
 use crate::pagehash::{page_cv, supported, Tree};
 use crate::pageindex::{short, DbPages, PageHash};

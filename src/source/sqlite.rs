@@ -34,81 +34,18 @@ use anyhow::{bail, Context, Result};
 use rusqlite::{Connection, OpenFlags};
 
 use super::pages::{compare_pages, stream_wal, stream_whole};
-use crate::archive::wal::wal_size;
+use super::stream::Msg;
+pub use super::stream::{Checked, DbInfo, Form};
 use crate::config::Check;
 use crate::exit::integrity;
 use crate::pagehash::supported;
-use crate::pageindex::{DbPages, PageHash};
+use crate::pageindex::DbPages;
 
-/// Pages are handed over in chunks of about this size; the channel holds a few of them.
-pub(super) const CHUNK: usize = 256 << 10;
+/// The channel holds a few chunks.
 const CHANNEL_DEPTH: usize = 2;
 
 /// How long to wait for a writer's lock before giving up on a database.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
-
-#[derive(Debug, Clone)]
-pub struct DbInfo {
-    pub page_size: u32,
-    pub page_count: u64,
-    pub sqlite_version: String,
-    pub user_version: i64,
-    pub journal_mode: String,
-    /// The database file's mode (permission bits), owner and group.
-    pub mode: u32,
-    pub uid: u32,
-    pub gid: u32,
-    /// What the stream holds.
-    pub form: Form,
-}
-
-/// What a snapshot streams: the whole database, or (compared with its parent's pages) a WAL
-/// file of the pages that changed, or nothing when none did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Form {
-    Whole,
-    Wal { frames: u64 },
-    Unchanged,
-}
-
-impl DbInfo {
-    pub fn size(&self) -> u64 {
-        self.page_size as u64 * self.page_count
-    }
-
-    /// The bytes the stream will carry.
-    pub fn stream_size(&self) -> u64 {
-        match self.form {
-            Form::Whole => self.size(),
-            Form::Wal { frames } => wal_size(frames, self.page_size),
-            Form::Unchanged => 0,
-        }
-    }
-}
-
-/// What the snapshot's transaction found once its pages were read and checked.
-#[derive(Debug, Clone)]
-pub struct Checked {
-    /// Rows per table.
-    pub row_counts: BTreeMap<String, u64>,
-    /// The whole snapshot's BLAKE3 (hex), equal to the file's.
-    pub blake3: String,
-    /// Each page's short hash, for the next backup's comparison (when asked for, and the page
-    /// size allows it).
-    pub pages: Vec<PageHash>,
-}
-
-impl Checked {
-    pub fn index_entry(&self, source: &str, info: &DbInfo) -> DbPages {
-        DbPages {
-            source: source.to_string(),
-            page_size: info.page_size,
-            page_count: info.page_count,
-            blake3: self.blake3.clone(),
-            hashes: self.pages.clone(),
-        }
-    }
-}
 
 /// How to take a snapshot: whether to keep page hashes for the next backup, and the parent's
 /// pages to compare with (for an incremental).
@@ -116,16 +53,6 @@ impl Checked {
 pub struct Compare {
     pub keep_pages: bool,
     pub parent: Option<Arc<DbPages>>,
-}
-
-pub(super) enum Msg {
-    Ready(DbInfo),
-    Pages(Vec<u8>),
-    /// Every page has been sent; the check runs now.
-    Streamed,
-    /// The check passed (with the row counts of the same transaction); the transaction is closed.
-    Checked(Checked),
-    Failed(anyhow::Error),
 }
 
 /// A snapshot being taken on its own thread. Read it like a file of `ready()?.size()` bytes.

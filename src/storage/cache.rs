@@ -14,7 +14,7 @@ use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
-use super::destination::Object;
+use super::object::Object;
 
 /// `O_NOFOLLOW`.
 const NOFOLLOW: i32 = 0o400000;

@@ -17,7 +17,7 @@ pub struct Credentials {
 /// The configured credentials file wins over the environment: it was named on purpose.
 pub fn load(s3: &S3) -> Result<Option<Credentials>> {
     if let Some(file) = &s3.credentials_file {
-        crate::crypto::refuse_loose_permissions(file, "credentials_file")?;
+        crate::secret_file::refuse_loose_permissions(file, "credentials_file")?;
         let text = std::fs::read_to_string(file).map_err(|e| {
             config_error(format!(
                 "cannot read credentials_file {}: {e}",

@@ -42,21 +42,8 @@ pub struct Destination {
     modes: std::sync::Mutex<Option<super::sftp_modes::Modes>>,
 }
 
-/// An object listed in the namespace folder.
-#[derive(Debug, Clone)]
-pub struct Object {
-    pub name: String,
-    pub size: u64,
-    /// Its ETag, or else its modification time, when the backend says: what tells a rewritten
-    /// object of the same size apart.
-    pub version: Option<String>,
-}
-
-fn version_of(meta: &opendal::Metadata) -> Option<String> {
-    meta.etag()
-        .map(str::to_string)
-        .or_else(|| meta.last_modified().map(|t| t.to_string()))
-}
+use super::object::version_of;
+pub use super::object::Object;
 
 /// A `file://` destination's folder, looked at without creating anything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -643,7 +630,7 @@ fn s3_builder(s3: &crate::storage::url::S3, namespace: &str) -> Result<opendal::
         Sse::Kms(None) => b.server_side_encryption_with_aws_managed_kms_key(),
         Sse::Kms(Some(id)) => b.server_side_encryption_with_customer_managed_kms_key(id),
         Sse::Customer(file) => {
-            crate::crypto::refuse_loose_permissions(file, "sse_c_key_file")?;
+            crate::secret_file::refuse_loose_permissions(file, "sse_c_key_file")?;
             let key = std::fs::read(file)
                 .with_context(|| format!("reading sse_c_key_file {}", file.display()))?;
             if key.len() != 32 {

@@ -6,6 +6,7 @@ pub mod credentials;
 pub mod destination;
 pub mod fanout;
 pub mod link;
+pub mod object;
 pub mod runtime;
 pub mod sftp_modes;
 pub mod spool;

@@ -35,7 +35,7 @@ pub struct Signer {
 impl Signer {
     /// Load an OpenSSH ed25519 private key, refused when group or others can read it.
     pub fn load(path: &Path) -> Result<Signer> {
-        crate::crypto::refuse_loose_permissions(path, "signing.key_file")?;
+        crate::secret_file::refuse_loose_permissions(path, "signing.key_file")?;
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading signing.key_file {}", path.display()))?;
         let key = PrivateKey::from_openssh(&text).map_err(|_| {
