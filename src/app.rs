@@ -454,7 +454,7 @@ fn render_backup(ui: &Ui, r: &commands::backup::Report, unencrypted_by_choice: b
     Ok(())
 }
 
-fn render_restore(ui: &Ui, r: &commands::restore::Report) -> Result<()> {
+fn render_restore(ui: &Ui, r: &crate::restore::Report) -> Result<()> {
     ui.json(r)?;
     for stale in &r.removed_stale {
         ui.warn(&format!(

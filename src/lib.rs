@@ -31,6 +31,7 @@ pub mod pagehash;
 pub mod pageindex;
 pub mod place;
 pub mod progress;
+pub mod restore;
 pub mod retention;
 pub mod runner;
 pub mod secret_file;

@@ -421,7 +421,7 @@ impl Recorded for commands::verify::Report {
     }
 }
 
-impl Recorded for commands::restore::Report {
+impl Recorded for crate::restore::Report {
     fn outcome(&self) -> Outcome {
         let code = self.exit();
         Outcome {

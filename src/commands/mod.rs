@@ -5,18 +5,13 @@ pub mod backup;
 pub mod check;
 pub mod copy;
 pub mod fleet;
-pub mod in_place;
 pub mod key;
 pub mod list;
 pub mod prune;
-mod rebuild;
 pub mod rekey;
 pub mod restore;
 pub mod show;
-mod unpack;
 pub mod verify;
-
-pub use unpack::unpack_checked;
 
 use anyhow::Result;
 

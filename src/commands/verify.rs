@@ -168,7 +168,7 @@ pub fn run(settings: &Settings, args: &VerifyArgs, progress: &dyn Progress) -> R
         let outcome = (|| {
             let opener = super::opener_for(settings, &backup)?;
             let scratch = state.scratch("verify")?;
-            let checked = super::unpack_checked(
+            let checked = crate::restore::unpack_checked(
                 dest,
                 &backup,
                 opener.as_ref(),

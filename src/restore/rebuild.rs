@@ -18,7 +18,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use blake3::hazmat::ChainingValue;
 
-use super::unpack::{Aftercare, StoppedByAftercare, ToAftercare};
+use super::aftercare::{check_label, Aftercare, StoppedByAftercare, ToAftercare};
 use crate::archive::manifest::{DatabaseEntry, Stored};
 use crate::archive::reader::{extract, Entries, Route};
 use crate::archive::wal::{first_page_hash, wal_path, WalApplier};
@@ -120,7 +120,7 @@ pub fn rebuild(
             &mut entries,
         );
         if extracted.is_ok() {
-            progress.waiting(&super::unpack::check_label(target, dest, pragma));
+            progress.waiting(&check_label(target, dest, pragma));
         }
         (extracted, pool.finish())
     });

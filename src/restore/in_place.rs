@@ -1,4 +1,4 @@
-//! `litevault restore ID --in-place`: put a backup back on the server itself, over databases the
+//! An in-place restore: put a backup back on the server itself, over databases the
 //! server may have had open.
 //!
 //! The steps, in this order: everything that can be checked without touching the server
@@ -12,9 +12,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
-use super::restore::{AfterCheck, Report, Restored};
+use super::{selected_sources, unpack_checked, AfterCheck, Options, Report, Restored};
 use crate::catalog::Backup;
-use crate::cli::{BackupArgs, RestoreArgs};
+use crate::cli::BackupArgs;
+use crate::commands::{find_backup_noted, open_destinations, opener_for};
 use crate::config::{Settings, Source, SourceKind};
 use crate::exit::{config as config_error, integrity, Exit, Fault};
 use crate::place;
@@ -22,27 +23,36 @@ use crate::progress::{Progress, Silent};
 use crate::state::StateDir;
 use crate::storage::url::Location;
 
-pub fn run(
+/// The choices of an in-place restore beyond what to restore.
+#[derive(Clone, Copy)]
+pub(super) struct Choices {
+    pub safety_backup: bool,
+    pub force: bool,
+    pub wait: Option<std::time::Duration>,
+}
+
+pub(super) fn run(
     settings: &Settings,
-    args: &RestoreArgs,
+    options: &Options,
+    choices: Choices,
     progress: &dyn Progress,
     hook_env: &[(String, String)],
 ) -> Result<Report> {
     let state = StateDir::open(&settings.state_dir)?;
-    let _lock = state.lock(args.wait)?;
-    let names: Vec<String> = args.dest.iter().cloned().collect();
-    let dests = super::open_destinations(settings, &names)?;
-    let (dest, backup, passed_over) = super::find_backup_noted(&dests, &args.id)?;
+    let _lock = state.lock(choices.wait)?;
+    let names: Vec<String> = options.dest.iter().cloned().collect();
+    let dests = open_destinations(settings, &names)?;
+    let (dest, backup, passed_over) = find_backup_noted(&dests, &options.id)?;
 
     // 1. Everything that can be checked before the server is touched.
     check_compatible(&backup)?;
-    let targets = targets(settings, &backup, &args.only)?;
+    let targets = targets(settings, &backup, &options.only)?;
     for (source, _) in &targets {
         place::clean_staged(&source.path);
     }
-    let opener = super::opener_for(settings, &backup)?;
+    let opener = opener_for(settings, &backup)?;
     let scratch = state.scratch("restore")?;
-    let checked = super::unpack_checked(
+    let checked = unpack_checked(
         dest,
         &backup,
         opener.as_ref(),
@@ -51,7 +61,7 @@ pub fn run(
         false,
         progress,
     )?;
-    check_space(settings, &targets, !args.no_safety_backup)?;
+    check_space(settings, &targets, choices.safety_backup)?;
 
     // 2. Maintenance mode on. From here on, after_restore runs whatever happens.
     let mut env = hook_env.to_vec();
@@ -75,7 +85,7 @@ pub fn run(
         }
     }
     let result = crate::interrupt::check()
-        .and_then(|()| replace(settings, &state, args, &backup, &targets, &scratch.path));
+        .and_then(|()| replace(settings, &state, choices, &backup, &targets, &scratch.path));
     let (status, safety) = match &result {
         Ok(r) => ("success", r.safety_backup.clone()),
         Err(_) => ("failure", None),
@@ -98,7 +108,7 @@ pub fn run(
 fn replace(
     settings: &Settings,
     state: &StateDir,
-    args: &RestoreArgs,
+    choices: Choices,
     backup: &Backup,
     targets: &[(Source, u64)],
     scratch: &Path,
@@ -108,7 +118,7 @@ fn replace(
         check: "integrity_check".into(),
         ..Report::default()
     };
-    if !args.force {
+    if !choices.force {
         for (source, _) in targets.iter().filter(|(s, _)| s.kind == SourceKind::Sqlite) {
             if let Some(why) = place::in_use(&source.path) {
                 return Err(anyhow::Error::new(
@@ -119,7 +129,7 @@ fn replace(
         }
     }
 
-    if !args.no_safety_backup {
+    if choices.safety_backup {
         report.safety_backup = safety_backup(settings, state, backup, targets, &mut report.notes)?;
     }
 
@@ -234,7 +244,7 @@ fn targets(settings: &Settings, backup: &Backup, only: &[String]) -> Result<Vec<
             ));
         }
     }
-    let names = super::restore::selected_sources(backup, only)?;
+    let names = selected_sources(backup, only)?;
     let mut out = Vec::new();
     for name in names {
         let Some(source) = settings.sources.iter().find(|s| s.name == name) else {
@@ -341,7 +351,7 @@ fn safety_backup(
         "pre-restore".to_string(),
         format!("restoring:{}", backup.id),
     ];
-    let report = super::backup::run_locked(&subset, state, &args, &Silent, None, &tags).map_err(|e| {
+    let report = crate::commands::backup::run_locked(&subset, state, &args, &Silent, None, &tags).map_err(|e| {
         anyhow::Error::new(
             Fault::new(Exit::Failure, format!("the safety backup of the current state failed, so nothing was changed: {e:#}"))
                 .hint("fix the cause, or pass --no-safety-backup to restore without one (the current state is then lost)"),

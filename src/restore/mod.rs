@@ -1,0 +1,179 @@
+//! The restore engine: a backup (and, for an incremental, its chain) downloaded, unpacked into
+//! a private folder with every check, and only then put in place: into a folder (`folder`), or
+//! back on the server over the live sources (`in_place`). `verify --restore-test` uses the same
+//! unpacking (`unpack_checked`).
+//!
+//! - `unpack`: one backup's archive through every check into a private folder;
+//! - `rebuild`: an incremental's chain, oldest link first, into one private folder;
+//! - `aftercare`: the workers that sync and check each unpacked file while the next unpacks;
+//! - `folder`: `--to DIR`, never overwriting, folders made private as they are created;
+//! - `in_place`: the server's own files replaced, after a safety backup and with its hooks.
+
+mod aftercare;
+mod folder;
+mod in_place;
+mod rebuild;
+mod unpack;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::catalog::Backup;
+use crate::config::Settings;
+use crate::progress::Progress;
+
+pub use unpack::unpack_checked;
+
+/// What to restore, from where, and where to.
+pub struct Options {
+    /// A backup id, or `latest`.
+    pub id: String,
+    /// The destination to restore from [default: the first that holds the backup].
+    pub dest: Option<String>,
+    /// Only these sources [default: every source in the backup].
+    pub only: Vec<String>,
+    pub target: Target,
+}
+
+pub enum Target {
+    /// Into `DIR/<source name>`, never overwriting.
+    Folder {
+        dir: PathBuf,
+        /// `integrity_check` instead of `quick_check` on each database.
+        deep: bool,
+        /// The owners and modes the backup recorded, instead of private files (root only).
+        same_owner: bool,
+    },
+    /// Back at each source's configured path on this server.
+    InPlace {
+        /// Back up the current state first, so the restore can be undone.
+        safety_backup: bool,
+        /// Replace databases even when another process has them open.
+        force: bool,
+        /// How long to wait for another run's lock.
+        wait: Option<Duration>,
+    },
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    pub id: String,
+    pub destination: String,
+    /// "to" or "in-place".
+    pub mode: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<PathBuf>,
+    pub restored: Vec<Restored>,
+    pub databases_checked: Vec<String>,
+    pub check: String,
+    pub bytes: u64,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub removed_stale: Vec<String>,
+    /// The backup of the state that was replaced (in-place only): restore it to undo.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub safety_backup: Option<String>,
+    /// Each database opened and checked again where it now lives (in-place only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub after_checks: Vec<AfterCheck>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Restored {
+    pub source: String,
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AfterCheck {
+    pub source: String,
+    pub ok: bool,
+    pub detail: String,
+}
+
+impl Report {
+    pub fn exit(&self) -> crate::exit::Exit {
+        if self.after_checks.iter().all(|c| c.ok) {
+            crate::exit::Exit::Success
+        } else {
+            crate::exit::Exit::Integrity
+        }
+    }
+}
+
+/// Restore as `options` say. `hook_env` is the run's environment for the in-place hooks.
+pub fn run(
+    settings: &Settings,
+    options: &Options,
+    progress: &dyn Progress,
+    hook_env: &[(String, String)],
+) -> Result<Report> {
+    match &options.target {
+        Target::Folder {
+            dir,
+            deep,
+            same_owner,
+        } => folder::run(settings, options, dir, *deep, *same_owner, progress),
+        Target::InPlace {
+            safety_backup,
+            force,
+            wait,
+        } => in_place::run(
+            settings,
+            options,
+            in_place::Choices {
+                safety_backup: *safety_backup,
+                force: *force,
+                wait: *wait,
+            },
+            progress,
+            hook_env,
+        ),
+    }
+}
+
+/// The sources to restore: all in the backup, or those named with `--only` (each must be in it).
+pub fn selected_sources(backup: &Backup, only: &[String]) -> Result<Vec<String>> {
+    let names: Vec<String> = backup
+        .sidecar
+        .manifest
+        .sources
+        .iter()
+        .map(|s| s.name.clone())
+        .collect();
+    if only.is_empty() {
+        return Ok(names);
+    }
+    for name in only {
+        if !names.contains(name) {
+            return Err(crate::exit::config(format!(
+                "backup {} has no source {name:?} (it has: {})",
+                backup.id,
+                names.join(", ")
+            ))
+            .hint(format!(
+                "--only takes a source name as the backup stores it: one of {} (`litevault show {}` lists them)",
+                names.join(", "),
+                backup.id
+            ))
+            .into());
+        }
+    }
+    Ok(names.into_iter().filter(|n| only.contains(n)).collect())
+}
+
+/// The bytes that restoring `sources` writes: the whole backup's restored size, counted over
+/// the selected sources only (`--only`).
+pub(crate) fn selected_size(
+    manifest: &crate::archive::manifest::Manifest,
+    sources: &[String],
+) -> u64 {
+    let mut only = manifest.clone();
+    only.files.retain(|f| sources.contains(&f.source));
+    only.databases.retain(|d| sources.contains(&d.source));
+    only.restored_size()
+}
