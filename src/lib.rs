@@ -3,7 +3,9 @@
 //! The road of a backup: `config` (validated `Settings`) -> `state` (lock) -> `source` (snapshots)
 //! -> `archive` (tar -> zstd|gzip -> age, hashed) -> `storage` (OpenDAL, one upload per
 //! destination) -> `catalog` (sidecar last: visible only when complete). Restore is the same road
-//! backwards. `commands` orchestrate these stages; `ui` is the only module that prints.
+//! backwards through the `restore` engine; `incremental` holds what makes a backup store only
+//! the changed pages. `commands` orchestrate these; `ui` is the only module that prints.
+//! ARCHITECTURE.md has the whole map and the layers.
 //!
 //! - `cli`: clap definitions only.          - `config`: the TOML file -> `Settings`.
 //! - `exit`: exit codes and error kinds.     - `crypto`: age recipients and identities.
@@ -16,7 +18,6 @@
 pub mod app;
 pub mod archive;
 pub mod catalog;
-pub mod chain;
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -24,11 +25,10 @@ pub mod crypto;
 pub mod docs;
 pub mod exit;
 pub mod hooks;
+pub mod incremental;
 pub mod interrupt;
 pub mod journal;
 pub mod owner;
-pub mod pagehash;
-pub mod pageindex;
 pub mod place;
 pub mod progress;
 pub mod restore;

@@ -8,7 +8,6 @@
 pub mod layers;
 pub mod manifest;
 pub mod reader;
-pub mod wal;
 pub mod writer;
 
 pub use manifest::{Manifest, Sidecar};

@@ -10,10 +10,10 @@ use super::layers::{Compress, Encrypt, Hashing};
 use super::manifest::{
     DatabaseEntry, DirEntry, FileEntry, Manifest, SourceEntry, Stored, MANIFEST_NAME, SUMS_NAME,
 };
-use super::wal::wal_path;
 use crate::config::{Compression, Settings, SourceKind};
 use crate::crypto::Sealer;
-use crate::pageindex::{DbPages, PageIndex};
+use crate::incremental::pageindex::{DbPages, PageIndex};
+use crate::incremental::wal::wal_path;
 use crate::progress::Progress;
 use crate::source::files::{self, Skipped};
 use crate::source::sqlite::{Checked, Compare, DbInfo, Form, PendingCheck, Snapshot};

@@ -12,12 +12,12 @@ use crate::archive::manifest::{
 };
 use crate::archive::writer::{add_sources, ArchiveWriter, Pages};
 use crate::catalog;
-use crate::chain::Plan;
 use crate::cli::BackupArgs;
 use crate::config::Settings;
 use crate::crypto::Sealer;
 use crate::exit::Exit;
-use crate::pageindex::PageIndex;
+use crate::incremental::pageindex::PageIndex;
+use crate::incremental::plan::Plan;
 use crate::progress::Progress;
 use crate::state::StateDir;
 use crate::storage::fanout::{Completion, FanOut};
@@ -194,7 +194,8 @@ pub fn run_locked(
         sealer: sealer.as_ref(),
         signer: signer.as_ref(),
     };
-    let plan = crate::chain::plan(settings, state, &dests, args.full, SystemTime::now());
+    let plan =
+        crate::incremental::plan::plan(settings, state, &dests, args.full, SystemTime::now());
     let stored = store(
         settings,
         state,
@@ -479,7 +480,7 @@ fn build(
     Sidecar,
     Vec<String>,
     u64,
-    Option<Vec<crate::pageindex::DbPages>>,
+    Option<Vec<crate::incremental::pageindex::DbPages>>,
 )> {
     let mut writer = ArchiveWriter::new(
         fan,

@@ -21,10 +21,10 @@ use blake3::hazmat::ChainingValue;
 use super::aftercare::{check_label, Aftercare, StoppedByAftercare, ToAftercare};
 use crate::archive::manifest::{DatabaseEntry, Stored};
 use crate::archive::reader::{extract, Entries, Route};
-use crate::archive::wal::{first_page_hash, wal_path, WalApplier};
 use crate::catalog::Backup;
 use crate::exit::integrity;
-use crate::pagehash::{root_of, supported, PageHasher};
+use crate::incremental::pagehash::{root_of, supported, PageHasher};
+use crate::incremental::wal::{first_page_hash, wal_path, WalApplier};
 use crate::storage::Destination;
 
 /// A database rebuilt from links before the last.

@@ -9,9 +9,9 @@ use anyhow::{bail, Context, Result};
 use rusqlite::Connection;
 
 use super::stream::{DbInfo, Msg, CHUNK};
-use crate::archive::wal::{lock_page, WalWriter};
-use crate::pagehash::{page_cv, supported, Tree};
-use crate::pageindex::{short, DbPages, PageHash};
+use crate::incremental::pagehash::{page_cv, supported, Tree};
+use crate::incremental::pageindex::{short, DbPages, PageHash};
+use crate::incremental::wal::{lock_page, WalWriter};
 
 /// Every page, in order, through `each` (the lock-byte page, which SQLite never stores, as
 /// zeros, keeping the file's geometry); checks the count against the transaction's.

@@ -38,8 +38,8 @@ use super::stream::Msg;
 pub use super::stream::{Checked, DbInfo, Form};
 use crate::config::Check;
 use crate::exit::integrity;
-use crate::pagehash::supported;
-use crate::pageindex::DbPages;
+use crate::incremental::pagehash::supported;
+use crate::incremental::pageindex::DbPages;
 
 /// The channel holds a few chunks.
 const CHANNEL_DEPTH: usize = 2;

@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::archive::wal::wal_size;
-use crate::pageindex::{DbPages, PageHash};
+use crate::incremental::pageindex::{DbPages, PageHash};
+use crate::incremental::wal::wal_size;
 
 /// Pages are handed over in chunks of about this size.
 pub(super) const CHUNK: usize = 256 << 10;

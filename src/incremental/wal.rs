@@ -18,7 +18,7 @@ use anyhow::Result;
 use blake3::hazmat::ChainingValue;
 
 use crate::exit::integrity;
-use crate::pagehash::page_cv;
+use crate::incremental::pagehash::page_cv;
 
 const MAGIC: u32 = 0x377f_0683;
 const VERSION: u32 = 3_007_000;
@@ -328,7 +328,7 @@ mod tests {
             let (frames, count) = a.finish(&file, &mut cvs).unwrap();
             assert_eq!((frames, count), (changed.len() as u64, after.len() as u64));
             assert_eq!(std::fs::read(&mine).unwrap(), after.concat());
-            let root = crate::pagehash::root_of(&cvs, || unreachable!());
+            let root = crate::incremental::pagehash::root_of(&cvs, || unreachable!());
             assert_eq!(root, blake3::hash(&after.concat()));
             std::fs::remove_file(&mine).unwrap();
         }

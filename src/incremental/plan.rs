@@ -6,7 +6,7 @@ use std::time::SystemTime;
 
 use crate::catalog::{self, chains::resolve_in};
 use crate::config::Settings;
-use crate::pageindex::PageIndex;
+use crate::incremental::pageindex::PageIndex;
 use crate::state::StateDir;
 use crate::storage::Destination;
 
@@ -42,7 +42,7 @@ pub fn plan(
         Ok(None) => {
             return full(format!(
                 "there is no page index in {} (the first backup with [incremental], or the index was lost), so there is no parent to compare with",
-                state.path.join(crate::pageindex::FILE).display()
+                state.path.join(crate::incremental::pageindex::FILE).display()
             ))
         }
         Err(e) => return full(format!("{e:#}")),
