@@ -230,6 +230,9 @@ fn timed(name: &str, f: impl FnOnce() -> Result<String>) -> Probe {
     }
 }
 
+const NO_SIGNING: &str =
+    "no [signing]: restore hosts cannot tell this host's backups from planted ones; add a signing key";
+
 fn keys(settings: &Settings, role: Option<Role>, warnings: &mut Vec<String>) -> Result<String> {
     let enc = settings.encryption.as_ref();
     let signs = match &settings.signing {
@@ -241,6 +244,16 @@ fn keys(settings: &Settings, role: Option<Role>, warnings: &mut Vec<String>) -> 
     };
     match role {
         Some(Role::Backup) => {
+            // `none = true` said plain backups are meant, as it does for `backup` itself; the
+            // host's other safety (signing) is still looked at.
+            if enc.is_none() && settings.unencrypted_by_choice {
+                if settings.signing.is_none() {
+                    warnings.push(NO_SIGNING.into());
+                }
+                return Ok(format!(
+                    "unencrypted on purpose ([encryption] none = true){signs}"
+                ));
+            }
             let Some(enc) = enc else {
                 warnings.push("no [encryption]: this host stores its backups unencrypted".into());
                 return Ok(format!("no [encryption]{signs}"));
@@ -257,7 +270,7 @@ fn keys(settings: &Settings, role: Option<Role>, warnings: &mut Vec<String>) -> 
             }
             warnings.extend(stray_identities(settings));
             if settings.signing.is_none() {
-                warnings.push("no [signing]: restore hosts cannot tell this host's backups from planted ones; add a signing key".into());
+                warnings.push(NO_SIGNING.into());
             }
             Ok(format!("recipients load{signs}"))
         }
