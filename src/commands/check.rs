@@ -96,6 +96,17 @@ pub fn run(settings: &Settings, args: &CheckArgs) -> Result<Report> {
                 }
             }
             let dest = super::open_destination(settings, cfg)?;
+            // Nor is a missing sftp:// folder, which OpenDAL would make on connect.
+            let mut made_on_server = false;
+            if let Some(found) = dest.sftp_lookout()? {
+                if found.root == Root::ToCreate {
+                    return Ok(format!(
+                        "{}: the folder does not exist yet; the first backup creates it (create = true)",
+                        dest.display
+                    ));
+                }
+                made_on_server = !found.namespace;
+            }
             let outcome = match args.role {
                 None | Some(Role::Maintenance) => probe(&dest),
                 Some(Role::Backup) => probe_backup(&dest, &mut warnings),
@@ -105,6 +116,9 @@ pub fn run(settings: &Settings, args: &CheckArgs) -> Result<Report> {
             if let Some(namespace) = made {
                 let _ = std::fs::remove_dir(namespace.join(crate::storage::destination::TMP_DIR));
                 let _ = std::fs::remove_dir(&namespace);
+            }
+            if made_on_server {
+                dest.sftp_remove_empty_namespace();
             }
             outcome
         }));

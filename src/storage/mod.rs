@@ -7,7 +7,7 @@ pub mod destination;
 pub mod fanout;
 pub mod link;
 pub mod runtime;
-pub mod sftp_modes;
+pub mod sftp_session;
 pub mod spool;
 pub mod url;
 
