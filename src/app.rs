@@ -179,6 +179,14 @@ fn dispatch(cli: &Cli, ui: &Ui) -> Result<Exit> {
                         Escaped(&r.destination),
                         plural(r.databases_checked.len(), "database")
                     ));
+                } else if r.cannot_open {
+                    // Not a finding about the backup: this host holds none of its keys.
+                    ui.error(&format!(
+                        "{} on {} {}",
+                        Escaped(&r.id),
+                        Escaped(&r.destination),
+                        Escaped(r.error.as_deref().unwrap_or("cannot be opened"))
+                    ));
                 } else {
                     ui.error(&format!(
                         "FAILED {} on {}: {}",

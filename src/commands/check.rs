@@ -96,6 +96,17 @@ pub fn run(settings: &Settings, args: &CheckArgs) -> Result<Report> {
                 }
             }
             let dest = super::open_destination(settings, cfg)?;
+            // Nor is a missing sftp:// folder, which OpenDAL would make on connect.
+            let mut made_on_server = false;
+            if let Some(found) = dest.sftp_lookout()? {
+                if found.root == Root::ToCreate {
+                    return Ok(format!(
+                        "{}: the folder does not exist yet; the first backup creates it (create = true)",
+                        dest.display
+                    ));
+                }
+                made_on_server = !found.namespace;
+            }
             let outcome = match args.role {
                 None | Some(Role::Maintenance) => probe(&dest),
                 Some(Role::Backup) => probe_backup(&dest, &mut warnings),
@@ -105,6 +116,9 @@ pub fn run(settings: &Settings, args: &CheckArgs) -> Result<Report> {
             if let Some(namespace) = made {
                 let _ = std::fs::remove_dir(namespace.join(crate::storage::destination::TMP_DIR));
                 let _ = std::fs::remove_dir(&namespace);
+            }
+            if made_on_server {
+                dest.sftp_remove_empty_namespace();
             }
             outcome
         }));
@@ -230,6 +244,9 @@ fn timed(name: &str, f: impl FnOnce() -> Result<String>) -> Probe {
     }
 }
 
+const NO_SIGNING: &str =
+    "no [signing]: restore hosts cannot tell this host's backups from planted ones; add a signing key";
+
 fn keys(settings: &Settings, role: Option<Role>, warnings: &mut Vec<String>) -> Result<String> {
     let enc = settings.encryption.as_ref();
     let signs = match &settings.signing {
@@ -241,6 +258,16 @@ fn keys(settings: &Settings, role: Option<Role>, warnings: &mut Vec<String>) -> 
     };
     match role {
         Some(Role::Backup) => {
+            // `none = true` said plain backups are meant, as it does for `backup` itself; the
+            // host's other safety (signing) is still looked at.
+            if enc.is_none() && settings.unencrypted_by_choice {
+                if settings.signing.is_none() {
+                    warnings.push(NO_SIGNING.into());
+                }
+                return Ok(format!(
+                    "unencrypted on purpose ([encryption] none = true){signs}"
+                ));
+            }
             let Some(enc) = enc else {
                 warnings.push("no [encryption]: this host stores its backups unencrypted".into());
                 return Ok(format!("no [encryption]{signs}"));
@@ -257,7 +284,7 @@ fn keys(settings: &Settings, role: Option<Role>, warnings: &mut Vec<String>) -> 
             }
             warnings.extend(stray_identities(settings));
             if settings.signing.is_none() {
-                warnings.push("no [signing]: restore hosts cannot tell this host's backups from planted ones; add a signing key".into());
+                warnings.push(NO_SIGNING.into());
             }
             Ok(format!("recipients load{signs}"))
         }

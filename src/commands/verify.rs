@@ -42,6 +42,9 @@ pub struct Result1 {
     pub drill: Vec<DrillResult>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Encrypted to none of this host's identities: not checked, and not known to be damaged.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub cannot_open: bool,
     #[serde(skip)]
     pub exit: Exit,
 }
@@ -200,6 +203,7 @@ pub fn run(settings: &Settings, args: &VerifyArgs, progress: &dyn Progress) -> R
                 databases_checked: checked,
                 drill,
                 error: None,
+                cannot_open: false,
                 exit: Exit::Success,
             },
             // A stop that was asked for ends the run; it says nothing about the backup.
@@ -222,6 +226,21 @@ pub fn run(settings: &Settings, args: &VerifyArgs, progress: &dyn Progress) -> R
                     settings.state_dir.display()
                 )))
             }
+            // Made for other recipients: this host's keys cannot tell whether it is intact, so
+            // it is not called FAILED, and the other backups are still checked. Exit 4, as
+            // restore gives for it ("cannot be decrypted" in the README's exit codes).
+            Err(e) if crate::crypto::no_matching_keys(&e) => Result1 {
+                cannot_open: true,
+                ..Result1::failed(
+                    &backup.id,
+                    dest,
+                    Exit::Integrity,
+                    format!(
+                        "cannot be opened with this host's identity: none of the configured identities ({}) can decrypt it, so whether it is intact is not known (hint: add the secret key of a recipient it was made for to encryption.identity_file, or verify it on a host that holds one)",
+                        configured_keys(settings)
+                    ),
+                )
+            },
             Err(e) => Result1 {
                 drill,
                 ..Result1::failed(
@@ -246,6 +265,23 @@ impl Result1 {
             drill: Vec::new(),
             exit,
             error: Some(error),
+            cannot_open: false,
         }
     }
+}
+
+/// The key files this host opens backups with, as the config names them.
+fn configured_keys(settings: &Settings) -> String {
+    let enc = settings.encryption.as_ref();
+    let files: Vec<String> = [
+        ("identity_file", enc.and_then(|e| e.identity_file.as_ref())),
+        (
+            "passphrase_file",
+            enc.and_then(|e| e.passphrase_file.as_ref()),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(key, file)| file.map(|f| format!("encryption.{key} {}", f.display())))
+    .collect();
+    files.join(" and ")
 }

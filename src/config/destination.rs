@@ -24,8 +24,8 @@ pub(super) struct RawDestination {
     concurrency: Option<usize>,
     bandwidth_limit: Option<String>,
     retention: Option<RawRetention>,
-    // file://: create the folder when it does not exist (else that is an error: an unmounted
-    // disk must not fill the root file system).
+    // file:// and sftp://: create the folder when it does not exist (else that is an error: an
+    // unmounted disk must not fill the root file system, here or on the server).
     create: Option<bool>,
     // S3
     region: Option<String>,
@@ -230,7 +230,7 @@ fn destination_location(
                 }
             }
             if d.create.is_some() {
-                return Err(misplaced("create", "file://"));
+                return Err(misplaced("create", "file:// and sftp://"));
             }
             return Ok(Location::S3(s3));
         }
@@ -251,9 +251,7 @@ fn destination_location(
                 }
             };
             s3_keys_absent(d).map_err(|k| misplaced(&k, "s3://"))?;
-            if d.create.is_some() {
-                return Err(misplaced("create", "file://"));
-            }
+            sftp.create = d.create.unwrap_or(false);
             return Ok(Location::Sftp(sftp));
         }
         Location::File { .. } | Location::Other { .. } => {
@@ -273,7 +271,7 @@ fn destination_location(
             root,
             create: d.create.unwrap_or(false),
         }),
-        _ if d.create.is_some() => Err(misplaced("create", "file://")),
+        _ if d.create.is_some() => Err(misplaced("create", "file:// and sftp://")),
         other => Ok(other),
     }
 }

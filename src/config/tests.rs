@@ -171,7 +171,7 @@ fn destinations_check_their_backend_keys() {
         ),
         ("url = \"file://x/y\"", "destination[0].url"),
         (
-            "url = \"sftp://u@h:22/srv\"\nkey = \"k\"\ncreate = true",
+            "url = \"s3://b/p\"\nregion = \"r\"\ncreate = true",
             "destination[0].create",
         ),
         (
@@ -187,6 +187,14 @@ fn destinations_check_their_backend_keys() {
             create: true
         }
     );
+    let made = parse_str(&with(
+        "url = \"sftp://u@h:22/srv\"\nkey = \"k\"\ncreate = true",
+    ))
+    .unwrap();
+    let Location::Sftp(sftp) = &made.destinations[0].location else {
+        panic!("{:?}", made.destinations[0].location)
+    };
+    assert!(sftp.create);
     for (dest, key) in cases {
         let msg = err_of(&with(dest));
         assert!(msg.contains(key), "{dest}: expected {key} in {msg}");

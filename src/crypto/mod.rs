@@ -182,14 +182,24 @@ impl Opener {
     }
 }
 
+/// What age's "no matching keys" becomes: the backup was made for other recipients.
+const NO_MATCHING_KEYS: &str = "none of the configured identities can decrypt this backup";
+
+/// Whether `err` says the backup was encrypted to none of this host's identities: a fact about
+/// this host's keys, not about the backup, which may be perfectly intact (`verify` must not call
+/// it FAILED).
+pub fn no_matching_keys(err: &anyhow::Error) -> bool {
+    err.chain()
+        .filter_map(crate::exit::fault_in)
+        .any(|f| f.exit == Exit::Integrity && f.message == NO_MATCHING_KEYS)
+}
+
 fn decrypt_error(e: age::DecryptError) -> anyhow::Error {
     match e {
-        age::DecryptError::NoMatchingKeys => anyhow::Error::new(
-            integrity("none of the configured identities can decrypt this backup").hint(
-                "check encryption.identity_file: it must hold the secret key for one of the \
+        age::DecryptError::NoMatchingKeys => anyhow::Error::new(integrity(NO_MATCHING_KEYS).hint(
+            "check encryption.identity_file: it must hold the secret key for one of the \
                  recipients the backup was made for",
-            ),
-        ),
+        )),
         age::DecryptError::DecryptionFailed | age::DecryptError::KeyDecryptionFailed => {
             anyhow::Error::new(integrity(
                 "decryption failed: wrong passphrase or damaged archive",

@@ -37,15 +37,14 @@ pub struct Destination {
     pub trust: crate::trust::Policy,
     /// Sidecars and signatures already seen (see `cache`); none without a state folder.
     pub cache: Option<super::cache::ObjectCache>,
-    /// SFTP only: where and how to log in to make stored objects private (see `sftp_modes`).
-    sftp: Option<(super::url::Sftp, String)>,
-    modes: std::sync::Mutex<Option<super::sftp_modes::Modes>>,
+    /// SFTP only: litevault's own session there (see `sftp_session`).
+    sftp: Option<super::sftp_session::Side>,
 }
 
 use super::object::version_of;
 pub use super::object::Object;
 
-/// A `file://` destination's folder, looked at without creating anything.
+/// A `file://` or `sftp://` destination's folder, looked at without creating anything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Root {
     Exists,
@@ -199,10 +198,9 @@ impl Destination {
             chunk,
             concurrency: cfg.concurrency,
             sftp: match &cfg.location {
-                Location::Sftp(sftp) => Some((sftp.clone(), namespace.to_string())),
+                Location::Sftp(sftp) => Some(super::sftp_session::Side::new(sftp, namespace)),
                 _ => None,
             },
-            modes: std::sync::Mutex::new(None),
             trust: crate::trust::Policy::default(),
             cache: None,
         })
@@ -214,26 +212,55 @@ impl Destination {
         Destination::open(cfg, "")
     }
 
+    /// One request to the backend, once the destination's folder is known to be there.
+    fn call<T, F, Fut>(&self, what: &str, path: &str, f: F) -> Result<T>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = opendal::Result<T>>,
+    {
+        self.ready()?;
+        self.link.call(what, path, f)
+    }
+
+    /// Before the first request: OpenDAL's SFTP service creates the destination's folder on
+    /// connect, so it is looked at first, as [`file_root`] does for `file://`.
+    fn ready(&self) -> Result<()> {
+        match &self.sftp {
+            Some(side) => side.ready(&self.link),
+            None => Ok(()),
+        }
+    }
+
+    /// SFTP: the destination's folder and this host's namespace in it, looked at without
+    /// creating anything (for `check`, which must not make them); `None` for other backends. A
+    /// missing folder is an error unless `create = true`, as for `file://`.
+    pub fn sftp_lookout(&self) -> Result<Option<super::sftp_session::Lookout>> {
+        self.sftp
+            .as_ref()
+            .map(|side| side.lookout(&self.link))
+            .transpose()
+    }
+
+    /// SFTP: remove this host's namespace folder and its `tmp/` if they are empty (made by
+    /// `check`'s probe, as OpenDAL makes them on connect).
+    pub fn sftp_remove_empty_namespace(&self) {
+        if let Some(side) = &self.sftp {
+            side.remove_empty_namespace(&self.link);
+        }
+    }
+
     /// SFTP: create `path` empty and private (0600, in 0700 folders) before OpenDAL writes it.
     fn make_private(&self, path: &str) -> Result<()> {
-        let Some((cfg, namespace)) = &self.sftp else {
-            return Ok(());
-        };
-        let mut modes = self.modes.lock().unwrap_or_else(|e| e.into_inner());
-        if modes.is_none() {
-            let timeout = self.link.timeout;
-            *modes = Some(self.link.call("connecting to", "", || {
-                super::sftp_modes::Modes::connect(cfg, namespace, timeout)
-            })?);
+        match &self.sftp {
+            Some(side) => side.make_private(&self.link, path),
+            None => Ok(()),
         }
-        let modes = modes.as_ref().expect("connected above");
-        self.link.call("creating", path, || modes.precreate(path))
     }
 
     /// Objects directly in `dir` ("" for the namespace folder itself). A namespace that does not
     /// exist yet is empty, not an error.
     pub fn list(&self, dir: &str) -> Result<Vec<Object>> {
-        let listed = self.link.call("listing", dir, || async {
+        let listed = self.call("listing", dir, || async {
             match self.op.list(dir).await {
                 Err(e) if e.kind() == ErrorKind::NotFound => Ok(Vec::new()),
                 other => other,
@@ -262,7 +289,7 @@ impl Destination {
 
     /// Folders directly in `dir` ("" for the root), by name without the trailing '/'.
     pub fn folders(&self, dir: &str) -> Result<Vec<String>> {
-        let listed = self.link.call("listing", dir, || async {
+        let listed = self.call("listing", dir, || async {
             match self.op.list(dir).await {
                 Err(e) if e.kind() == ErrorKind::NotFound => Ok(Vec::new()),
                 other => other,
@@ -282,7 +309,7 @@ impl Destination {
 
     /// A small object, whole (sidecars). Refuses objects over `limit` bytes.
     pub fn read_small(&self, path: &str, limit: u64) -> Result<Vec<u8>> {
-        let meta = self.link.call("reading", path, || self.op.stat(path))?;
+        let meta = self.call("reading", path, || self.op.stat(path))?;
         self.read_within(path, meta.content_length(), limit)
     }
 
@@ -295,7 +322,7 @@ impl Destination {
             ))
             .into());
         }
-        let buf = self.link.call("reading", path, || self.op.read(path))?;
+        let buf = self.call("reading", path, || self.op.read(path))?;
         if buf.len() as u64 > limit {
             return Err(crate::exit::integrity(format!(
                 "{}: more than the {limit} bytes expected",
@@ -322,7 +349,7 @@ impl Destination {
     /// What the destination says about one object, as a listing would: `None` when it is not
     /// there.
     pub fn stat(&self, path: &str) -> Result<Option<Object>> {
-        self.link.call("checking", path, || async {
+        self.call("checking", path, || async {
             match self.op.stat(path).await {
                 Ok(meta) => Ok(Some(Object {
                     name: path.to_string(),
@@ -342,7 +369,7 @@ impl Destination {
 
     /// Stream an object; each read can be stopped by a signal.
     pub fn reader(&self, path: &str) -> Result<impl Read + Send + use<>> {
-        let stream = self.link.call("reading", path, || async {
+        let stream = self.call("reading", path, || async {
             self.op.reader(path).await?.into_bytes_stream(..).await
         })?;
         Ok(ObjectReader {
@@ -354,7 +381,7 @@ impl Destination {
     }
 
     pub fn size(&self, path: &str) -> Result<Option<u64>> {
-        self.link.call("checking", path, || async {
+        self.call("checking", path, || async {
             match self.op.stat(path).await {
                 Ok(meta) => Ok(Some(meta.content_length())),
                 Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
@@ -387,6 +414,8 @@ impl Destination {
         } else {
             path.to_string()
         };
+        // Before make_private, whose folders would make a missing destination folder too.
+        self.ready()?;
         if claim {
             self.refuse_existing(path)?;
         }
@@ -399,7 +428,7 @@ impl Destination {
             if_not_exists: conditional,
             ..Default::default()
         };
-        let writer = self.link.call("writing", path, || {
+        let writer = self.call("writing", path, || {
             self.op.writer_options(&staging, options())
         })?;
         Ok(Upload {
@@ -446,17 +475,16 @@ impl Destination {
     }
 
     pub fn delete(&self, path: &str) -> Result<()> {
-        self.link.call("deleting", path, || self.op.delete(path))
+        self.call("deleting", path, || self.op.delete(path))
     }
 }
 
 impl Drop for Destination {
     fn drop(&mut self) {
-        let modes = self.modes.get_mut().ok().and_then(Option::take);
-        if let Some(modes) = modes {
+        if let Some(session) = self.sftp.as_mut().and_then(|side| side.take_session()) {
             // Ends this session's ssh master; bounded, since the server may be gone.
             runtime::handle().block_on(async {
-                let _ = tokio::time::timeout(Duration::from_secs(3), modes.close()).await;
+                let _ = tokio::time::timeout(Duration::from_secs(3), session.close()).await;
             });
         }
     }

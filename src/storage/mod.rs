@@ -8,7 +8,7 @@ pub mod fanout;
 pub mod link;
 pub mod object;
 pub mod runtime;
-pub mod sftp_modes;
+pub mod sftp_session;
 pub mod spool;
 pub mod url;
 

@@ -15,7 +15,8 @@ pub enum Location {
     File { root: PathBuf, create: bool },
     /// `s3://BUCKET/PREFIX?endpoint=...&region=...`
     S3(S3),
-    /// `sftp://USER@HOST:PORT/ABS/PATH`
+    /// `sftp://USER@HOST:PORT/ABS/PATH`. The folder must exist on the server unless
+    /// `create = true`, as for `file://`.
     Sftp(Sftp),
     /// Any other OpenDAL service: `scheme = "..."` plus `[destination.options]`.
     Other {
@@ -57,6 +58,8 @@ pub struct Sftp {
     pub path: String,
     pub key: PathBuf,
     pub accept_new_host_key: bool,
+    /// `create = true`: make the folder when it is missing on the server.
+    pub create: bool,
 }
 
 impl Location {

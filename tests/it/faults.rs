@@ -249,6 +249,8 @@ impl SftpRig {
         let server = SshServer::start(&tmp.path().join("sshd"));
         let proxy = FaultProxy::tcp(server.port);
         let alias = server.trust_at(proxy.port());
+        // The destination's folder: litevault never creates it unless `create = true`.
+        fs::create_dir(tmp.path().join("store")).unwrap();
         let url = format!(
             "sftp://{}@127.0.0.1:{}{}",
             server.user,

@@ -40,6 +40,39 @@ fn encryption_none_silences_the_unencrypted_warning_and_a_missing_table_still_wa
         .stderr_has("`encryption.recipients` cannot be combined with `encryption.none = true`");
 }
 
+#[test]
+fn check_role_backup_warns_about_no_encryption_only_when_none_was_not_chosen() {
+    let mut env = env_with_db();
+    let encryption_warnings = |r: &Run| -> Vec<String> {
+        r.json()["warnings"]
+            .as_array()
+            .map(|w| {
+                w.iter()
+                    .map(|w| w.as_str().unwrap().to_string())
+                    .filter(|w| w.contains("[encryption]") || w.contains("unencrypted"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    // No [encryption] table: nobody said plain backups are meant.
+    let r = env.run(&["check", "--role", "backup"]);
+    r.ok().stderr_has("warning: no [encryption]");
+    let r = env.run(&["--json", "check", "--role", "backup"]);
+    assert_eq!(encryption_warnings(r.ok()).len(), 1, "{}", r.stdout);
+
+    // `none = true` said so: no warning about it, and the keys line says why.
+    env.encryption = Some("[encryption]\nnone = true\n".into());
+    let r = env.run(&["check", "--role", "backup"]);
+    r.ok()
+        .stdout_has("keys: unencrypted on purpose ([encryption] none = true)");
+    assert!(!r.stderr.contains("[encryption]"), "{}", r.stderr);
+    assert!(!r.stderr.contains("unencrypted"), "{}", r.stderr);
+    // The role's other advice still stands.
+    r.stderr_has("no [signing]");
+    let r = env.run(&["--json", "check", "--role", "backup"]);
+    assert!(encryption_warnings(r.ok()).is_empty(), "{}", r.stdout);
+}
+
 /// The stderr of a failed run that ended on one error: exactly `error: ...` then `hint: ...`.
 fn error_and_hint(r: &Run) -> (String, String) {
     let lines: Vec<&str> = r.stderr.lines().collect();

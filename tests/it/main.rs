@@ -45,3 +45,4 @@ mod spool;
 mod state_dir;
 mod tmpfs;
 mod trust;
+mod verify_keys;

@@ -605,6 +605,7 @@ fn sftp_prune_and_backup_keep_what_they_cannot_vouch_for() {
     let mut server = crate::servers::SshServer::start(&tmp.path().join("sshd"));
     server.trust();
     let store = tmp.path().join("store");
+    fs::create_dir(&store).unwrap();
     let mut env = Env::new();
     env.destinations = vec![format!(
         "{}key = \"{}\"\n",

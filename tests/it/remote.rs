@@ -126,6 +126,7 @@ fn sftp_destination_round_trip() {
     let mut server = SshServer::start(&tmp.path().join("sshd"));
     server.trust();
     let store = tmp.path().join("store");
+    fs::create_dir(&store).unwrap();
     let env = env_for(
         &server.url(&store),
         &format!("key = \"{}\"", server.client_key.display()),
@@ -140,6 +141,7 @@ fn sftp_objects_and_folders_are_private() {
     let mut server = SshServer::start(&tmp.path().join("sshd"));
     server.trust();
     let store = tmp.path().join("store");
+    fs::create_dir(&store).unwrap();
     let env = env_for(
         &server.url(&store),
         &format!("key = \"{}\"", server.client_key.display()),
@@ -181,6 +183,7 @@ fn one_archive_goes_to_three_destinations_at_once() {
     env.destinations
         .push(dest("local", "file://__ROOT__/local"));
     fs::create_dir(env.path("local")).unwrap();
+    fs::create_dir(tmp.path().join("sftp")).unwrap();
     env.destinations.push(format!(
         "{}key = \"{}\"\n",
         dest("sftp", &ssh.url(&tmp.path().join("sftp"))),
@@ -296,6 +299,7 @@ fn an_unknown_sftp_host_key_is_refused_unless_accept_new() {
     let tmp = tempfile::tempdir().unwrap();
     let server = SshServer::start(&tmp.path().join("sshd"));
     let store = tmp.path().join("store");
+    fs::create_dir(&store).unwrap();
     let key = format!("key = \"{}\"", server.client_key.display());
     let env = env_for(&server.url(&store), &key);
     let start = Instant::now();
@@ -383,6 +387,7 @@ fn sftp_kill_9_mid_upload_leaves_no_listed_backup() {
     let mut server = SshServer::start(&tmp.path().join("sshd"));
     server.trust();
     let store = tmp.path().join("store");
+    fs::create_dir(&store).unwrap();
     let mut env = env_for(
         &server.url(&store),
         &format!(

@@ -24,6 +24,7 @@ fn no_delete() -> NoDelete {
         SshServer::start_with(&tmp.path().join("sshd"), "internal-sftp -P remove,rmdir");
     server.trust();
     let store = tmp.path().join("store");
+    fs::create_dir(&store).unwrap();
     let mut env = Env::new();
     create_ledger(&env.add_sqlite("auth.db"), "WAL", 200);
     env.with_age_key();

@@ -1,7 +1,8 @@
-//! Where backups go and what `check` looks at before cron does: a `file://` destination whose
-//! folder is missing (an unmounted disk) is an error, never created unless `create = true`; a
-//! relative `file://` URL is a config error; `check` opens every source as a backup would and
-//! creates nothing; a `prune --dry-run` is recorded as a dry run.
+//! Where backups go and what `check` looks at before cron does: a `file://` or `sftp://`
+//! destination whose folder is missing (an unmounted disk, here or on the server) is an error,
+//! never created unless `create = true`; a relative `file://` URL is a config error; `check`
+//! opens every source as a backup would and creates nothing; a `prune --dry-run` is recorded as
+//! a dry run.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -9,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::harness::*;
+use crate::servers::SshServer;
 
 fn env_with_db() -> Env {
     let mut env = Env::new();
@@ -68,7 +70,7 @@ fn create_true_makes_the_missing_root_on_the_first_backup_not_on_check() {
     assert!(root.join("test-host").is_dir());
     assert_eq!(env.count_on("usb"), 1);
 
-    // Only file:// destinations know the key.
+    // Only file:// and sftp:// destinations know the key.
     env.destinations = vec![format!(
         "{}create = true\nregion = \"us-east-1\"\n",
         dest("s3", "s3://bkt/p")
@@ -76,6 +78,88 @@ fn create_true_makes_the_missing_root_on_the_first_backup_not_on_check() {
     env.run(&["check"])
         .code(2)
         .stderr_has("destination[0].create");
+}
+
+/// A private sshd and an environment whose only destination, `nas`, is the folder `root` on
+/// it (plus `extra` keys in its table).
+fn sftp_env(tmp: &Path, root: &Path, extra: &str) -> (SshServer, Env) {
+    let mut server = SshServer::start(&tmp.join("sshd"));
+    server.trust();
+    let mut env = env_with_db();
+    env.destinations = vec![format!(
+        "{}key = \"{}\"\n{extra}",
+        dest("nas", &server.url(root)),
+        server.client_key.display()
+    )];
+    (server, env)
+}
+
+#[test]
+fn a_missing_sftp_root_is_an_error_naming_it_and_nothing_is_created_on_the_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    // The server's side: a mount point whose disk is not mounted.
+    let mnt = tmp.path().join("mnt");
+    let root = mnt.join("nas");
+    let (_server, env) = sftp_env(tmp.path(), &root, "");
+    let shown = root.display().to_string();
+
+    let r = env.run(&["check"]);
+    r.code(1)
+        .stderr_has("destination nas")
+        .stderr_has(&shown)
+        .stderr_has("does not exist")
+        .stderr_has("create = true");
+    assert!(!mnt.exists(), "check created the destination's folder");
+
+    let r = env.run(&["backup"]);
+    r.code(1)
+        .stderr_has("destination nas")
+        .stderr_has(&shown)
+        .stderr_has("does not exist")
+        .stderr_has("hint:")
+        .stderr_has(&format!("mkdir -p {shown}"));
+    assert!(!mnt.exists(), "backup created the destination's folder");
+    // Reading makes nothing either.
+    env.run(&["list"]).code(1).stderr_has(&shown);
+    assert!(!mnt.exists(), "list created the destination's folder");
+
+    // Something that is not a folder: named too.
+    fs::create_dir(&mnt).unwrap();
+    fs::write(&root, "not a folder\n").unwrap();
+    env.run(&["backup"])
+        .code(1)
+        .stderr_has(&shown)
+        .stderr_has("is not a folder");
+    assert_eq!(fs::read_to_string(&root).unwrap(), "not a folder\n");
+    fs::remove_file(&root).unwrap();
+
+    // Inside a folder that exists, check leaves no namespace folder behind; backup makes it.
+    fs::create_dir(&root).unwrap();
+    env.run(&["check"])
+        .ok()
+        .stdout_has("write, read, list and delete work");
+    assert!(!root.join("test-host").exists(), "check left the namespace");
+    env.backup();
+    assert!(root.join("test-host").is_dir());
+    assert_eq!(env.count_on("nas"), 1);
+}
+
+#[test]
+fn create_true_makes_the_missing_sftp_root_on_the_first_backup_not_on_check() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mnt = tmp.path().join("mnt");
+    let root = mnt.join("nas");
+    let (_server, env) = sftp_env(tmp.path(), &root, "create = true\n");
+    env.run(&["check"])
+        .ok()
+        .stdout_has("does not exist yet; the first backup creates it");
+    assert!(!mnt.exists(), "check created the destination's folder");
+    env.backup();
+    assert!(root.join("test-host").is_dir());
+    // Made private, like everything litevault makes there.
+    assert_eq!(mode_of(&root), 0o700);
+    assert_eq!(env.count_on("nas"), 1);
+    env.run(&["verify", "latest"]).ok();
 }
 
 #[test]
