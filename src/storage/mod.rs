@@ -7,6 +7,7 @@ pub mod destination;
 pub mod fanout;
 pub mod link;
 pub mod object;
+pub mod root;
 pub mod runtime;
 pub mod sftp_session;
 pub mod spool;

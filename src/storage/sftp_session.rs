@@ -27,8 +27,8 @@ use openssh_sftp_client::error::SftpErrorKind;
 use openssh_sftp_client::metadata::Permissions;
 use openssh_sftp_client::{Sftp, SftpOptions};
 
-use super::destination::Root;
 use super::link::Link;
+use super::root::Root;
 use super::url;
 use crate::exit::{Exit, Fault};
 
