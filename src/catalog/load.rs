@@ -57,13 +57,13 @@ pub(super) fn load_backup(
     let sidecar_obj = listed(&sidecar_name(id))?
         .ok_or_else(|| anyhow::anyhow!("sidecar {} is gone", sidecar_name(id)))?;
     let (mut sidecar, mut created, body) = load_sidecar(dest, &sidecar_obj, id)?;
-    let trust = if dest.trust.is_configured() {
+    let trust = if dest.trust().is_configured() {
         match listed(&signature_name(id)) {
             Ok(Some(sig)) => match dest.read_listed(&sig, SIGNATURE_LIMIT) {
-                Ok(sig) => dest.trust.judge(&body, Some(&sig), created),
+                Ok(sig) => dest.trust().judge(&body, Some(&sig), created),
                 Err(e) => Verdict::BadSignature(format!("its signature cannot be read: {e:#}")),
             },
-            Ok(None) => dest.trust.judge(&body, None, created),
+            Ok(None) => dest.trust().judge(&body, None, created),
             Err(e) => Verdict::BadSignature(format!("its signature cannot be read: {e:#}")),
         }
     } else {
@@ -116,7 +116,7 @@ fn staged_pair(dest: &Destination, id: &str) -> Option<((Sidecar, SystemTime), V
         .ok()?;
     let sig = dest.read_small(&signature_name(id), SIGNATURE_LIMIT).ok()?;
     let (sidecar, created, body) = parse_sidecar(id, body).ok()?;
-    let verdict = dest.trust.judge(&body, Some(&sig), created);
+    let verdict = dest.trust().judge(&body, Some(&sig), created);
     if !matches!(verdict, Verdict::Trusted(_)) {
         return None;
     }

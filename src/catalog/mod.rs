@@ -21,6 +21,9 @@ mod hosts;
 mod load;
 mod standing;
 mod upkeep;
+
+#[cfg(test)]
+mod memory_tests;
 pub use hosts::{host_summary, hosts, HostSummary};
 pub use standing::{Good, Standing, CLOCK_SKEW};
 pub use upkeep::{

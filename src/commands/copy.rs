@@ -355,9 +355,9 @@ fn read_metadata(from: &Destination, b: &Backup) -> Result<(Vec<u8>, Option<Vec<
             from.name
         );
     }
-    if from.trust.is_configured()
+    if from.trust().is_configured()
         && !from
-            .trust
+            .trust()
             .judge(&sidecar, sig.as_deref(), b.created)
             .is_good()
     {

@@ -42,23 +42,26 @@ pub fn open_destination_at(
     cfg: &crate::config::Destination,
     namespace: &str,
 ) -> Result<Destination> {
-    let mut dest = Destination::open(cfg, namespace)?;
-    dest.trust = crate::trust::Policy::load(
+    let trust = crate::trust::Policy::load(
         &settings.trust.signers,
         settings.trust.allowed_signers_file.as_deref(),
     )?;
     // Without a usable state folder there is no cache, only slower listings; reading never
     // creates `state_dir` (the first backup does).
-    dest.cache = (settings.state_dir.is_dir())
+    let cache = (settings.state_dir.is_dir())
         .then(|| crate::state::StateDir::open(&settings.state_dir).ok())
         .flatten()
         .and_then(|state| {
             crate::storage::cache::ObjectCache::open(
                 state.path.join("cache"),
-                &format!("{}\n{namespace}", dest.display),
+                &format!("{}\n{namespace}", cfg.location.display()),
             )
         });
-    Ok(dest)
+    Destination::open(
+        cfg,
+        namespace,
+        crate::storage::destination::Setup { trust, cache },
+    )
 }
 
 /// When the run holding this host's lock started, if one does (without creating `state_dir`).

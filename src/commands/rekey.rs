@@ -88,14 +88,14 @@ pub fn run(
     // its own key, signed. So its own key counts as trusted here (and only here).
     if let Some(signer) = &signer {
         for dest in &mut dests {
-            dest.trust = dest.trust.with_signer(signer);
+            dest.trust_also(signer);
         }
     }
 
     let mut report = Report::default();
     let mut found: Vec<String> = Vec::new();
     for dest in &dests {
-        let finished = catalog::finish_rekeys(dest, &dest.trust)?;
+        let finished = catalog::finish_rekeys(dest, dest.trust())?;
         report.finished.extend(
             finished
                 .finished

@@ -151,6 +151,13 @@ fn destination_location(
                 "is missing (or give `scheme` and an [destination.options] table)".into(),
             ))
         }
+        // Compiled in for the unit tests' seam; a backup kept there is gone when the run ends.
+        (None, Some(scheme)) if scheme == "memory" => {
+            return Err((
+                "scheme".into(),
+                format!("\"memory\" keeps nothing once the run ends, so it cannot hold backups{HINT}use a file://, s3:// or sftp:// url"),
+            ))
+        }
         (None, Some(scheme)) => Location::Other {
             scheme: scheme.clone(),
             options: d.options.clone(),

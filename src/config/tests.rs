@@ -170,12 +170,14 @@ fn destinations_check_their_backend_keys() {
             "destination[0].timeout",
         ),
         ("url = \"file://x/y\"", "destination[0].url"),
+        // The unit tests' in-memory seam is no place for backups.
+        ("scheme = \"memory\"", "destination[0].scheme"),
         (
             "url = \"s3://b/p\"\nregion = \"r\"\ncreate = true",
             "destination[0].create",
         ),
         (
-            "scheme = \"memory\"\ncreate = false\n[destination.options]\nroot = \"/x\"",
+            "scheme = \"webdav\"\ncreate = false\n[destination.options]\nroot = \"/x\"",
             "destination[0].create",
         ),
     ];
@@ -200,7 +202,7 @@ fn destinations_check_their_backend_keys() {
         assert!(msg.contains(key), "{dest}: expected {key} in {msg}");
     }
     let other = parse_str(&with(
-        "scheme = \"memory\"\n[destination.options]\nroot = \"/x\"",
+        "scheme = \"webdav\"\n[destination.options]\nroot = \"/x\"",
     ))
     .unwrap();
     assert!(matches!(

@@ -34,9 +34,9 @@ pub struct Destination {
     chunk: Option<usize>,
     concurrency: usize,
     /// Whose signatures make a backup here trusted: read by the catalogue on every listing.
-    pub trust: crate::trust::Policy,
+    trust: crate::trust::Policy,
     /// Sidecars and signatures already seen (see `cache`); none without a state folder.
-    pub cache: Option<super::cache::ObjectCache>,
+    cache: Option<super::cache::ObjectCache>,
     /// SFTP only: litevault's own session there (see `sftp_session`).
     sftp: Option<super::sftp_session::Side>,
 }
@@ -46,9 +46,17 @@ pub use super::object::Object;
 
 pub use super::root::{file_root, Root};
 
+/// What a destination is given besides its operator, once, at construction: whose signatures
+/// make a backup trusted, and where sidecars already seen are kept.
+#[derive(Default)]
+pub struct Setup {
+    pub trust: crate::trust::Policy,
+    pub cache: Option<super::cache::ObjectCache>,
+}
+
 impl Destination {
     /// Build the operator for `cfg`, rooted at this host's folder (`namespace`) in it.
-    pub fn open(cfg: &config::Destination, namespace: &str) -> Result<Destination> {
+    pub fn open(cfg: &config::Destination, namespace: &str, setup: Setup) -> Result<Destination> {
         let display = cfg.location.display();
         let fail = |e: opendal::Error| {
             let hint = error_hint(&e, &cfg.location);
@@ -105,6 +113,41 @@ impl Destination {
                 (Operator::via_iter(scheme, options).map_err(fail)?, None)
             }
         };
+        Ok(Destination::assemble(cfg, namespace, op, chunk, setup))
+    }
+
+    /// A destination over OpenDAL's `memory` service: the same catalogue, chain, retention and
+    /// upkeep code as on a real backend, in milliseconds, for unit tests. Nothing in a config
+    /// can name it (a backup kept in memory would be gone when the run ends).
+    pub fn in_memory(name: &str, namespace: &str, setup: Setup) -> Destination {
+        let handle = runtime::handle();
+        let _guard = handle.enter();
+        let builder = opendal::services::Memory::default().root(&format!("/{namespace}"));
+        let op = Operator::new(builder).expect("the memory service takes any root");
+        let cfg = config::Destination {
+            name: name.to_string(),
+            location: Location::Other {
+                scheme: "memory".into(),
+                options: Default::default(),
+            },
+            retries: 0,
+            timeout: Duration::from_secs(10),
+            concurrency: 4,
+            bandwidth_limit: None,
+            retention: None,
+        };
+        Destination::assemble(&cfg, namespace, op, None, setup)
+    }
+
+    /// The layers every operator gets (timeouts, retries, a bandwidth limit), and the rest.
+    fn assemble(
+        cfg: &config::Destination,
+        namespace: &str,
+        op: Operator,
+        chunk: Option<usize>,
+        setup: Setup,
+    ) -> Destination {
+        let display = cfg.location.display();
         let health = Arc::new(Health::default());
         // Timeout before retry, so a hung request is retried rather than waited on forever;
         // the interceptor sees each timeout, so a destination that stopped answering is given
@@ -131,7 +174,7 @@ impl Destination {
             op = op.layer(ThrottleLayer::new(rate, burst));
         }
         let can_rename = op.info().capability().rename;
-        Ok(Destination {
+        Destination {
             name: cfg.name.clone(),
             namespace: (!namespace.is_empty()).then(|| namespace.to_string()),
             link: Link {
@@ -151,15 +194,31 @@ impl Destination {
                 Location::Sftp(sftp) => Some(super::sftp_session::Side::new(sftp, namespace)),
                 _ => None,
             },
-            trust: crate::trust::Policy::default(),
-            cache: None,
-        })
+            trust: setup.trust,
+            cache: setup.cache,
+        }
+    }
+
+    /// Whose signatures make a backup here trusted.
+    pub fn trust(&self) -> &crate::trust::Policy {
+        &self.trust
+    }
+
+    /// Sidecars and signatures already seen, when there is a state folder to keep them in.
+    pub fn cache(&self) -> Option<&super::cache::ObjectCache> {
+        self.cache.as_ref()
+    }
+
+    /// Trust `signer` too: `rekey` re-signs what this host's own key signed, with or without
+    /// `[trust]`.
+    pub fn trust_also(&mut self, signer: &crate::trust::Signer) {
+        self.trust = self.trust.with_signer(signer);
     }
 
     /// The destination's root, the folder that holds one namespace per host: for reading which
     /// hosts there are (`folders("")`), never for writing.
     pub fn open_root(cfg: &config::Destination) -> Result<Destination> {
-        Destination::open(cfg, "")
+        Destination::open(cfg, "", Setup::default())
     }
 
     /// One request to the backend, once the destination's folder is known to be there.
