@@ -9,10 +9,9 @@
 //! copy killed at any moment leaves nothing listed on B, and the next one finishes the job.
 
 use std::collections::{HashMap, HashSet};
-use std::io::Read;
+use std::io::{Read, Write};
 
 use anyhow::{Context, Result};
-use bytes::Bytes;
 use serde::Serialize;
 
 use crate::catalog::{self, Backup};
@@ -284,7 +283,7 @@ fn copy_one(
     let mut reader = from
         .reader(&info.object)
         .with_context(|| format!("backup {} on {}", b.id, from.name))?;
-    let mut upload = to.upload_new(&info.object)?;
+    let mut upload = to.upload_new(&info.object)?.writer();
     let mut hasher = blake3::Hasher::new();
     let mut count: u64 = 0;
     let mut buf = vec![0u8; 1 << 20];
@@ -301,7 +300,9 @@ fn copy_one(
             break;
         }
         hasher.update(&buf[..n]);
-        upload.write(Bytes::copy_from_slice(&buf[..n]))?;
+        upload
+            .write_all(&buf[..n])
+            .with_context(|| format!("copying backup {} to {}", b.id, to.name))?;
         progress.advance(n as u64);
     }
     let got = hasher.finalize().to_hex().to_string();

@@ -24,7 +24,6 @@ use crate::config::Settings;
 use crate::crypto::{Opener, Sealer};
 use crate::exit::{integrity, Exit};
 use crate::state::StateDir;
-use crate::storage::destination::Upload;
 use crate::storage::Destination;
 use crate::trust::{Signer, Verdict};
 
@@ -262,7 +261,7 @@ fn rekey_one(
     // 1. The new archive, from the old one's age payload, under a new name.
     let upload = dest.upload(&object).with_context(context)?;
     let mut tap = Hashing::new(dest.reader(&old.object).with_context(context)?);
-    let mut written = Hashing::new(Chunks::new(upload));
+    let mut written = Hashing::new(upload.writer());
     let streamed = (|| -> Result<()> {
         let mut plain = opener.open(&mut tap).with_context(context)?;
         let mut sealed = sealer.wrap(&mut written).context("age")?;
@@ -380,50 +379,5 @@ fn copy_interruptibly(
         to.write_all(&buf[..n])?;
         total += n as u64;
         progress.advance(n as u64);
-    }
-}
-
-/// An upload as a `Write`, in 1 MiB chunks.
-struct Chunks<'d> {
-    upload: Upload<'d>,
-    buf: Vec<u8>,
-}
-
-const CHUNK: usize = 1 << 20;
-
-impl<'d> Chunks<'d> {
-    fn new(upload: Upload<'d>) -> Self {
-        Chunks {
-            upload,
-            buf: Vec::with_capacity(CHUNK),
-        }
-    }
-
-    fn send(&mut self) -> io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let chunk = bytes::Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
-        self.upload.write(chunk).map_err(crate::exit::into_io)
-    }
-
-    fn commit(mut self) -> Result<u64> {
-        self.send()?;
-        self.upload.commit()
-    }
-}
-
-impl Write for Chunks<'_> {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        let n = data.len().min(CHUNK - self.buf.len());
-        self.buf.extend_from_slice(&data[..n]);
-        if self.buf.len() >= CHUNK {
-            self.send()?;
-        }
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
     }
 }

@@ -11,6 +11,7 @@ pub mod root;
 pub mod runtime;
 pub mod sftp_session;
 pub mod spool;
+pub mod upload;
 pub mod url;
 
 pub use destination::Destination;
