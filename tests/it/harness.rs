@@ -72,6 +72,55 @@ pub fn example_binary(name: &str) -> &'static Path {
     path
 }
 
+/// The ssh client the tests' SFTP runs use: the system `ssh` behind a wrapper, first on PATH
+/// (OpenDAL's SFTP service and litevault's own session run `ssh` from PATH), that gives it this
+/// test process's own known_hosts file. The user's `~/.ssh/known_hosts` is never read or
+/// written. Returns the wrapper's folder and the known_hosts file.
+pub fn ssh_client() -> &'static (PathBuf, PathBuf) {
+    static CLIENT: std::sync::OnceLock<(PathBuf, PathBuf)> = std::sync::OnceLock::new();
+    CLIENT.get_or_init(|| {
+        let real = require_tool("ssh");
+        let base = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        // Folders of earlier test processes that are gone: their entries would name ports a
+        // new server may reuse with another host key.
+        if let Ok(entries) = fs::read_dir(base) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if let Some(pid) = name.strip_prefix("ssh-client-") {
+                    if !Path::new("/proc").join(pid).exists() {
+                        let _ = fs::remove_dir_all(e.path());
+                    }
+                }
+            }
+        }
+        let dir = base.join(format!("ssh-client-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let known_hosts = dir.join("known_hosts");
+        fs::write(&known_hosts, "").unwrap();
+        let wrapper = dir.join("ssh");
+        fs::write(
+            &wrapper,
+            format!(
+                "#!/bin/sh\nexec {} -o UserKnownHostsFile={} \"$@\"\n",
+                real.display(),
+                known_hosts.display()
+            ),
+        )
+        .unwrap();
+        fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).unwrap();
+        (dir, known_hosts)
+    })
+}
+
+/// PATH with the tests' ssh client first.
+pub fn path_with_ssh_client() -> String {
+    format!(
+        "{}:{}",
+        ssh_client().0.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
 pub struct Env {
     pub tmp: tempfile::TempDir,
     pub extra: String,
@@ -207,7 +256,8 @@ impl Env {
         cmd.arg("--config")
             .arg(self.config_path())
             .args(args)
-            .env_remove("LITEVAULT_CONFIG");
+            .env_remove("LITEVAULT_CONFIG")
+            .env("PATH", path_with_ssh_client());
         // Only what the test gives: no stray credentials from the environment running the tests.
         for k in [
             "AWS_ACCESS_KEY_ID",

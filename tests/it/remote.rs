@@ -122,9 +122,16 @@ fn s3_destination_round_trip() {
 
 #[test]
 fn sftp_destination_round_trip() {
+    // The tests' ssh client has its own known_hosts: the user's is neither read nor written.
+    let users =
+        std::path::Path::new(&std::env::var("HOME").unwrap_or_default()).join(".ssh/known_hosts");
+    let before = fs::read(&users).ok();
     let tmp = tempfile::tempdir().unwrap();
     let mut server = SshServer::start(&tmp.path().join("sshd"));
     server.trust();
+    assert!(fs::read_to_string(known_hosts_path())
+        .unwrap()
+        .contains(&format!("[127.0.0.1]:{}", server.port)));
     let store = tmp.path().join("store");
     fs::create_dir(&store).unwrap();
     let env = env_for(
@@ -133,6 +140,12 @@ fn sftp_destination_round_trip() {
     );
     let root = store.join("test-host");
     round_trip(&env, &|| files_below(&root));
+    assert_eq!(
+        fs::read(&users).ok(),
+        before,
+        "{} was changed",
+        users.display()
+    );
 }
 
 #[test]

@@ -47,6 +47,8 @@ fn sftp_batch(server: &SshServer, commands: &str) -> std::process::Output {
         .args(["-b", "-", "-P", &server.port.to_string(), "-i"])
         .arg(&server.client_key)
         .args(["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"])
+        .arg("-o")
+        .arg(format!("UserKnownHostsFile={}", ssh_client().1.display()))
         .arg(format!("{}@127.0.0.1", server.user))
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())

@@ -91,17 +91,10 @@ impl Drop for S3Server {
 /// Edits of the ssh client's known_hosts are serialised: tests run in parallel.
 static KNOWN_HOSTS: Mutex<()> = Mutex::new(());
 
-/// The ssh client reads known_hosts from the passwd home directory, not $HOME.
-fn known_hosts_path() -> PathBuf {
-    let home = fs::read_to_string("/etc/passwd")
-        .unwrap()
-        .lines()
-        .find_map(|l| {
-            let f: Vec<&str> = l.split(':').collect();
-            (f.len() > 5 && f[2].parse::<u32>().ok() == Some(uid())).then(|| f[5].to_string())
-        })
-        .expect("this user in /etc/passwd");
-    PathBuf::from(home).join(".ssh/known_hosts")
+/// The known_hosts file of the tests' ssh client (see `harness::ssh_client`), never the
+/// user's own.
+pub fn known_hosts_path() -> PathBuf {
+    crate::harness::ssh_client().1.clone()
 }
 
 fn uid() -> u32 {
