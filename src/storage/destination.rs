@@ -87,7 +87,8 @@ impl Destination {
                 let builder = s3_builder(s3, namespace)
                     .with_context(|| format!("destination {}", cfg.name))?;
                 // Multipart parts of 8 MiB: S3's minimum is 5 MiB, and memory stays bounded.
-                (Operator::new(builder).map_err(fail)?, Some(8 << 20))
+                let op = Operator::new(builder).map_err(fail)?;
+                (super::content_md5::send_with_content_md5(op), Some(8 << 20))
             }
             Location::Sftp(sftp) => {
                 let builder = opendal::services::Sftp::default()

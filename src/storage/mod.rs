@@ -2,6 +2,7 @@
 //! so commands never know which backend they talk to.
 
 pub mod cache;
+mod content_md5;
 pub mod credentials;
 pub mod destination;
 pub mod fanout;

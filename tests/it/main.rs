@@ -25,6 +25,7 @@ mod incremental;
 mod listing;
 mod metadata;
 mod nothing_lost;
+mod object_lock;
 mod output;
 mod owners;
 mod package;

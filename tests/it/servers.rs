@@ -48,6 +48,85 @@ fn s3s_fs_binary() -> PathBuf {
     require_tool("s3s-fs")
 }
 
+/// moto's S3 server (scripts/install-test-deps installs it, pinned, in a venv of its own): the
+/// one here with bucket versioning and object lock. It does not check signatures.
+pub struct MotoServer {
+    pub port: u16,
+    child: Child,
+}
+
+const MOTO: &str = "/var/cache/litevault-tools/moto/bin";
+
+impl MotoServer {
+    pub fn start() -> MotoServer {
+        let bin = Path::new(MOTO).join("moto_server");
+        assert!(
+            bin.is_file(),
+            "{} is missing: run scripts/test (scripts/install-test-deps installs moto)",
+            bin.display()
+        );
+        let port = free_port();
+        let mut child = Command::new(bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting moto_server");
+        wait_for_port(port, &mut child, "moto_server");
+        MotoServer { port, child }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Run `script` (Python, with `s3` a boto3 client of this server) in moto's venv.
+    pub fn boto3(&self, script: &str) -> String {
+        let program = format!(
+            "import boto3, json\ns3 = boto3.client('s3', endpoint_url='{}', aws_access_key_id='k', aws_secret_access_key='s', region_name='us-east-1')\n{script}",
+            self.endpoint()
+        );
+        let out = Command::new(Path::new(MOTO).join("python"))
+            .arg("-c")
+            .arg(&program)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "boto3 failed:\n{program}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// A bucket with object lock and a default retention of `days` in governance mode (which
+    /// turns versioning on): what is deleted stays as an older version for that long.
+    pub fn locked_bucket(&self, bucket: &str, days: u32) {
+        self.boto3(&format!(
+            "s3.create_bucket(Bucket='{bucket}', ObjectLockEnabledForBucket=True)\n\
+             s3.put_object_lock_configuration(Bucket='{bucket}', ObjectLockConfiguration={{'ObjectLockEnabled': 'Enabled', 'Rule': {{'DefaultRetention': {{'Mode': 'GOVERNANCE', 'Days': {days}}}}}}})"
+        ));
+    }
+
+    /// Every version of every object under `prefix`: (key, is the current one, is a delete marker).
+    pub fn versions(&self, bucket: &str, prefix: &str) -> Vec<(String, bool, bool)> {
+        let text = self.boto3(&format!(
+            "r = s3.list_object_versions(Bucket='{bucket}', Prefix='{prefix}')\n\
+             out = [(v['Key'], v['IsLatest'], False) for v in r.get('Versions', [])]\n\
+             out += [(m['Key'], m['IsLatest'], True) for m in r.get('DeleteMarkers', [])]\n\
+             print(json.dumps(out))"
+        ));
+        serde_json::from_str(&text).unwrap()
+    }
+}
+
+impl Drop for MotoServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// An s3s-fs server; each bucket is a folder under `root`.
 pub struct S3Server {
     pub port: u16,
