@@ -6,18 +6,14 @@
 //! upload is invisible until completed.
 
 use std::io::{self, Read};
-use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use bytes::Bytes;
-use opendal::layers::{RetryLayer, ThrottleLayer, TimeoutLayer};
 use opendal::{ErrorKind, Operator};
 
-use super::link::{error_hint, storage_fault, Health, Link, Notify};
+use super::link::Link;
 use super::runtime;
-use super::url::{Location, Sse};
-use crate::config;
 
 /// Folder (inside the namespace) for objects that are still being written.
 pub const TMP_DIR: &str = "tmp/";
@@ -28,17 +24,19 @@ pub struct Destination {
     pub namespace: Option<String>,
     /// The URL without secrets, for messages.
     pub display: String,
-    op: Operator,
-    link: Link,
-    can_rename: bool,
-    chunk: Option<usize>,
-    concurrency: usize,
+    pub(super) op: Operator,
+    pub(super) link: Link,
+    pub(super) can_rename: bool,
+    pub(super) chunk: Option<usize>,
+    pub(super) concurrency: usize,
     /// Whose signatures make a backup here trusted: read by the catalogue on every listing.
-    trust: crate::trust::Policy,
+    pub(super) trust: crate::trust::Policy,
     /// Sidecars and signatures already seen (see `cache`); none without a state folder.
-    cache: Option<super::cache::ObjectCache>,
+    pub(super) cache: Option<super::cache::ObjectCache>,
+    /// `--as-of`: every object as the version that was current then (see `as_of`); read-only.
+    pub(super) view: Option<super::as_of::View>,
     /// SFTP only: litevault's own session there (see `sftp_session`).
-    sftp: Option<super::sftp_session::Side>,
+    pub(super) sftp: Option<super::sftp_session::Side>,
 }
 
 use super::object::version_of;
@@ -55,148 +53,48 @@ pub struct Setup {
 }
 
 impl Destination {
-    /// Build the operator for `cfg`, rooted at this host's folder (`namespace`) in it.
-    pub fn open(cfg: &config::Destination, namespace: &str, setup: Setup) -> Result<Destination> {
-        let display = cfg.location.display();
-        let fail = |e: opendal::Error| {
-            let hint = error_hint(&e, &cfg.location);
-            anyhow::Error::new(storage_fault(e, hint))
-                .context(format!("destination {} ({display}): cannot open", cfg.name))
-        };
-        let handle = runtime::handle();
-        let _guard = handle.enter();
-        opendal::install_default();
-        let (op, chunk) = match &cfg.location {
-            Location::File { root, create } => {
-                match file_root(&cfg.name, root, *create)? {
-                    Root::Exists => {}
-                    Root::ToCreate => std::fs::create_dir_all(root).with_context(|| {
-                        format!(
-                            "destination {} ({display}): creating its folder {} (create = true)",
-                            cfg.name,
-                            root.display()
-                        )
-                    })?,
-                }
-                // The namespace folder inside an existing root is made on first use.
-                let root = root.join(namespace);
-                let builder = opendal::services::Fs::default().root(&root.to_string_lossy());
-                (Operator::new(builder).map_err(fail)?, None)
+    /// This destination as it was at `at`: each object the version that was current then.
+    /// Only storage that keeps versions has a past; anything else is an error naming it.
+    pub fn as_of(mut self, at: std::time::SystemTime) -> Result<Destination> {
+        let loaded = self.call("listing the versions in", "", || {
+            super::as_of::View::load(&self.op, at)
+        })?;
+        let hint = "--as-of reads an S3 bucket with versioning (or object lock) on; without them deleted backups are gone for good (see Ransomware in the README)";
+        match loaded {
+            Ok(view) => {
+                self.view = Some(view);
+                Ok(self)
             }
-            Location::S3(s3) => {
-                let builder = s3_builder(s3, namespace)
-                    .with_context(|| format!("destination {}", cfg.name))?;
-                // Multipart parts of 8 MiB: S3's minimum is 5 MiB, and memory stays bounded.
-                let op = Operator::new(builder).map_err(fail)?;
-                (super::content_md5::send_with_content_md5(op), Some(8 << 20))
-            }
-            Location::Sftp(sftp) => {
-                let builder = opendal::services::Sftp::default()
-                    .endpoint(&format!("ssh://{}:{}", sftp.host, sftp.port))
-                    .user(&sftp.user)
-                    .key(&sftp.key.to_string_lossy())
-                    .root(&format!("{}/{namespace}", sftp.path))
-                    .known_hosts_strategy(if sftp.accept_new_host_key {
-                        "add"
-                    } else {
-                        "strict"
-                    });
-                (Operator::new(builder).map_err(fail)?, None)
-            }
-            Location::Other { scheme, options } => {
-                opendal::init_default_registry();
-                let mut options = options.clone();
-                let root = options.remove("root").unwrap_or_default();
-                options.insert(
-                    "root".into(),
-                    format!("{}/{namespace}", root.trim_end_matches('/')),
-                );
-                (Operator::via_iter(scheme, options).map_err(fail)?, None)
-            }
-        };
-        Ok(Destination::assemble(cfg, namespace, op, chunk, setup))
-    }
-
-    /// A destination over OpenDAL's `memory` service: the same catalogue, chain, retention and
-    /// upkeep code as on a real backend, in milliseconds, for unit tests. Nothing in a config
-    /// can name it (a backup kept in memory would be gone when the run ends).
-    pub fn in_memory(name: &str, namespace: &str, setup: Setup) -> Destination {
-        let handle = runtime::handle();
-        let _guard = handle.enter();
-        let builder = opendal::services::Memory::default().root(&format!("/{namespace}"));
-        let op = Operator::new(builder).expect("the memory service takes any root");
-        let cfg = config::Destination {
-            name: name.to_string(),
-            location: Location::Other {
-                scheme: "memory".into(),
-                options: Default::default(),
-            },
-            retries: 0,
-            timeout: Duration::from_secs(10),
-            concurrency: 4,
-            bandwidth_limit: None,
-            retention: None,
-        };
-        Destination::assemble(&cfg, namespace, op, None, setup)
-    }
-
-    /// The layers every operator gets (timeouts, retries, a bandwidth limit), and the rest.
-    fn assemble(
-        cfg: &config::Destination,
-        namespace: &str,
-        op: Operator,
-        chunk: Option<usize>,
-        setup: Setup,
-    ) -> Destination {
-        let display = cfg.location.display();
-        let health = Arc::new(Health::default());
-        // Timeout before retry, so a hung request is retried rather than waited on forever;
-        // the interceptor sees each timeout, so a destination that stopped answering is given
-        // up after two of them instead of after every retry of every request.
-        let mut op = op
-            .layer(
-                TimeoutLayer::new()
-                    .with_timeout(cfg.timeout)
-                    .with_io_timeout(cfg.timeout),
-            )
-            .layer(
-                RetryLayer::new()
-                    .with_max_times(cfg.retries)
-                    .with_min_delay(Duration::from_millis(500))
-                    .with_max_delay(Duration::from_secs(10))
-                    .with_factor(2.0)
-                    .with_jitter()
-                    .with_notify(Notify(health.clone())),
-            );
-        if let Some(rate) = cfg.bandwidth_limit {
-            let rate = rate.min(u32::MAX as u64) as u32;
-            // The burst must hold the largest single write (a multipart part, a pipeline chunk).
-            let burst = rate.max(chunk.unwrap_or(0) as u32).max(4 << 20);
-            op = op.layer(ThrottleLayer::new(rate, burst));
+            Err(super::as_of::NoView::Unsupported) => Err(anyhow::Error::new(
+                crate::exit::config(format!(
+                    "destination {} ({}) keeps no versions, so it has no past to read",
+                    self.name, self.display
+                ))
+                .hint(hint),
+            )),
+            Err(super::as_of::NoView::NoVersions) => Err(anyhow::Error::new(
+                crate::exit::config(format!(
+                    "destination {} ({}): its bucket has never kept an older version (versioning is off), so it has no past to read",
+                    self.name, self.display
+                ))
+                .hint(hint),
+            )),
         }
-        let can_rename = op.info().capability().rename;
-        Destination {
-            name: cfg.name.clone(),
-            namespace: (!namespace.is_empty()).then(|| namespace.to_string()),
-            link: Link {
-                name: cfg.name.clone(),
-                display: display.clone(),
-                location: cfg.location.clone(),
-                timeout: cfg.timeout,
-                retries: cfg.retries,
-                health,
-            },
-            display,
-            op,
-            can_rename,
-            chunk,
-            concurrency: cfg.concurrency,
-            sftp: match &cfg.location {
-                Location::Sftp(sftp) => Some(super::sftp_session::Side::new(sftp, namespace)),
-                _ => None,
-            },
-            trust: setup.trust,
-            cache: setup.cache,
+    }
+
+    /// The time this destination is seen at, when it is an `--as-of` view.
+    pub fn seen_at(&self) -> Option<std::time::SystemTime> {
+        self.view.as_ref().map(|v| v.at)
+    }
+
+    /// Writes are refused on a view of the past: it is for reading what was there.
+    fn writable(&self, path: &str) -> Result<()> {
+        match &self.view {
+            None => Ok(()),
+            Some(_) => Err(anyhow::Error::new(crate::exit::config(format!(
+                "destination {} is seen as it was (--as-of): nothing is written to it ({path})",
+                self.name
+            )))),
         }
     }
 
@@ -214,12 +112,6 @@ impl Destination {
     /// `[trust]`.
     pub fn trust_also(&mut self, signer: &crate::trust::Signer) {
         self.trust = self.trust.with_signer(signer);
-    }
-
-    /// The destination's root, the folder that holds one namespace per host: for reading which
-    /// hosts there are (`folders("")`), never for writing.
-    pub fn open_root(cfg: &config::Destination) -> Result<Destination> {
-        Destination::open(cfg, "", Setup::default())
     }
 
     /// One request to the backend, once the destination's folder is known to be there.
@@ -270,6 +162,9 @@ impl Destination {
     /// Objects directly in `dir` ("" for the namespace folder itself). A namespace that does not
     /// exist yet is empty, not an error.
     pub fn list(&self, dir: &str) -> Result<Vec<Object>> {
+        if let Some(view) = &self.view {
+            return Ok(view.list(dir));
+        }
         let listed = self.call("listing", dir, || async {
             match self.op.list(dir).await {
                 Err(e) if e.kind() == ErrorKind::NotFound => Ok(Vec::new()),
@@ -299,6 +194,9 @@ impl Destination {
 
     /// Folders directly in `dir` ("" for the root), by name without the trailing '/'.
     pub fn folders(&self, dir: &str) -> Result<Vec<String>> {
+        if let Some(view) = &self.view {
+            return Ok(view.folders(dir));
+        }
         let listed = self.call("listing", dir, || async {
             match self.op.list(dir).await {
                 Err(e) if e.kind() == ErrorKind::NotFound => Ok(Vec::new()),
@@ -319,8 +217,22 @@ impl Destination {
 
     /// A small object, whole (sidecars). Refuses objects over `limit` bytes.
     pub fn read_small(&self, path: &str, limit: u64) -> Result<Vec<u8>> {
+        if let Some(view) = &self.view {
+            let Some(v) = view.get(path) else {
+                anyhow::bail!("{}: it did not exist then", self.link.ctx("reading", path));
+            };
+            return self.read_within(path, v.size, limit);
+        }
         let meta = self.call("reading", path, || self.op.stat(path))?;
         self.read_within(path, meta.content_length(), limit)
+    }
+
+    /// The version of `path` to read: the one current at the view's time, or the present.
+    fn version(&self, path: &str) -> Option<&str> {
+        self.view
+            .as_ref()
+            .and_then(|v| v.get(path))
+            .map(|v| v.id.as_str())
     }
 
     fn read_within(&self, path: &str, size: u64, limit: u64) -> Result<Vec<u8>> {
@@ -332,7 +244,12 @@ impl Destination {
             ))
             .into());
         }
-        let buf = self.call("reading", path, || self.op.read(path))?;
+        let buf = self.call("reading", path, || async {
+            match self.version(path) {
+                Some(v) => self.op.read_with(path).version(v).await,
+                None => self.op.read(path).await,
+            }
+        })?;
         if buf.len() as u64 > limit {
             return Err(crate::exit::integrity(format!(
                 "{}: more than the {limit} bytes expected",
@@ -359,6 +276,13 @@ impl Destination {
     /// What the destination says about one object, as a listing would: `None` when it is not
     /// there.
     pub fn stat(&self, path: &str) -> Result<Option<Object>> {
+        if let Some(view) = &self.view {
+            return Ok(view.get(path).map(|v| Object {
+                name: path.to_string(),
+                size: v.size,
+                version: Some(v.id.clone()),
+            }));
+        }
         self.call("checking", path, || async {
             match self.op.stat(path).await {
                 Ok(meta) => Ok(Some(Object {
@@ -379,8 +303,13 @@ impl Destination {
 
     /// Stream an object; each read can be stopped by a signal.
     pub fn reader(&self, path: &str) -> Result<impl Read + Send + use<>> {
+        let version = self.version(path);
         let stream = self.call("reading", path, || async {
-            self.op.reader(path).await?.into_bytes_stream(..).await
+            let reader = match version {
+                Some(v) => self.op.reader_with(path).version(v).await?,
+                None => self.op.reader(path).await?,
+            };
+            reader.into_bytes_stream(..).await
         })?;
         Ok(ObjectReader {
             link: self.link.clone(),
@@ -391,6 +320,9 @@ impl Destination {
     }
 
     pub fn size(&self, path: &str) -> Result<Option<u64>> {
+        if let Some(view) = &self.view {
+            return Ok(view.get(path).map(|v| v.size));
+        }
         self.call("checking", path, || async {
             match self.op.stat(path).await {
                 Ok(meta) => Ok(Some(meta.content_length())),
@@ -414,6 +346,7 @@ impl Destination {
     }
 
     fn start_upload(&self, path: &str, claim: bool) -> Result<Upload<'_>> {
+        self.writable(path)?;
         // A name of its own under tmp/: two runs (or a run and a killed one's leftover) never
         // write into the same staged object.
         let staging = if self.can_rename {
@@ -485,6 +418,7 @@ impl Destination {
     }
 
     pub fn delete(&self, path: &str) -> Result<()> {
+        self.writable(path)?;
         self.call("deleting", path, || self.op.delete(path))
     }
 }
@@ -623,64 +557,4 @@ impl Drop for Upload<'_> {
             .await;
         });
     }
-}
-
-/// An S3 builder that reads no stray configuration: credentials come only from the standard
-/// environment variables or the configured credentials file, and instance metadata is asked
-/// only when the config says so.
-fn s3_builder(s3: &crate::storage::url::S3, namespace: &str) -> Result<opendal::services::S3> {
-    let prefix = if s3.prefix.is_empty() {
-        namespace.to_string()
-    } else {
-        format!("{}/{namespace}", s3.prefix)
-    };
-    let mut b = opendal::services::S3::default()
-        .bucket(&s3.bucket)
-        .root(&format!("/{prefix}"))
-        .region(s3.region.as_deref().unwrap_or("us-east-1"))
-        .disable_config_load();
-    if let Some(e) = &s3.endpoint {
-        b = b.endpoint(e);
-    }
-    if s3.virtual_host_style {
-        b = b.enable_virtual_host_style();
-    }
-    if !s3.use_instance_metadata {
-        b = b.disable_ec2_metadata();
-    }
-    let creds = super::credentials::load(s3)?;
-    if let Some(c) = creds {
-        b = b
-            .access_key_id(&c.access_key_id)
-            .secret_access_key(&c.secret_access_key);
-        if let Some(t) = &c.session_token {
-            b = b.session_token(t);
-        }
-    } else if !s3.use_instance_metadata {
-        return Err(anyhow::Error::new(
-            crate::exit::config("no S3 credentials: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY are not set and no credentials_file is configured")
-                .hint("export the two variables (cron: in the crontab or a systemd EnvironmentFile), or set credentials_file; set use_instance_metadata = true to use the EC2 instance role"),
-        ));
-    }
-    b = match &s3.sse {
-        Sse::None => b,
-        Sse::S3 => b.server_side_encryption_with_s3_key(),
-        Sse::Kms(None) => b.server_side_encryption_with_aws_managed_kms_key(),
-        Sse::Kms(Some(id)) => b.server_side_encryption_with_customer_managed_kms_key(id),
-        Sse::Customer(file) => {
-            crate::secret_file::refuse_loose_permissions(file, "sse_c_key_file")?;
-            let key = std::fs::read(file)
-                .with_context(|| format!("reading sse_c_key_file {}", file.display()))?;
-            if key.len() != 32 {
-                return Err(crate::exit::config(format!(
-                    "sse_c_key_file {} must hold exactly 32 bytes (an AES-256 key), not {}",
-                    file.display(),
-                    key.len()
-                ))
-                .into());
-            }
-            b.server_side_encryption_with_customer_key("AES256", &key)
-        }
-    };
-    Ok(b)
 }

@@ -1,6 +1,7 @@
 //! Where backups are stored: one [`Destination`] type over Apache OpenDAL serves every backend,
 //! so commands never know which backend they talk to.
 
+pub mod as_of;
 pub mod cache;
 mod content_md5;
 pub mod credentials;
@@ -8,6 +9,7 @@ pub mod destination;
 pub mod fanout;
 pub mod link;
 pub mod object;
+mod open;
 pub mod root;
 pub mod runtime;
 pub mod sftp_session;
