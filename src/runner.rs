@@ -266,24 +266,12 @@ fn outcome_of<R: Recorded>(result: &Result<R>) -> Outcome {
         Err(e) => {
             let code = exit::classify(e);
             Outcome {
-                status: status_name(code).into(),
+                status: code.name().into(),
                 exit_code: code.code() as i32,
                 error: Some(exit::describe(e)),
                 ..Outcome::default()
             }
         }
-    }
-}
-
-pub fn status_name(code: Exit) -> &'static str {
-    match code {
-        Exit::Success => "success",
-        Exit::Failure => "failure",
-        Exit::Usage => "usage",
-        Exit::Partial => "partial",
-        Exit::Integrity => "integrity",
-        Exit::Locked => "locked",
-        Exit::Interrupted => "interrupted",
     }
 }
 
@@ -336,7 +324,7 @@ impl Recorded for backup::Report {
             .filter_map(|d| d.error.as_ref().map(|e| format!("{}: {e}", d.name)))
             .collect();
         Outcome {
-            status: status_name(code).into(),
+            status: code.name().into(),
             exit_code: code.code() as i32,
             // An id only for a backup that exists somewhere.
             bytes: stored.then_some(self.stored_bytes),
@@ -353,7 +341,7 @@ impl Recorded for commands::copy::Report {
         let code = self.exit();
         let failed: Vec<String> = self.failed.iter().map(|f| f.error.clone()).collect();
         Outcome {
-            status: status_name(code).into(),
+            status: code.name().into(),
             exit_code: code.code() as i32,
             bytes: Some(self.copied.iter().map(|c| c.bytes).sum()),
             destinations: Some(json!({
@@ -376,7 +364,7 @@ impl Recorded for commands::prune::Report {
             .flat_map(|d| d.failed.clone())
             .collect();
         Outcome {
-            status: status_name(code).into(),
+            status: code.name().into(),
             exit_code: code.code() as i32,
             // A dry run deletes nothing: what it would delete is not `deleted`.
             destinations: Some(json!(self
@@ -407,7 +395,7 @@ impl Recorded for commands::verify::Report {
             .filter_map(|r| r.error.clone())
             .collect();
         Outcome {
-            status: status_name(code).into(),
+            status: code.name().into(),
             exit_code: code.code() as i32,
             backup_id: self.results.first().map(|r| r.id.clone()),
             destinations: Some(json!(self
@@ -425,7 +413,7 @@ impl Recorded for crate::restore::Report {
     fn outcome(&self) -> Outcome {
         let code = self.exit();
         Outcome {
-            status: status_name(code).into(),
+            status: code.name().into(),
             exit_code: code.code() as i32,
             bytes: Some(self.bytes),
             backup_id: Some(self.id.clone()),
@@ -444,7 +432,7 @@ impl Recorded for commands::rekey::Report {
             .map(|f| format!("{} on {}: {}", f.id, f.destination, f.detail))
             .collect();
         Outcome {
-            status: status_name(code).into(),
+            status: code.name().into(),
             exit_code: code.code() as i32,
             destinations: Some(json!({
                 "rekeyed": self.rekeyed.len(),
@@ -466,7 +454,7 @@ impl Recorded for commands::check::Report {
             .map(|p| format!("{}: {}", p.name, p.detail))
             .collect();
         Outcome {
-            status: status_name(code).into(),
+            status: code.name().into(),
             exit_code: code.code() as i32,
             destinations: Some(json!(self
                 .destinations

@@ -85,22 +85,21 @@ impl DestinationResult {
 }
 
 impl Report {
-    /// All stored: 0; some: 3 (partial); none: 1.
+    /// All stored: 0; some: 3 (partial); none: 1; a signal: 130.
     pub fn exit(&self) -> Exit {
-        if self.interrupted {
-            return Exit::Interrupted;
-        }
         let ok = self.destinations.iter().filter(|d| d.ok).count();
-        if ok == self.destinations.len() {
-            match &self.prune {
-                Some(p) => p.exit(),
-                None => Exit::Success,
-            }
-        } else if ok == 0 {
-            Exit::Failure
-        } else {
-            Exit::Partial
-        }
+        let storing = match ok {
+            n if n == self.destinations.len() => Exit::Success,
+            0 => Exit::Failure,
+            _ => Exit::Partial,
+        };
+        // The prune's findings count only once the backup is stored everywhere: a partial run
+        // stays 3, which is what `--retries` retries.
+        let prune = (storing == Exit::Success)
+            .then(|| self.prune.as_ref().map(|p| p.exit()))
+            .flatten();
+        let interrupted = self.interrupted.then_some(Exit::Interrupted);
+        Exit::worst([Some(storing), prune, interrupted].into_iter().flatten())
     }
 }
 

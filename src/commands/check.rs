@@ -49,19 +49,15 @@ impl Report {
     /// 2 when a source named in the config does not exist (a mistyped path is a config error);
     /// else 1 when any probe failed.
     pub fn exit(&self) -> Exit {
-        let probes = || {
-            std::iter::once(&self.keys)
-                .chain(std::iter::once(&self.state_dir))
-                .chain(&self.sources)
-                .chain(&self.destinations)
-        };
-        if probes().any(|p| p.missing) {
-            Exit::Usage
-        } else if probes().all(|p| p.ok) {
-            Exit::Success
-        } else {
-            Exit::Failure
-        }
+        let probes = std::iter::once(&self.keys)
+            .chain(std::iter::once(&self.state_dir))
+            .chain(&self.sources)
+            .chain(&self.destinations);
+        Exit::worst(probes.map(|p| match (p.missing, p.ok) {
+            (true, _) => Exit::Usage,
+            (false, true) => Exit::Success,
+            (false, false) => Exit::Failure,
+        }))
     }
 }
 

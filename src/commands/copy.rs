@@ -55,13 +55,13 @@ pub struct Failed {
 impl Report {
     /// All copied: 0; damage found on A: 4; other failures: 3.
     pub fn exit(&self) -> Exit {
-        if self.failed.iter().any(|f| f.exit == Exit::Integrity.code()) {
-            Exit::Integrity
-        } else if !self.failed.is_empty() {
-            Exit::Partial
-        } else {
-            Exit::Success
-        }
+        Exit::worst(self.failed.iter().map(|f| {
+            if f.exit == Exit::Integrity.code() {
+                Exit::Integrity
+            } else {
+                Exit::Partial
+            }
+        }))
     }
 }
 

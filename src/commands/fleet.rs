@@ -64,11 +64,8 @@ impl Report {
     /// 1 when a destination or a host's namespace could not be listed: a host missing from the
     /// view must not look like a quiet night.
     pub fn exit(&self) -> Exit {
-        if self.problems.is_empty() && self.hosts.iter().all(|h| h.error.is_none()) {
-            Exit::Success
-        } else {
-            Exit::Failure
-        }
+        let unlisted = !self.problems.is_empty() || self.hosts.iter().any(|h| h.error.is_some());
+        Exit::worst(unlisted.then_some(Exit::Failure))
     }
 
     /// What the metrics file says per host (hosts that could not be listed are left out).

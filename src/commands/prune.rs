@@ -52,12 +52,12 @@ impl Report {
     }
 
     pub fn exit(&self) -> Exit {
-        let failed = if self.destinations.iter().any(|d| !d.failed.is_empty()) {
-            Exit::Partial
-        } else {
-            Exit::Success
-        };
-        worse(self.findings, failed)
+        let failed = self
+            .destinations
+            .iter()
+            .filter(|d| !d.failed.is_empty())
+            .map(|_| Exit::Partial);
+        Exit::worst(failed.chain([self.findings]))
     }
 }
 
@@ -81,7 +81,7 @@ pub fn apply(settings: &Settings, dests: &[Destination], dry_run: bool) -> Resul
     let mut plans = Vec::new();
     let mut warnings = Vec::new();
     let mut findings = Exit::Success;
-    let mut worst = |exit: Exit| findings = worse(findings, exit);
+    let mut worst = |exit: Exit| findings = Exit::worst([findings, exit]);
     for dest in dests {
         let mut listing = catalog::list_at(dest, now)?;
         for p in &listing.problems {
@@ -313,19 +313,4 @@ fn whole_plan(
         }
     }
     decisions
-}
-
-/// The more serious of two exits: integrity over failure over success.
-fn worse(a: Exit, b: Exit) -> Exit {
-    let rank = |e: Exit| match e {
-        Exit::Success => 0,
-        Exit::Partial => 1,
-        Exit::Failure => 2,
-        _ => 3,
-    };
-    if rank(b) > rank(a) {
-        b
-    } else {
-        a
-    }
 }

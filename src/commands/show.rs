@@ -145,11 +145,7 @@ pub struct Storage {
 
 impl Report {
     pub fn exit(&self) -> Exit {
-        if self.problems.is_empty() {
-            Exit::Success
-        } else {
-            Exit::Integrity
-        }
+        Exit::worst(self.problems.iter().map(|_| Exit::Integrity))
     }
 }
 

@@ -52,19 +52,7 @@ pub struct Result1 {
 impl Report {
     /// The worst outcome decides: integrity beats other failures.
     pub fn exit(&self) -> Exit {
-        let failed: Vec<Exit> = self
-            .results
-            .iter()
-            .filter(|r| !r.ok)
-            .map(|r| r.exit)
-            .collect();
-        if failed.is_empty() {
-            Exit::Success
-        } else if failed.contains(&Exit::Integrity) {
-            Exit::Integrity
-        } else {
-            failed[0]
-        }
+        Exit::worst(self.results.iter().filter(|r| !r.ok).map(|r| r.exit))
     }
 }
 

@@ -97,11 +97,14 @@ pub struct AfterCheck {
 
 impl Report {
     pub fn exit(&self) -> crate::exit::Exit {
-        if self.after_checks.iter().all(|c| c.ok) {
-            crate::exit::Exit::Success
-        } else {
-            crate::exit::Exit::Integrity
-        }
+        use crate::exit::Exit;
+        Exit::worst(self.after_checks.iter().map(|c| {
+            if c.ok {
+                Exit::Success
+            } else {
+                Exit::Integrity
+            }
+        }))
     }
 }
 
