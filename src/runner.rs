@@ -8,20 +8,15 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Result;
-use serde_json::json;
 
 use crate::catalog;
 use crate::cli::BackupArgs;
+use crate::commands::report::CommandReport;
 use crate::commands::{self, backup};
 use crate::config::Settings;
 use crate::exit::{self, Exit};
 use crate::journal::{DestinationFacts, Journal, Metrics, Outcome};
 use crate::progress::Progress;
-
-/// What a command's report says for the execution store.
-pub trait Recorded {
-    fn outcome(&self) -> Outcome;
-}
 
 pub struct Runner<'a> {
     settings: &'a Settings,
@@ -81,7 +76,7 @@ impl<'a> Runner<'a> {
     }
 
     /// Run `f` as one recorded run of `command`, then the notification hooks and metrics.
-    pub fn record<R: Recorded>(
+    pub fn record<R: CommandReport>(
         &mut self,
         command: &str,
         f: impl FnOnce(&[(String, String)]) -> Result<R>,
@@ -260,7 +255,7 @@ impl<'a> Runner<'a> {
     }
 }
 
-fn outcome_of<R: Recorded>(result: &Result<R>) -> Outcome {
+fn outcome_of<R: CommandReport>(result: &Result<R>) -> Outcome {
     match result {
         Ok(report) => report.outcome(),
         Err(e) => {
@@ -305,164 +300,4 @@ fn outcome_env(o: &Outcome) -> Vec<(String, String)> {
         env.push(("LITEVAULT_DESTINATIONS_FAILED".to_string(), names(false)));
     }
     env
-}
-
-impl Recorded for backup::Report {
-    fn outcome(&self) -> Outcome {
-        if self.skipped_run.is_some() {
-            return Outcome {
-                status: "skipped".into(),
-                exit_code: 0,
-                ..Outcome::default()
-            };
-        }
-        let code = self.exit();
-        let stored = self.destinations.iter().any(|d| d.ok);
-        let errors: Vec<String> = self
-            .destinations
-            .iter()
-            .filter_map(|d| d.error.as_ref().map(|e| format!("{}: {e}", d.name)))
-            .collect();
-        Outcome {
-            status: code.name().into(),
-            exit_code: code.code() as i32,
-            // An id only for a backup that exists somewhere.
-            bytes: stored.then_some(self.stored_bytes),
-            backup_id: stored.then(|| self.id.clone()),
-            destinations: Some(json!(self.destinations)),
-            error: (!errors.is_empty()).then(|| errors.join("; ")),
-            dry_run: false,
-        }
-    }
-}
-
-impl Recorded for commands::copy::Report {
-    fn outcome(&self) -> Outcome {
-        let code = self.exit();
-        let failed: Vec<String> = self.failed.iter().map(|f| f.error.clone()).collect();
-        Outcome {
-            status: code.name().into(),
-            exit_code: code.code() as i32,
-            bytes: Some(self.copied.iter().map(|c| c.bytes).sum()),
-            destinations: Some(json!({
-                "from": self.from,
-                "to": self.to,
-                "copied": self.copied.iter().map(|c| &c.id).collect::<Vec<_>>(),
-            })),
-            error: (!failed.is_empty()).then(|| failed.join("; ")),
-            ..Outcome::default()
-        }
-    }
-}
-
-impl Recorded for commands::prune::Report {
-    fn outcome(&self) -> Outcome {
-        let code = self.exit();
-        let failed: Vec<String> = self
-            .destinations
-            .iter()
-            .flat_map(|d| d.failed.clone())
-            .collect();
-        Outcome {
-            status: code.name().into(),
-            exit_code: code.code() as i32,
-            // A dry run deletes nothing: what it would delete is not `deleted`.
-            destinations: Some(json!(self
-                .destinations
-                .iter()
-                .map(|d| {
-                    let key = if self.dry_run {
-                        "would_delete"
-                    } else {
-                        "deleted"
-                    };
-                    json!({"name": d.name, "ok": d.failed.is_empty(), key: d.deleted})
-                })
-                .collect::<Vec<_>>())),
-            error: (!failed.is_empty()).then(|| failed.join("; ")),
-            dry_run: self.dry_run,
-            ..Outcome::default()
-        }
-    }
-}
-
-impl Recorded for commands::verify::Report {
-    fn outcome(&self) -> Outcome {
-        let code = self.exit();
-        let errors: Vec<String> = self
-            .results
-            .iter()
-            .filter_map(|r| r.error.clone())
-            .collect();
-        Outcome {
-            status: code.name().into(),
-            exit_code: code.code() as i32,
-            backup_id: self.results.first().map(|r| r.id.clone()),
-            destinations: Some(json!(self
-                .results
-                .iter()
-                .map(|r| json!({"name": r.destination, "ok": r.ok, "id": r.id}))
-                .collect::<Vec<_>>())),
-            error: (!errors.is_empty()).then(|| errors.join("; ")),
-            ..Outcome::default()
-        }
-    }
-}
-
-impl Recorded for crate::restore::Report {
-    fn outcome(&self) -> Outcome {
-        let code = self.exit();
-        Outcome {
-            status: code.name().into(),
-            exit_code: code.code() as i32,
-            bytes: Some(self.bytes),
-            backup_id: Some(self.id.clone()),
-            destinations: Some(json!([{"name": self.destination, "ok": true}])),
-            ..Outcome::default()
-        }
-    }
-}
-
-impl Recorded for commands::rekey::Report {
-    fn outcome(&self) -> Outcome {
-        let code = self.exit();
-        let errors: Vec<String> = self
-            .failed
-            .iter()
-            .map(|f| format!("{} on {}: {}", f.id, f.destination, f.detail))
-            .collect();
-        Outcome {
-            status: code.name().into(),
-            exit_code: code.code() as i32,
-            destinations: Some(json!({
-                "rekeyed": self.rekeyed.len(),
-                "skipped": self.skipped.len(),
-                "failed": self.failed.len(),
-            })),
-            error: (!errors.is_empty()).then(|| errors.join("; ")),
-            ..Outcome::default()
-        }
-    }
-}
-
-impl Recorded for commands::check::Report {
-    fn outcome(&self) -> Outcome {
-        let code = self.exit();
-        let errors: Vec<String> = std::iter::once(&self.keys)
-            .chain(&self.destinations)
-            .filter(|p| !p.ok)
-            .map(|p| format!("{}: {}", p.name, p.detail))
-            .collect();
-        Outcome {
-            status: code.name().into(),
-            exit_code: code.code() as i32,
-            destinations: Some(json!(self
-                .destinations
-                .iter()
-                .map(|p| json!({"name": p.name, "ok": p.ok}))
-                .collect::<Vec<_>>())),
-            error: (!errors.is_empty()).then(|| errors.join("; ")),
-            ..Outcome::default()
-        }
-    }
 }

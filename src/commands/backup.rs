@@ -4,7 +4,6 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result};
-use serde::Serialize;
 
 use crate::archive::manifest::{
     archive_extension, compression_name, ArchiveInfo, Manifest, Sidecar, FORMAT_VERSION,
@@ -15,7 +14,6 @@ use crate::catalog;
 use crate::cli::BackupArgs;
 use crate::config::Settings;
 use crate::crypto::Sealer;
-use crate::exit::Exit;
 use crate::incremental::pageindex::PageIndex;
 use crate::incremental::plan::Plan;
 use crate::progress::Progress;
@@ -24,84 +22,8 @@ use crate::storage::fanout::{Completion, FanOut};
 use crate::storage::Destination;
 use crate::trust::Signer;
 
-#[derive(Debug, Default, Serialize)]
-pub struct Report {
-    pub id: String,
-    pub created: String,
-    pub sources: usize,
-    pub files: usize,
-    pub databases: usize,
-    /// Bytes of data read from the sources (the archive's content).
-    pub source_bytes: u64,
-    /// Bytes stored (after compression and encryption).
-    pub stored_bytes: u64,
-    /// "full" or "incremental".
-    pub kind: String,
-    /// The backup an incremental builds on.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub parent: Option<String>,
-    /// Why a backup that could have been incremental ([incremental] is on) is full.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub full_because: Option<String>,
-    pub compression: String,
-    pub encrypted: bool,
-    /// The sidecar carries an SSHSIG by this host's signing key.
-    pub signed: bool,
-    pub seconds: f64,
-    pub destinations: Vec<DestinationResult>,
-    /// Why nothing was done (`--if-older-than` found recent backups everywhere).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub skipped_run: Option<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub skipped: Vec<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub warnings: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub prune: Option<crate::commands::prune::Report>,
-    /// A signal stopped the run; destinations marked ok had stored the backup before it came.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub interrupted: bool,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct DestinationResult {
-    pub name: String,
-    pub ok: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub bytes: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-impl DestinationResult {
-    pub fn failed(name: &str, err: &anyhow::Error) -> Self {
-        DestinationResult {
-            name: name.to_string(),
-            ok: false,
-            bytes: None,
-            error: Some(crate::exit::describe(err)),
-        }
-    }
-}
-
-impl Report {
-    /// All stored: 0; some: 3 (partial); none: 1; a signal: 130.
-    pub fn exit(&self) -> Exit {
-        let ok = self.destinations.iter().filter(|d| d.ok).count();
-        let storing = match ok {
-            n if n == self.destinations.len() => Exit::Success,
-            0 => Exit::Failure,
-            _ => Exit::Partial,
-        };
-        // The prune's findings count only once the backup is stored everywhere: a partial run
-        // stays 3, which is what `--retries` retries.
-        let prune = (storing == Exit::Success)
-            .then(|| self.prune.as_ref().map(|p| p.exit()))
-            .flatten();
-        let interrupted = self.interrupted.then_some(Exit::Interrupted);
-        Exit::worst([Some(storing), prune, interrupted].into_iter().flatten())
-    }
-}
+mod report;
+pub use report::{DestinationResult, Report};
 
 /// Take one backup: lock, open and preflight the destinations, skip if recent enough, run the
 /// `before_backup` hook, store, run `after_backup`, prune if configured.
@@ -450,6 +372,7 @@ fn store(
         signed: keys.signer.is_some(),
         destinations,
         skipped,
+        unencrypted_by_choice: settings.unencrypted_by_choice,
         ..Report::default()
     })
 }

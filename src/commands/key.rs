@@ -12,7 +12,9 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::cli::KeyGenerateArgs;
+use crate::commands::report::CommandReport;
 use crate::trust::Signer;
+use crate::ui::Ui;
 
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -24,6 +26,24 @@ pub struct Report {
     /// Where the public line was also written (signing keys).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub public_file: Option<PathBuf>,
+}
+
+impl CommandReport for Report {
+    fn render(&self, ui: &Ui) -> Result<()> {
+        ui.json(self)?;
+        ui.result(&self.public);
+        ui.remark(&format!(
+            "wrote the {} key to {}; {}",
+            self.kind,
+            self.file.display(),
+            if self.kind == "age" {
+                "put the line above in [encryption] recipients, and keep the file where you restore"
+            } else {
+                "set [signing] key_file to it, and put the line above in [trust] signers where you restore"
+            }
+        ));
+        Ok(())
+    }
 }
 
 pub fn generate(args: &KeyGenerateArgs) -> Result<Report> {

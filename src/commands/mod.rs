@@ -9,6 +9,7 @@ pub mod key;
 pub mod list;
 pub mod prune;
 pub mod rekey;
+pub mod report;
 pub mod restore;
 pub mod show;
 pub mod verify;

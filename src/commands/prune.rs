@@ -4,15 +4,19 @@ use std::time::SystemTime;
 
 use anyhow::{Context, Result};
 use serde::Serialize;
+use serde_json::json;
 
 use crate::catalog;
 use crate::catalog::{Good, Standing};
 use crate::cli::PruneArgs;
+use crate::commands::report::{self, CommandReport};
 use crate::config::Settings;
 use crate::exit::{Exit, Fault};
+use crate::journal::Outcome;
 use crate::retention;
 use crate::state::StateDir;
 use crate::storage::Destination;
+use crate::ui::{Escaped, Ui};
 
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -51,13 +55,98 @@ impl Report {
         })
     }
 
-    pub fn exit(&self) -> Exit {
+    /// The decisions and deletions in words; `said`: warnings already printed in this run
+    /// (by the backup this prune follows), not repeated.
+    pub fn say(&self, ui: &Ui, said: &[String]) -> Result<()> {
+        let r = self;
+        for w in r.warnings.iter().filter(|w| !said.contains(w)) {
+            ui.warn(w);
+        }
+        let mut lines = Vec::new();
+        for d in &r.destinations {
+            for dec in &d.decisions {
+                if dec.keep {
+                    lines.push(format!(
+                        "keep   {} on {} ({})",
+                        Escaped(&dec.id),
+                        d.name,
+                        Escaped(&dec.reasons.join(", "))
+                    ));
+                } else {
+                    let verb = if r.dry_run { "would delete" } else { "delete" };
+                    lines.push(format!(
+                        "{verb} {} on {} (no rule keeps it)",
+                        Escaped(&dec.id),
+                        d.name
+                    ));
+                }
+            }
+            for f in &d.failed {
+                ui.error(&format!(
+                    "destination {}: could not delete {}",
+                    d.name,
+                    Escaped(f)
+                ));
+            }
+            if let (Some(hint), false) = (r.hint(), d.failed.is_empty()) {
+                ui.hint(&hint);
+            }
+            lines.push(format!(
+                "{}: {} kept, {} {}",
+                d.name,
+                d.decisions.iter().filter(|x| x.keep).count(),
+                d.deleted.len(),
+                if r.dry_run {
+                    "would be deleted (dry run)"
+                } else {
+                    "deleted"
+                }
+            ));
+        }
+        ui.say_all(&lines)?;
+        Ok(())
+    }
+}
+
+impl CommandReport for Report {
+    fn exit(&self) -> Exit {
         let failed = self
             .destinations
             .iter()
             .filter(|d| !d.failed.is_empty())
             .map(|_| Exit::Partial);
         Exit::worst(failed.chain([self.findings]))
+    }
+
+    fn outcome(&self) -> Outcome {
+        let failed = self
+            .destinations
+            .iter()
+            .flat_map(|d| d.failed.clone())
+            .collect();
+        // A dry run deletes nothing: what it would delete is not `deleted`.
+        let key = if self.dry_run {
+            "would_delete"
+        } else {
+            "deleted"
+        };
+        Outcome {
+            destinations: Some(json!(self
+                .destinations
+                .iter()
+                .map(|d| json!({"name": d.name, "ok": d.failed.is_empty(), key: d.deleted}))
+                .collect::<Vec<_>>())),
+            error: report::errors(failed),
+            dry_run: self.dry_run,
+            ..report::outcome(self.exit())
+        }
+    }
+
+    /// The text first, then (with --json) the document.
+    fn render(&self, ui: &Ui) -> Result<()> {
+        self.say(ui, &[])?;
+        ui.json(self)?;
+        Ok(())
     }
 }
 

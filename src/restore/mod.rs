@@ -95,19 +95,6 @@ pub struct AfterCheck {
     pub detail: String,
 }
 
-impl Report {
-    pub fn exit(&self) -> crate::exit::Exit {
-        use crate::exit::Exit;
-        Exit::worst(self.after_checks.iter().map(|c| {
-            if c.ok {
-                Exit::Success
-            } else {
-                Exit::Integrity
-            }
-        }))
-    }
-}
-
 /// Restore as `options` say. `hook_env` is the run's environment for the in-place hooks.
 pub fn run(
     settings: &Settings,
