@@ -12,6 +12,7 @@ use crate::archive::manifest::{
 use crate::archive::writer::{add_sources, ArchiveWriter, Pages};
 use crate::catalog;
 use crate::cli::BackupArgs;
+use crate::commands::report::Attempts;
 use crate::config::Settings;
 use crate::crypto::Sealer;
 use crate::incremental::pageindex::PageIndex;
@@ -25,11 +26,102 @@ use crate::trust::Signer;
 mod report;
 pub use report::{DestinationResult, Report};
 
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Store only on these destinations [all when empty].
+    pub dest: Vec<String>,
+    /// Wait this long for another run's lock.
+    pub wait: Option<Duration>,
+    /// Do nothing when every selected destination has a backup younger than this.
+    pub if_older_than: Option<Duration>,
+    /// Full even when `[incremental]` would allow an incremental backup.
+    pub full: bool,
+}
+
+/// A backup run with `--retries`: each next attempt goes only to the destinations that failed,
+/// and the run's report holds what every attempt stored.
+pub struct Retrying {
+    options: Options,
+    retries: u32,
+    delay: Duration,
+    /// Destinations that earlier attempts stored the backup on.
+    stored: Vec<DestinationResult>,
+    /// The last failed attempt's report, for a run whose last attempt fails as a whole.
+    earlier: Option<Report>,
+}
+
+impl From<&BackupArgs> for Retrying {
+    fn from(args: &BackupArgs) -> Self {
+        Retrying {
+            options: Options {
+                dest: args.dest.clone(),
+                wait: args.wait,
+                if_older_than: args.if_older_than,
+                full: args.full,
+            },
+            retries: args.retries,
+            delay: args.retry_delay,
+            stored: Vec::new(),
+            earlier: None,
+        }
+    }
+}
+
+impl Attempts for Retrying {
+    type Report = Report;
+
+    fn attempt(
+        &mut self,
+        settings: &Settings,
+        progress: &dyn Progress,
+        env: &[(String, String)],
+    ) -> Result<Report> {
+        run(settings, &self.options, progress, env)
+    }
+
+    fn retries(&self) -> (u32, Duration) {
+        (self.retries, self.delay)
+    }
+
+    fn again(&mut self, failed: Report) -> String {
+        let (ok, not): (Vec<_>, Vec<_>) = failed.destinations.iter().partition(|d| d.ok);
+        let why = format!("{} destination(s) failed", not.len());
+        // Keep what is stored; the next attempt goes only where it failed.
+        self.stored.extend(ok.into_iter().cloned());
+        self.options.dest = not.iter().map(|d| d.name.clone()).collect();
+        self.earlier = Some(failed);
+        why
+    }
+
+    /// Earlier attempts' successes belong to the run's report, even when the last attempt
+    /// failed as a whole.
+    fn last(self, last: Result<Report>) -> Result<Report> {
+        match (last, self.earlier) {
+            (Ok(mut report), _) => {
+                let mut all = self.stored;
+                all.extend(report.destinations);
+                report.destinations = all;
+                Ok(report)
+            }
+            (Err(e), Some(mut report)) if !self.stored.is_empty() => {
+                let failed = self
+                    .options
+                    .dest
+                    .iter()
+                    .map(|name| DestinationResult::failed(name, &e));
+                report.destinations = self.stored.into_iter().chain(failed).collect();
+                Ok(report)
+            }
+            (Err(e), _) => Err(e),
+        }
+    }
+}
+
 /// Take one backup: lock, open and preflight the destinations, skip if recent enough, run the
 /// `before_backup` hook, store, run `after_backup`, prune if configured.
 pub fn run(
     settings: &Settings,
-    args: &BackupArgs,
+    args: &Options,
     progress: &dyn Progress,
     hook_env: &[(String, String)],
 ) -> Result<Report> {
@@ -43,7 +135,7 @@ pub fn run(
 pub fn run_locked(
     settings: &Settings,
     state: &StateDir,
-    args: &BackupArgs,
+    args: &Options,
     progress: &dyn Progress,
     hook_env: Option<&[(String, String)]>,
     tags: &[String],

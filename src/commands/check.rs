@@ -104,7 +104,25 @@ impl CommandReport for Report {
     }
 }
 
-pub fn run(settings: &Settings, args: &CheckArgs) -> Result<Report> {
+/// What `check` looks at, from its flags.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Only these destinations [all when empty].
+    pub dest: Vec<String>,
+    /// What this host's role needs, and nothing else [everything].
+    pub role: Option<Role>,
+}
+
+impl From<&CheckArgs> for Options {
+    fn from(args: &CheckArgs) -> Self {
+        Options {
+            dest: args.dest.clone(),
+            role: args.role,
+        }
+    }
+}
+
+pub fn run(settings: &Settings, args: &Options) -> Result<Report> {
     // A [trust] that cannot be used is the config's fault (exit 2), not one destination's.
     crate::trust::Policy::load(
         &settings.trust.signers,

@@ -116,9 +116,31 @@ impl CommandReport for Report {
     }
 }
 
+/// What `copy` copies, from its flags.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub from: String,
+    pub to: String,
+    /// These backups, with what they build on [every backup `to` lacks when empty].
+    pub ids: Vec<String>,
+    /// Wait this long for another run's lock.
+    pub wait: Option<std::time::Duration>,
+}
+
+impl From<&CopyArgs> for Options {
+    fn from(args: &CopyArgs) -> Self {
+        Options {
+            from: args.from.clone(),
+            to: args.to.clone(),
+            ids: args.ids.clone(),
+            wait: args.wait,
+        }
+    }
+}
+
 pub fn run(
     settings: &Settings,
-    args: &CopyArgs,
+    args: &Options,
     progress: &dyn crate::progress::Progress,
 ) -> Result<Report> {
     if args.from == args.to {

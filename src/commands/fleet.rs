@@ -158,7 +158,22 @@ impl CommandReport for Report {
     }
 }
 
-pub fn run(settings: &Settings, args: &ListArgs) -> Result<Report> {
+/// Which destinations the fleet view looks at, from `list --all-hosts`'s flags.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Only this destination [all].
+    pub dest: Option<String>,
+}
+
+impl From<&ListArgs> for Options {
+    fn from(args: &ListArgs) -> Self {
+        Options {
+            dest: args.dest.clone(),
+        }
+    }
+}
+
+pub fn run(settings: &Settings, args: &Options) -> Result<Report> {
     let names: Vec<String> = args.dest.iter().cloned().collect();
     let now = SystemTime::now();
     let mut hosts = Vec::new();

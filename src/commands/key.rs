@@ -46,7 +46,25 @@ impl CommandReport for Report {
     }
 }
 
-pub fn generate(args: &KeyGenerateArgs) -> Result<Report> {
+/// Which key `key generate` makes, and where, from its flags.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Where the secret key goes (a new file).
+    pub file: PathBuf,
+    /// An SSH signing key instead of an age identity.
+    pub signing: bool,
+}
+
+impl From<&KeyGenerateArgs> for Options {
+    fn from(args: &KeyGenerateArgs) -> Self {
+        Options {
+            file: args.file.clone(),
+            signing: args.signing,
+        }
+    }
+}
+
+pub fn generate(args: &Options) -> Result<Report> {
     if args.signing {
         let signer = Signer::generate()?;
         let public = signer.public_line();

@@ -114,7 +114,22 @@ impl CommandReport for Report {
     }
 }
 
-pub fn run(settings: &Settings, args: &ListArgs) -> Result<Report> {
+/// Which destinations `list` lists, from its flags.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Only this destination [all].
+    pub dest: Option<String>,
+}
+
+impl From<&ListArgs> for Options {
+    fn from(args: &ListArgs) -> Self {
+        Options {
+            dest: args.dest.clone(),
+        }
+    }
+}
+
+pub fn run(settings: &Settings, args: &Options) -> Result<Report> {
     let names: Vec<String> = args.dest.iter().cloned().collect();
     let dests = super::open_destinations(settings, &names)?;
     let mut all = Vec::new();

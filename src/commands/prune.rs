@@ -150,7 +150,28 @@ impl CommandReport for Report {
     }
 }
 
-pub fn run(settings: &Settings, args: &PruneArgs) -> Result<Report> {
+/// What `prune` prunes, from its flags.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Only this destination [all].
+    pub dest: Option<String>,
+    /// Decide and say, delete nothing.
+    pub dry_run: bool,
+    /// Wait this long for another run's lock.
+    pub wait: Option<std::time::Duration>,
+}
+
+impl From<&PruneArgs> for Options {
+    fn from(args: &PruneArgs) -> Self {
+        Options {
+            dest: args.dest.clone(),
+            dry_run: args.dry_run,
+            wait: args.wait,
+        }
+    }
+}
+
+pub fn run(settings: &Settings, args: &Options) -> Result<Report> {
     let state = StateDir::open(&settings.state_dir)?;
     let _lock = state.lock(args.wait)?;
     let names: Vec<String> = args.dest.iter().cloned().collect();

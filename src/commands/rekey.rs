@@ -130,9 +130,36 @@ impl CommandReport for Report {
     }
 }
 
+/// What `rekey` re-encrypts, from its flags.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// This backup.
+    pub id: Option<String>,
+    /// Every backup not already encrypted to exactly the current recipients.
+    pub all: bool,
+    /// Unsigned or foreign-signed backups this host vouches for from now on.
+    pub adopt: Vec<String>,
+    /// Only this destination [all].
+    pub dest: Option<String>,
+    /// Wait this long for another run's lock.
+    pub wait: Option<std::time::Duration>,
+}
+
+impl From<&RekeyArgs> for Options {
+    fn from(args: &RekeyArgs) -> Self {
+        Options {
+            id: args.id.clone(),
+            all: args.all,
+            adopt: args.adopt.clone(),
+            dest: args.dest.clone(),
+            wait: args.wait,
+        }
+    }
+}
+
 pub fn run(
     settings: &Settings,
-    args: &RekeyArgs,
+    args: &Options,
     progress: &dyn crate::progress::Progress,
 ) -> Result<Report> {
     let state = StateDir::open(&settings.state_dir)?;

@@ -1,12 +1,16 @@
 //! What every command hands back: a report that says itself through `ui` (as text, or as the
 //! run's one JSON document), the exit code it calls for, and (for a recorded run) its row in the
 //! execution store. The runner wraps any command in the same recording, hooks, retries and
-//! metrics through this trait, so a new command only implements it in its own file.
+//! metrics through these traits, so a new command implements them in its own file.
+
+use std::time::Duration;
 
 use anyhow::Result;
 
+use crate::config::Settings;
 use crate::exit::Exit;
 use crate::journal::{HostFacts, Outcome};
+use crate::progress::Progress;
 use crate::ui::Ui;
 
 pub trait CommandReport {
@@ -43,4 +47,36 @@ pub fn outcome(exit: Exit) -> Outcome {
 /// The failures of a run, one line for the store: `None` when there are none.
 pub fn errors(lines: Vec<String>) -> Option<String> {
     (!lines.is_empty()).then(|| lines.join("; "))
+}
+
+/// The attempts of one recorded run. The runner records each, and tries again after a failed
+/// one (exit 1 or 3) as often as [`Attempts::retries`] says; most commands are tried once
+/// (the runner makes that from a closure), `backup --retries` more.
+pub trait Attempts: Sized {
+    type Report: CommandReport;
+
+    /// One attempt; `env` is the run's environment for the hooks it runs.
+    fn attempt(
+        &mut self,
+        settings: &Settings,
+        progress: &dyn Progress,
+        env: &[(String, String)],
+    ) -> Result<Self::Report>;
+
+    /// How many more attempts a failed one gets, and the wait before the first of them
+    /// (doubled before each next one).
+    fn retries(&self) -> (u32, Duration) {
+        (0, Duration::ZERO)
+    }
+
+    /// A failed attempt that will be tried again: keep what it did, and aim the next one at
+    /// the rest. Says why it failed, for the warning.
+    fn again(&mut self, failed: Self::Report) -> String {
+        format!("exit {}", failed.exit().code())
+    }
+
+    /// The run's report: the last attempt's, with what the earlier ones did.
+    fn last(self, last: Result<Self::Report>) -> Result<Self::Report> {
+        last
+    }
 }

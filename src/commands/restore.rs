@@ -13,31 +13,36 @@ use crate::progress::Progress;
 use crate::restore::{Options, Report, Target};
 use crate::ui::{self, plural, Escaped, Ui};
 
+impl From<&RestoreArgs> for Options {
+    fn from(args: &RestoreArgs) -> Self {
+        let target = match &args.to {
+            Some(dir) => Target::Folder {
+                dir: dir.clone(),
+                deep: args.deep,
+                same_owner: args.same_owner,
+            },
+            None => Target::InPlace {
+                safety_backup: !args.no_safety_backup,
+                force: args.force,
+                wait: args.wait,
+            },
+        };
+        Options {
+            id: args.id.clone(),
+            dest: args.dest.clone(),
+            only: args.only.clone(),
+            target,
+        }
+    }
+}
+
 pub fn run(
     settings: &Settings,
-    args: &RestoreArgs,
+    options: &Options,
     progress: &dyn Progress,
     hook_env: &[(String, String)],
 ) -> Result<Report> {
-    let target = match &args.to {
-        Some(dir) => Target::Folder {
-            dir: dir.clone(),
-            deep: args.deep,
-            same_owner: args.same_owner,
-        },
-        None => Target::InPlace {
-            safety_backup: !args.no_safety_backup,
-            force: args.force,
-            wait: args.wait,
-        },
-    };
-    let options = Options {
-        id: args.id.clone(),
-        dest: args.dest.clone(),
-        only: args.only.clone(),
-        target,
-    };
-    crate::restore::run(settings, &options, progress, hook_env)
+    crate::restore::run(settings, options, progress, hook_env)
 }
 
 impl CommandReport for Report {

@@ -25,7 +25,25 @@ struct Copy<'d> {
     signed: bool,
 }
 
-pub fn run(settings: &Settings, args: &ShowArgs) -> Result<Report> {
+/// Which backup `show` shows, and where it looks, from its flags.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// A backup id, or `latest`.
+    pub id: String,
+    /// Only this destination [all].
+    pub dest: Option<String>,
+}
+
+impl From<&ShowArgs> for Options {
+    fn from(args: &ShowArgs) -> Self {
+        Options {
+            id: args.id.clone(),
+            dest: args.dest.clone(),
+        }
+    }
+}
+
+pub fn run(settings: &Settings, args: &Options) -> Result<Report> {
     let names: Vec<String> = args.dest.iter().cloned().collect();
     let dests = super::open_destinations(settings, &names)?;
     let (found_on, found, mut notes) = super::find_backup_to_inspect(&dests, &args.id)?;

@@ -158,7 +158,31 @@ fn restore_test(backup: &Backup, dir: &std::path::Path) -> Result<Vec<DrillResul
     Ok(out)
 }
 
-pub fn run(settings: &Settings, args: &VerifyArgs, progress: &dyn Progress) -> Result<Report> {
+/// What `verify` verifies, from its flags.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// A backup id or `latest` [`latest` when neither this nor `all`].
+    pub id: Option<String>,
+    /// Every backup.
+    pub all: bool,
+    /// Only this destination [all].
+    pub dest: Option<String>,
+    /// The restore drill: foreign keys and row counts too, reported per database.
+    pub restore_test: bool,
+}
+
+impl From<&VerifyArgs> for Options {
+    fn from(args: &VerifyArgs) -> Self {
+        Options {
+            id: args.id.clone(),
+            all: args.all,
+            dest: args.dest.clone(),
+            restore_test: args.restore_test,
+        }
+    }
+}
+
+pub fn run(settings: &Settings, args: &Options, progress: &dyn Progress) -> Result<Report> {
     let state = StateDir::open(&settings.state_dir)?;
     state.clean_scratch();
     let names: Vec<String> = args.dest.iter().cloned().collect();
