@@ -7,7 +7,7 @@ use anyhow::Result;
 
 use crate::cli::{Cli, Command, KeyCommand};
 use crate::commands::{
-    backup, check, copy, fleet, history, key, list, prune, rekey, restore, show, verify,
+    backup, check, copy, fleet, history, key, list, prune, rekey, restore, show, stats, verify,
 };
 use crate::docs;
 use crate::exit::{self, Exit};
@@ -39,6 +39,7 @@ fn dispatch(cli: &Cli, ui: &Ui) -> Result<Exit> {
         Command::List(a) => run.reads(|s| list::run(s, &a.into())),
         Command::Show(a) => run.reads(|s| show::run(s, &a.into())),
         Command::History(a) => run.reads(|s| history::run(s, &a.into())),
+        Command::Stats(a) => run.reads(|s| stats::run(s, &a.into())),
         Command::Restore(a) => run.recorded(bar("restore"), |s, p, env| {
             restore::run(s, &a.into(), p, env)
         }),

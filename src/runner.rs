@@ -76,7 +76,7 @@ impl<'a> Runner<'a> {
         self.end(&[], f())
     }
 
-    /// A command that reads the config and is not recorded (list, show, history).
+    /// A command that reads the config and is not recorded (list, show, stats, history).
     pub fn reads<R: CommandReport>(&self, f: impl FnOnce(&Settings) -> Result<R>) -> Result<Exit> {
         let settings = self.settings()?;
         self.end(&[], f(&settings))
@@ -102,6 +102,7 @@ impl<'a> Runner<'a> {
             Box::new(Silent)
         };
         let report = recorder.run(how.name, attempts, progress.as_ref());
+        // The bar is cleared before anything is said under it.
         drop(progress);
         self.end(&recorder.warnings, report)
     }

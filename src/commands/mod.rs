@@ -16,6 +16,7 @@ pub mod rekey;
 pub mod report;
 pub mod restore;
 pub mod show;
+pub mod stats;
 pub mod verify;
 
 use anyhow::Result;
