@@ -58,6 +58,9 @@ _litevault() {
             litevault,show)
                 cmd="litevault__subcmd__show"
                 ;;
+            litevault,stats)
+                cmd="litevault__subcmd__stats"
+                ;;
             litevault,verify)
                 cmd="litevault__subcmd__verify"
                 ;;
@@ -100,6 +103,9 @@ _litevault() {
             litevault__subcmd__help,show)
                 cmd="litevault__subcmd__help__subcmd__show"
                 ;;
+            litevault__subcmd__help,stats)
+                cmd="litevault__subcmd__help__subcmd__stats"
+                ;;
             litevault__subcmd__help,verify)
                 cmd="litevault__subcmd__help__subcmd__verify"
                 ;;
@@ -125,7 +131,7 @@ _litevault() {
 
     case "${cmd}" in
         litevault)
-            opts="-c -q -h -V --config --quiet --json --metrics-file --help --version backup list ls restore show verify prune copy rekey check history key completions man help"
+            opts="-c -q -h -V --config --quiet --json --metrics-file --help --version backup list ls restore show stats verify prune copy rekey check history key completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -303,7 +309,7 @@ _litevault() {
             return 0
             ;;
         litevault__subcmd__help)
-            opts="backup list restore show verify prune copy rekey check history key completions man help"
+            opts="backup list restore show stats verify prune copy rekey check history key completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -499,6 +505,20 @@ _litevault() {
             return 0
             ;;
         litevault__subcmd__help__subcmd__show)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        litevault__subcmd__help__subcmd__stats)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -841,6 +861,40 @@ _litevault() {
             return 0
             ;;
         litevault__subcmd__show)
+            opts="-d -c -q -h --dest --config --quiet --json --metrics-file --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --dest)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -d)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --metrics-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        litevault__subcmd__stats)
             opts="-d -c -q -h --dest --config --quiet --json --metrics-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

@@ -52,6 +52,8 @@ pub enum Command {
     Restore(RestoreArgs),
     /// Show what a backup holds and where, from its sidecar: no key needed, nothing downloaded
     Show(ShowArgs),
+    /// Sum up what each destination holds: good backups (full, incremental), bytes, oldest, newest
+    Stats(StatsArgs),
     /// Prove that backups are intact and restorable
     Verify(VerifyArgs),
     /// Delete backups that the retention policy no longer keeps
@@ -144,6 +146,13 @@ pub struct ShowArgs {
     pub id: String,
 
     /// Look on this destination only [default: all]
+    #[arg(long = "dest", short = 'd', value_name = "NAME")]
+    pub dest: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Only this destination [default: all]
     #[arg(long = "dest", short = 'd', value_name = "NAME")]
     pub dest: Option<String>,
 }

@@ -8,6 +8,38 @@ use anyhow::{Context, Result};
 use clap::CommandFactory;
 
 use crate::cli::{Cli, Shell};
+use crate::commands::report::CommandReport;
+use crate::ui::Ui;
+
+/// A completion script, generated whole and then written: a closed stdout is an error, not a
+/// panic.
+pub struct Script(pub Vec<u8>);
+
+impl Script {
+    pub fn of(shell: Shell) -> Script {
+        let mut script = Vec::new();
+        completions(shell, &mut script);
+        Script(script)
+    }
+}
+
+impl CommandReport for Script {
+    /// For a program, not a person: as it is, in every mode.
+    fn render(&self, ui: &Ui) -> Result<()> {
+        ui.document(&self.0)?;
+        Ok(())
+    }
+}
+
+/// The man pages written.
+pub struct Pages(pub Vec<String>);
+
+impl CommandReport for Pages {
+    fn render(&self, ui: &Ui) -> Result<()> {
+        ui.say_all(&self.0)?;
+        Ok(())
+    }
+}
 
 pub fn completions(shell: Shell, out: &mut dyn Write) {
     let mut cmd = Cli::command();

@@ -6,7 +6,8 @@
 
 use std::fmt;
 
-/// Every exit code litevault uses. The README's table is generated from the same numbers.
+/// Every exit code litevault uses. The README's "Exit codes" table says the same, and a test
+/// below holds it to [`Exit::ALL`] and [`Exit::meaning`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Exit {
     Success = 0,
@@ -19,8 +20,64 @@ pub enum Exit {
 }
 
 impl Exit {
+    pub const ALL: [Exit; 7] = [
+        Exit::Success,
+        Exit::Failure,
+        Exit::Usage,
+        Exit::Partial,
+        Exit::Integrity,
+        Exit::Locked,
+        Exit::Interrupted,
+    ];
+
     pub fn code(self) -> u8 {
         self as u8
+    }
+
+    /// The word the execution store, `history` and the hooks' `LITEVAULT_STATUS` use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Exit::Success => "success",
+            Exit::Failure => "failure",
+            Exit::Usage => "usage",
+            Exit::Partial => "partial",
+            Exit::Integrity => "integrity",
+            Exit::Locked => "locked",
+            Exit::Interrupted => "interrupted",
+        }
+    }
+
+    /// What the code means, as the README's table says it.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            Exit::Success => "success",
+            Exit::Failure => "failure",
+            Exit::Usage => "usage or configuration error",
+            Exit::Partial => "partial: stored on some destinations only, or some deletions failed",
+            Exit::Integrity => "integrity: a damaged, untrusted, foreign or broken-chain backup found (and left in place), or data that is corrupt, tampered with or cannot be decrypted; the same for every command",
+            Exit::Locked => "locked: another run holds the lock on `state_dir`",
+            Exit::Interrupted => "interrupted",
+        }
+    }
+
+    /// The most serious of several outcomes (success when there are none): what a report made
+    /// of many findings exits with. A signal ends everything; damage is what a person must see
+    /// first, above a config to fix or a lock to wait for; a plain failure outranks a partial
+    /// success. This order is the one place that says so: reports fold their findings with it.
+    pub fn worst(exits: impl IntoIterator<Item = Exit>) -> Exit {
+        let severity = |e: &Exit| match e {
+            Exit::Success => 0,
+            Exit::Partial => 1,
+            Exit::Failure => 2,
+            Exit::Locked => 3,
+            Exit::Usage => 4,
+            Exit::Integrity => 5,
+            Exit::Interrupted => 6,
+        };
+        exits
+            .into_iter()
+            .max_by_key(severity)
+            .unwrap_or(Exit::Success)
     }
 }
 
@@ -151,6 +208,51 @@ mod tests {
         ];
         for (exit, code) in table {
             assert_eq!(exit.code(), code, "{exit:?}");
+        }
+    }
+
+    /// The README's table, row by row, is `Exit::ALL` with each code's meaning.
+    #[test]
+    fn the_readme_table_is_this_enum() {
+        let readme = include_str!("../README.md");
+        let section = readme
+            .split("\n### Exit codes\n")
+            .nth(1)
+            .expect("README.md has an \"Exit codes\" section");
+        let rows: Vec<(String, String)> = section
+            .lines()
+            .skip_while(|l| !l.starts_with('|'))
+            .take_while(|l| l.starts_with('|'))
+            .skip(2) // the header and its rule
+            .map(|l| {
+                let cells: Vec<&str> = l.trim_matches('|').split(" | ").collect();
+                assert_eq!(cells.len(), 2, "a row of two cells: {l}");
+                (cells[0].trim().to_string(), cells[1].trim().to_string())
+            })
+            .collect();
+        let ours: Vec<(String, String)> = Exit::ALL
+            .iter()
+            .map(|e| (e.code().to_string(), e.meaning().to_string()))
+            .collect();
+        assert_eq!(
+            rows, ours,
+            "README.md's Exit codes table against src/exit.rs"
+        );
+    }
+
+    #[test]
+    fn the_worst_outcome_decides() {
+        use Exit::*;
+        assert_eq!(Exit::worst([]), Success);
+        assert_eq!(Exit::worst([Success, Partial]), Partial);
+        assert_eq!(Exit::worst([Partial, Failure, Success]), Failure);
+        assert_eq!(Exit::worst([Failure, Integrity, Partial]), Integrity);
+        assert_eq!(Exit::worst([Usage, Failure]), Usage);
+        assert_eq!(Exit::worst([Integrity, Interrupted]), Interrupted);
+        // Every code has its place: none is lost in a fold.
+        for e in Exit::ALL {
+            assert_eq!(Exit::worst([e]), e);
+            assert_eq!(Exit::worst([Success, e]), e);
         }
     }
 

@@ -10,9 +10,10 @@
 //! - `cli`: clap definitions only.          - `config`: the TOML file -> `Settings`.
 //! - `exit`: exit codes and error kinds.     - `crypto`: age recipients and identities.
 //! - `retention`: the pure prune policy.     - `progress`: how stages report progress.
-//! - `docs`: completions and man pages.      - `app`: dispatch and rendering of reports.
+//! - `docs`: completions and man pages.      - `app`: the table of commands.
 //! - `journal`: the execution store, metrics. - `hooks`: maintenance and notification commands.
-//! - `runner`: a run's life: journal, hooks, retries, metrics around a command.
+//! - `runner`: a run's life around any command: config, journal, retries, hooks, metrics, and
+//!   its report through `ui`.
 //! - `trust`: signing sidecars (SSHSIG) and judging them against the trusted signers.
 
 pub mod app;

@@ -1,5 +1,7 @@
-//! A run's life around a command: recorded in the execution store, retried when asked,
-//! followed by the notification hooks and the metrics file.
+//! A run's life around a command: the config it reads, then (for a recorded command) its row
+//! in the execution store, its retries, the notification hooks and the metrics file, and at the
+//! end its report through `ui` and its exit code. Every command passes through here the same
+//! way; `app`'s table only says which of these each one gets.
 //!
 //! Nothing here may turn a success into a failure: a store that cannot be written, a failing
 //! notification hook, a metrics file that cannot be replaced are warnings.
@@ -8,42 +10,163 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Result;
-use serde_json::json;
 
 use crate::catalog;
-use crate::cli::BackupArgs;
-use crate::commands::{self, backup};
-use crate::config::Settings;
+use crate::commands;
+use crate::commands::report::{self, Attempts, CommandReport};
+use crate::config::{self, Settings};
 use crate::exit::{self, Exit};
 use crate::journal::{DestinationFacts, Journal, Metrics, Outcome};
-use crate::progress::Progress;
+use crate::progress::{Progress, Silent};
+use crate::ui::Ui;
 
-/// What a command's report says for the execution store.
-pub trait Recorded {
-    fn outcome(&self) -> Outcome;
+/// One invocation of litevault: where its config and metrics file are, and its `ui`.
+pub struct Runner<'a> {
+    ui: &'a Ui,
+    /// `--config`; else `$LITEVAULT_CONFIG`, else the default path.
+    config: Option<&'a Path>,
+    /// `--metrics-file`.
+    metrics_flag: Option<&'a Path>,
 }
 
-pub struct Runner<'a> {
-    settings: &'a Settings,
-    journal: Option<Journal>,
-    metrics: Option<Metrics>,
-    /// Warnings for the UI (the runner itself never prints).
-    pub warnings: Vec<String>,
+/// What is recorded of a command's run.
+#[derive(Clone, Copy)]
+pub struct Recording {
+    name: &'static str,
+    bar: bool,
+    creates_state: bool,
+}
+
+impl Recording {
+    /// A run recorded as `name`, creating `state_dir` for the store if it is not there yet.
+    pub const fn of(name: &'static str) -> Recording {
+        Recording {
+            name,
+            bar: false,
+            creates_state: true,
+        }
+    }
+
+    /// With a progress bar on a terminal, labelled with the command's name.
+    pub const fn with_bar(self) -> Recording {
+        Recording { bar: true, ..self }
+    }
+
+    /// For a command that creates nothing (`check`): without a `state_dir` yet the run is not
+    /// recorded, and the command itself reports the missing folder.
+    pub const fn if_state_exists(self) -> Recording {
+        Recording {
+            creates_state: false,
+            ..self
+        }
+    }
 }
 
 impl<'a> Runner<'a> {
-    pub fn new(settings: &'a Settings, metrics_flag: Option<&Path>) -> Runner<'a> {
-        Runner::opened(settings, metrics_flag, true)
+    pub fn new(ui: &'a Ui, config: Option<&'a Path>, metrics_flag: Option<&'a Path>) -> Runner<'a> {
+        Runner {
+            ui,
+            config,
+            metrics_flag,
+        }
     }
 
-    /// A runner for `check`, which creates nothing: without a `state_dir` yet, the run is not
-    /// recorded (`check` itself reports the missing folder).
-    pub fn without_creating(settings: &'a Settings, metrics_flag: Option<&Path>) -> Runner<'a> {
-        Runner::opened(settings, metrics_flag, settings.state_dir.is_dir())
+    /// A command that needs no config (key generation, completions, man pages).
+    pub fn bare<R: CommandReport>(&self, f: impl FnOnce() -> Result<R>) -> Result<Exit> {
+        self.end(&[], f())
     }
 
-    fn opened(settings: &'a Settings, metrics_flag: Option<&Path>, record: bool) -> Runner<'a> {
+    /// A command that reads the config and is not recorded (list, show, stats, history).
+    pub fn reads<R: CommandReport>(&self, f: impl FnOnce(&Settings) -> Result<R>) -> Result<Exit> {
+        let settings = self.settings()?;
+        self.end(&[], f(&settings))
+    }
+
+    /// A recorded command, tried once: `f` gets the config, the progress to report to, and the
+    /// run's environment for the hooks it runs.
+    pub fn recorded<R, F>(&self, how: Recording, f: F) -> Result<Exit>
+    where
+        R: CommandReport,
+        F: FnMut(&Settings, &dyn Progress, &[(String, String)]) -> Result<R>,
+    {
+        self.retried(how, Once(f))
+    }
+
+    /// A recorded command whose failed attempts may be tried again (`backup --retries`).
+    pub fn retried<A: Attempts>(&self, how: Recording, attempts: A) -> Result<Exit> {
+        let settings = self.settings()?;
+        let mut recorder = Recorder::open(&settings, self.metrics_flag, how.creates_state);
+        let progress: Box<dyn Progress> = if how.bar {
+            self.ui.progress(how.name)
+        } else {
+            Box::new(Silent)
+        };
+        let report = recorder.run(how.name, attempts, progress.as_ref());
+        // The bar is cleared before anything is said under it.
+        drop(progress);
+        self.end(&recorder.warnings, report)
+    }
+
+    fn settings(&self) -> Result<Settings> {
+        let path = config::locate(self.config, std::env::var_os(crate::cli::CONFIG_ENV));
+        config::load(&path)
+    }
+
+    /// How every command ends: the runner's warnings, then the report in words (or as the JSON
+    /// document) and its exit code; a report about many hosts goes to `--metrics-file` too.
+    fn end<R: CommandReport>(&self, warnings: &[String], report: Result<R>) -> Result<Exit> {
+        for w in warnings {
+            self.ui.warn(w);
+        }
+        let report = report?;
+        report.render(self.ui)?;
+        // Only the flag: the config's metrics_file is this host's own, which the fleet view
+        // must not replace.
+        if let (Some(facts), Some(path)) = (report.host_facts(), self.metrics_flag) {
+            let metrics = Metrics {
+                path: path.to_path_buf(),
+            };
+            metrics
+                .write_hosts(&facts)
+                .map_err(|e| e.context("writing the fleet metrics"))?;
+        }
+        Ok(report.exit())
+    }
+}
+
+/// A command tried once: the closure is its one attempt.
+struct Once<F>(F);
+
+impl<R, F> Attempts for Once<F>
+where
+    R: CommandReport,
+    F: FnMut(&Settings, &dyn Progress, &[(String, String)]) -> Result<R>,
+{
+    type Report = R;
+
+    fn attempt(
+        &mut self,
+        settings: &Settings,
+        progress: &dyn Progress,
+        env: &[(String, String)],
+    ) -> Result<R> {
+        (self.0)(settings, progress, env)
+    }
+}
+
+/// One recorded run: its execution store and metrics file, and the warnings about them for
+/// the UI (the runner itself never prints).
+struct Recorder<'s> {
+    settings: &'s Settings,
+    journal: Option<Journal>,
+    metrics: Option<Metrics>,
+    warnings: Vec<String>,
+}
+
+impl<'s> Recorder<'s> {
+    fn open(settings: &'s Settings, metrics_flag: Option<&Path>, creates_state: bool) -> Self {
         let mut warnings = Vec::new();
+        let record = creates_state || settings.state_dir.is_dir();
         let journal = record
             .then(|| {
                 crate::state::StateDir::open(&settings.state_dir)
@@ -56,7 +179,7 @@ impl<'a> Runner<'a> {
             .map(Path::to_path_buf)
             .or_else(|| settings.metrics_file.clone())
             .map(|path| Metrics { path });
-        Runner {
+        Recorder {
             settings,
             journal,
             metrics,
@@ -80,38 +203,21 @@ impl<'a> Runner<'a> {
         env
     }
 
-    /// Run `f` as one recorded run of `command`, then the notification hooks and metrics.
-    pub fn record<R: Recorded>(
+    /// Run `command`: each attempt is its own recorded run; a failed one (exit 1 or 3) is tried
+    /// again, as often as the command asks, after a delay doubled each time; then the
+    /// notification hooks and the metrics, once, with the run's final report.
+    fn run<A: Attempts>(
         &mut self,
         command: &str,
-        f: impl FnOnce(&[(String, String)]) -> Result<R>,
-    ) -> Result<R> {
-        let run_id = self.start(command, 1);
-        let env = self.base_env(command, run_id, 1);
-        let result = f(&env);
-        let outcome = outcome_of(&result);
-        self.finish(run_id, &outcome);
-        self.notify(&env, &outcome);
-        self.write_metrics();
-        result
-    }
-
-    /// `backup` with `--retries`: a failed attempt is retried after a doubling delay, only on
-    /// the destinations that failed; each attempt is its own recorded run.
-    pub fn backup(&mut self, args: &BackupArgs, progress: &dyn Progress) -> Result<backup::Report> {
-        let mut dests = args.dest.clone();
-        let mut delay = args.retry_delay;
-        let mut stored: Vec<backup::DestinationResult> = Vec::new();
-        let mut earlier: Option<backup::Report> = None;
+        mut attempts: A,
+        progress: &dyn Progress,
+    ) -> Result<A::Report> {
+        let (retries, mut delay) = attempts.retries();
         let mut attempt = 1;
         let (result, env, outcome) = loop {
-            let run_id = self.start("backup", attempt);
-            let env = self.base_env("backup", run_id, attempt);
-            let attempt_args = BackupArgs {
-                dest: dests.clone(),
-                ..args.clone()
-            };
-            let result = backup::run(self.settings, &attempt_args, progress, &env);
+            let run_id = self.start(command, attempt);
+            let env = self.base_env(command, run_id, attempt);
+            let result = attempts.attempt(self.settings, progress, &env);
             let outcome = outcome_of(&result);
             self.finish(run_id, &outcome);
             let code = match &result {
@@ -119,27 +225,13 @@ impl<'a> Runner<'a> {
                 Err(e) => exit::classify(e),
             };
             let retryable = matches!(code, Exit::Failure | Exit::Partial);
-            if !retryable || attempt > args.retries {
+            if !retryable || attempt > retries {
                 break (result, env, outcome);
             }
-            let why = match &result {
-                Ok(r) => format!(
-                    "{} destination(s) failed",
-                    r.destinations.iter().filter(|d| !d.ok).count()
-                ),
+            let why = match result {
+                Ok(report) => attempts.again(report),
                 Err(e) => format!("{e:#}"),
             };
-            if let Ok(report) = result {
-                // Keep what is stored; the next attempt goes only where it failed.
-                stored.extend(report.destinations.iter().filter(|d| d.ok).cloned());
-                dests = report
-                    .destinations
-                    .iter()
-                    .filter(|d| !d.ok)
-                    .map(|d| d.name.clone())
-                    .collect();
-                earlier = Some(report);
-            }
             self.warnings.push(format!(
                 "attempt {attempt} failed ({why}); retrying in {}",
                 crate::ui::duration(delay)
@@ -149,31 +241,14 @@ impl<'a> Runner<'a> {
                 std::thread::sleep(Duration::from_millis(100));
             }
             if let Err(e) = crate::interrupt::check() {
-                let stopped: Result<backup::Report> = Err(e);
+                let stopped: Result<A::Report> = Err(e);
                 self.notify(&env, &outcome_of(&stopped));
                 return stopped;
             }
             delay = delay.saturating_mul(2).min(Duration::from_secs(3600));
             attempt += 1;
         };
-        // Earlier attempts' successes belong to the run's final report, even when the last
-        // attempt failed as a whole.
-        let result = match (result, earlier) {
-            (Ok(mut report), _) => {
-                let mut all = stored;
-                all.extend(report.destinations);
-                report.destinations = all;
-                Ok(report)
-            }
-            (Err(e), Some(mut report)) if !stored.is_empty() => {
-                let failed = dests
-                    .iter()
-                    .map(|name| backup::DestinationResult::failed(name, &e));
-                report.destinations = stored.into_iter().chain(failed).collect();
-                Ok(report)
-            }
-            (Err(e), _) => Err(e),
-        };
+        let result = attempts.last(result);
         let outcome = match &result {
             Ok(r) => r.outcome(),
             Err(_) => outcome,
@@ -260,30 +335,13 @@ impl<'a> Runner<'a> {
     }
 }
 
-fn outcome_of<R: Recorded>(result: &Result<R>) -> Outcome {
+fn outcome_of<R: CommandReport>(result: &Result<R>) -> Outcome {
     match result {
         Ok(report) => report.outcome(),
-        Err(e) => {
-            let code = exit::classify(e);
-            Outcome {
-                status: status_name(code).into(),
-                exit_code: code.code() as i32,
-                error: Some(exit::describe(e)),
-                ..Outcome::default()
-            }
-        }
-    }
-}
-
-pub fn status_name(code: Exit) -> &'static str {
-    match code {
-        Exit::Success => "success",
-        Exit::Failure => "failure",
-        Exit::Usage => "usage",
-        Exit::Partial => "partial",
-        Exit::Integrity => "integrity",
-        Exit::Locked => "locked",
-        Exit::Interrupted => "interrupted",
+        Err(e) => Outcome {
+            error: Some(exit::describe(e)),
+            ..report::outcome(exit::classify(e))
+        },
     }
 }
 
@@ -317,164 +375,4 @@ fn outcome_env(o: &Outcome) -> Vec<(String, String)> {
         env.push(("LITEVAULT_DESTINATIONS_FAILED".to_string(), names(false)));
     }
     env
-}
-
-impl Recorded for backup::Report {
-    fn outcome(&self) -> Outcome {
-        if self.skipped_run.is_some() {
-            return Outcome {
-                status: "skipped".into(),
-                exit_code: 0,
-                ..Outcome::default()
-            };
-        }
-        let code = self.exit();
-        let stored = self.destinations.iter().any(|d| d.ok);
-        let errors: Vec<String> = self
-            .destinations
-            .iter()
-            .filter_map(|d| d.error.as_ref().map(|e| format!("{}: {e}", d.name)))
-            .collect();
-        Outcome {
-            status: status_name(code).into(),
-            exit_code: code.code() as i32,
-            // An id only for a backup that exists somewhere.
-            bytes: stored.then_some(self.stored_bytes),
-            backup_id: stored.then(|| self.id.clone()),
-            destinations: Some(json!(self.destinations)),
-            error: (!errors.is_empty()).then(|| errors.join("; ")),
-            dry_run: false,
-        }
-    }
-}
-
-impl Recorded for commands::copy::Report {
-    fn outcome(&self) -> Outcome {
-        let code = self.exit();
-        let failed: Vec<String> = self.failed.iter().map(|f| f.error.clone()).collect();
-        Outcome {
-            status: status_name(code).into(),
-            exit_code: code.code() as i32,
-            bytes: Some(self.copied.iter().map(|c| c.bytes).sum()),
-            destinations: Some(json!({
-                "from": self.from,
-                "to": self.to,
-                "copied": self.copied.iter().map(|c| &c.id).collect::<Vec<_>>(),
-            })),
-            error: (!failed.is_empty()).then(|| failed.join("; ")),
-            ..Outcome::default()
-        }
-    }
-}
-
-impl Recorded for commands::prune::Report {
-    fn outcome(&self) -> Outcome {
-        let code = self.exit();
-        let failed: Vec<String> = self
-            .destinations
-            .iter()
-            .flat_map(|d| d.failed.clone())
-            .collect();
-        Outcome {
-            status: status_name(code).into(),
-            exit_code: code.code() as i32,
-            // A dry run deletes nothing: what it would delete is not `deleted`.
-            destinations: Some(json!(self
-                .destinations
-                .iter()
-                .map(|d| {
-                    let key = if self.dry_run {
-                        "would_delete"
-                    } else {
-                        "deleted"
-                    };
-                    json!({"name": d.name, "ok": d.failed.is_empty(), key: d.deleted})
-                })
-                .collect::<Vec<_>>())),
-            error: (!failed.is_empty()).then(|| failed.join("; ")),
-            dry_run: self.dry_run,
-            ..Outcome::default()
-        }
-    }
-}
-
-impl Recorded for commands::verify::Report {
-    fn outcome(&self) -> Outcome {
-        let code = self.exit();
-        let errors: Vec<String> = self
-            .results
-            .iter()
-            .filter_map(|r| r.error.clone())
-            .collect();
-        Outcome {
-            status: status_name(code).into(),
-            exit_code: code.code() as i32,
-            backup_id: self.results.first().map(|r| r.id.clone()),
-            destinations: Some(json!(self
-                .results
-                .iter()
-                .map(|r| json!({"name": r.destination, "ok": r.ok, "id": r.id}))
-                .collect::<Vec<_>>())),
-            error: (!errors.is_empty()).then(|| errors.join("; ")),
-            ..Outcome::default()
-        }
-    }
-}
-
-impl Recorded for crate::restore::Report {
-    fn outcome(&self) -> Outcome {
-        let code = self.exit();
-        Outcome {
-            status: status_name(code).into(),
-            exit_code: code.code() as i32,
-            bytes: Some(self.bytes),
-            backup_id: Some(self.id.clone()),
-            destinations: Some(json!([{"name": self.destination, "ok": true}])),
-            ..Outcome::default()
-        }
-    }
-}
-
-impl Recorded for commands::rekey::Report {
-    fn outcome(&self) -> Outcome {
-        let code = self.exit();
-        let errors: Vec<String> = self
-            .failed
-            .iter()
-            .map(|f| format!("{} on {}: {}", f.id, f.destination, f.detail))
-            .collect();
-        Outcome {
-            status: status_name(code).into(),
-            exit_code: code.code() as i32,
-            destinations: Some(json!({
-                "rekeyed": self.rekeyed.len(),
-                "skipped": self.skipped.len(),
-                "failed": self.failed.len(),
-            })),
-            error: (!errors.is_empty()).then(|| errors.join("; ")),
-            ..Outcome::default()
-        }
-    }
-}
-
-impl Recorded for commands::check::Report {
-    fn outcome(&self) -> Outcome {
-        let code = self.exit();
-        let errors: Vec<String> = std::iter::once(&self.keys)
-            .chain(&self.destinations)
-            .filter(|p| !p.ok)
-            .map(|p| format!("{}: {}", p.name, p.detail))
-            .collect();
-        Outcome {
-            status: status_name(code).into(),
-            exit_code: code.code() as i32,
-            destinations: Some(json!(self
-                .destinations
-                .iter()
-                .map(|p| json!({"name": p.name, "ok": p.ok}))
-                .collect::<Vec<_>>())),
-            error: (!errors.is_empty()).then(|| errors.join("; ")),
-            ..Outcome::default()
-        }
-    }
 }

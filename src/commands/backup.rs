@@ -4,7 +4,6 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result};
-use serde::Serialize;
 
 use crate::archive::manifest::{
     archive_extension, compression_name, ArchiveInfo, Manifest, Sidecar, FORMAT_VERSION,
@@ -13,9 +12,9 @@ use crate::archive::manifest::{
 use crate::archive::writer::{add_sources, ArchiveWriter, Pages};
 use crate::catalog;
 use crate::cli::BackupArgs;
+use crate::commands::report::Attempts;
 use crate::config::Settings;
 use crate::crypto::Sealer;
-use crate::exit::Exit;
 use crate::incremental::pageindex::PageIndex;
 use crate::incremental::plan::Plan;
 use crate::progress::Progress;
@@ -24,82 +23,96 @@ use crate::storage::fanout::{Completion, FanOut};
 use crate::storage::Destination;
 use crate::trust::Signer;
 
-#[derive(Debug, Default, Serialize)]
-pub struct Report {
-    pub id: String,
-    pub created: String,
-    pub sources: usize,
-    pub files: usize,
-    pub databases: usize,
-    /// Bytes of data read from the sources (the archive's content).
-    pub source_bytes: u64,
-    /// Bytes stored (after compression and encryption).
-    pub stored_bytes: u64,
-    /// "full" or "incremental".
-    pub kind: String,
-    /// The backup an incremental builds on.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub parent: Option<String>,
-    /// Why a backup that could have been incremental ([incremental] is on) is full.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub full_because: Option<String>,
-    pub compression: String,
-    pub encrypted: bool,
-    /// The sidecar carries an SSHSIG by this host's signing key.
-    pub signed: bool,
-    pub seconds: f64,
-    pub destinations: Vec<DestinationResult>,
-    /// Why nothing was done (`--if-older-than` found recent backups everywhere).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub skipped_run: Option<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub skipped: Vec<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub warnings: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub prune: Option<crate::commands::prune::Report>,
-    /// A signal stopped the run; destinations marked ok had stored the backup before it came.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub interrupted: bool,
+mod report;
+pub use report::{DestinationResult, Report};
+
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Store only on these destinations [all when empty].
+    pub dest: Vec<String>,
+    /// Wait this long for another run's lock.
+    pub wait: Option<Duration>,
+    /// Do nothing when every selected destination has a backup younger than this.
+    pub if_older_than: Option<Duration>,
+    /// Full even when `[incremental]` would allow an incremental backup.
+    pub full: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct DestinationResult {
-    pub name: String,
-    pub ok: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub bytes: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+/// A backup run with `--retries`: each next attempt goes only to the destinations that failed,
+/// and the run's report holds what every attempt stored.
+pub struct Retrying {
+    options: Options,
+    retries: u32,
+    delay: Duration,
+    /// Destinations that earlier attempts stored the backup on.
+    stored: Vec<DestinationResult>,
+    /// The last failed attempt's report, for a run whose last attempt fails as a whole.
+    earlier: Option<Report>,
 }
 
-impl DestinationResult {
-    pub fn failed(name: &str, err: &anyhow::Error) -> Self {
-        DestinationResult {
-            name: name.to_string(),
-            ok: false,
-            bytes: None,
-            error: Some(crate::exit::describe(err)),
+impl From<&BackupArgs> for Retrying {
+    fn from(args: &BackupArgs) -> Self {
+        Retrying {
+            options: Options {
+                dest: args.dest.clone(),
+                wait: args.wait,
+                if_older_than: args.if_older_than,
+                full: args.full,
+            },
+            retries: args.retries,
+            delay: args.retry_delay,
+            stored: Vec::new(),
+            earlier: None,
         }
     }
 }
 
-impl Report {
-    /// All stored: 0; some: 3 (partial); none: 1.
-    pub fn exit(&self) -> Exit {
-        if self.interrupted {
-            return Exit::Interrupted;
-        }
-        let ok = self.destinations.iter().filter(|d| d.ok).count();
-        if ok == self.destinations.len() {
-            match &self.prune {
-                Some(p) => p.exit(),
-                None => Exit::Success,
+impl Attempts for Retrying {
+    type Report = Report;
+
+    fn attempt(
+        &mut self,
+        settings: &Settings,
+        progress: &dyn Progress,
+        env: &[(String, String)],
+    ) -> Result<Report> {
+        run(settings, &self.options, progress, env)
+    }
+
+    fn retries(&self) -> (u32, Duration) {
+        (self.retries, self.delay)
+    }
+
+    fn again(&mut self, failed: Report) -> String {
+        let (ok, not): (Vec<_>, Vec<_>) = failed.destinations.iter().partition(|d| d.ok);
+        let why = format!("{} destination(s) failed", not.len());
+        // Keep what is stored; the next attempt goes only where it failed.
+        self.stored.extend(ok.into_iter().cloned());
+        self.options.dest = not.iter().map(|d| d.name.clone()).collect();
+        self.earlier = Some(failed);
+        why
+    }
+
+    /// Earlier attempts' successes belong to the run's report, even when the last attempt
+    /// failed as a whole.
+    fn last(self, last: Result<Report>) -> Result<Report> {
+        match (last, self.earlier) {
+            (Ok(mut report), _) => {
+                let mut all = self.stored;
+                all.extend(report.destinations);
+                report.destinations = all;
+                Ok(report)
             }
-        } else if ok == 0 {
-            Exit::Failure
-        } else {
-            Exit::Partial
+            (Err(e), Some(mut report)) if !self.stored.is_empty() => {
+                let failed = self
+                    .options
+                    .dest
+                    .iter()
+                    .map(|name| DestinationResult::failed(name, &e));
+                report.destinations = self.stored.into_iter().chain(failed).collect();
+                Ok(report)
+            }
+            (Err(e), _) => Err(e),
         }
     }
 }
@@ -108,7 +121,7 @@ impl Report {
 /// `before_backup` hook, store, run `after_backup`, prune if configured.
 pub fn run(
     settings: &Settings,
-    args: &BackupArgs,
+    args: &Options,
     progress: &dyn Progress,
     hook_env: &[(String, String)],
 ) -> Result<Report> {
@@ -122,7 +135,7 @@ pub fn run(
 pub fn run_locked(
     settings: &Settings,
     state: &StateDir,
-    args: &BackupArgs,
+    args: &Options,
     progress: &dyn Progress,
     hook_env: Option<&[(String, String)]>,
     tags: &[String],
@@ -451,6 +464,7 @@ fn store(
         signed: keys.signer.is_some(),
         destinations,
         skipped,
+        unencrypted_by_choice: settings.unencrypted_by_choice,
         ..Report::default()
     })
 }

@@ -10,13 +10,17 @@ use std::time::Instant;
 
 use anyhow::{bail, Result};
 use serde::Serialize;
+use serde_json::json;
 
 use crate::cli::{CheckArgs, Role};
+use crate::commands::report::{self, CommandReport};
 use crate::config::{Settings, Source, SourceKind};
 use crate::exit::Exit;
+use crate::journal::Outcome;
 use crate::storage::destination::{file_root, Root};
 use crate::storage::url::Location;
 use crate::storage::Destination;
+use crate::ui::{Escaped, Ui};
 
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -45,27 +49,80 @@ pub struct Probe {
     pub missing: bool,
 }
 
-impl Report {
+impl CommandReport for Report {
     /// 2 when a source named in the config does not exist (a mistyped path is a config error);
     /// else 1 when any probe failed.
-    pub fn exit(&self) -> Exit {
-        let probes = || {
-            std::iter::once(&self.keys)
-                .chain(std::iter::once(&self.state_dir))
-                .chain(&self.sources)
-                .chain(&self.destinations)
-        };
-        if probes().any(|p| p.missing) {
-            Exit::Usage
-        } else if probes().all(|p| p.ok) {
-            Exit::Success
-        } else {
-            Exit::Failure
+    fn exit(&self) -> Exit {
+        let probes = std::iter::once(&self.keys)
+            .chain(std::iter::once(&self.state_dir))
+            .chain(&self.sources)
+            .chain(&self.destinations);
+        Exit::worst(probes.map(|p| match (p.missing, p.ok) {
+            (true, _) => Exit::Usage,
+            (false, true) => Exit::Success,
+            (false, false) => Exit::Failure,
+        }))
+    }
+
+    fn outcome(&self) -> Outcome {
+        let errors = std::iter::once(&self.keys)
+            .chain(&self.destinations)
+            .filter(|p| !p.ok)
+            .map(|p| format!("{}: {}", p.name, p.detail))
+            .collect();
+        Outcome {
+            destinations: Some(json!(self
+                .destinations
+                .iter()
+                .map(|p| json!({"name": p.name, "ok": p.ok}))
+                .collect::<Vec<_>>())),
+            error: report::errors(errors),
+            ..report::outcome(self.exit())
+        }
+    }
+
+    fn render(&self, ui: &Ui) -> Result<()> {
+        let report = self;
+        ui.json(report)?;
+        for w in &report.warnings {
+            ui.warn(w);
+        }
+        let mut lines = vec![format!("ok   config {}", report.config)];
+        let probes = std::iter::once(&report.keys)
+            .chain(std::iter::once(&report.state_dir))
+            .chain(&report.sources)
+            .chain(&report.destinations);
+        for p in probes {
+            if p.ok {
+                lines.push(format!("ok   {}: {}", p.name, Escaped(&p.detail)));
+            } else {
+                ui.error(&format!("{}: {}", p.name, Escaped(&p.detail)));
+            }
+        }
+        ui.say_all(&lines)?;
+        Ok(())
+    }
+}
+
+/// What `check` looks at, from its flags.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Only these destinations [all when empty].
+    pub dest: Vec<String>,
+    /// What this host's role needs, and nothing else [everything].
+    pub role: Option<Role>,
+}
+
+impl From<&CheckArgs> for Options {
+    fn from(args: &CheckArgs) -> Self {
+        Options {
+            dest: args.dest.clone(),
+            role: args.role,
         }
     }
 }
 
-pub fn run(settings: &Settings, args: &CheckArgs) -> Result<Report> {
+pub fn run(settings: &Settings, args: &Options) -> Result<Report> {
     // A [trust] that cannot be used is the config's fault (exit 2), not one destination's.
     crate::trust::Policy::load(
         &settings.trust.signers,

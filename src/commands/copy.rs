@@ -13,13 +13,17 @@ use std::io::{Read, Write};
 
 use anyhow::{Context, Result};
 use serde::Serialize;
+use serde_json::json;
 
 use crate::catalog::{self, Backup};
 use crate::cli::CopyArgs;
+use crate::commands::report::{self, CommandReport};
 use crate::config::Settings;
 use crate::exit::{integrity, Exit};
+use crate::journal::Outcome;
 use crate::state::StateDir;
 use crate::storage::Destination;
+use crate::ui::{self, Escaped, Ui};
 
 #[derive(Debug, Default, Serialize)]
 pub struct Report {
@@ -51,22 +55,91 @@ pub struct Failed {
     pub exit: u8,
 }
 
-impl Report {
+impl CommandReport for Report {
     /// All copied: 0; damage found on A: 4; other failures: 3.
-    pub fn exit(&self) -> Exit {
-        if self.failed.iter().any(|f| f.exit == Exit::Integrity.code()) {
-            Exit::Integrity
-        } else if !self.failed.is_empty() {
-            Exit::Partial
-        } else {
-            Exit::Success
+    fn exit(&self) -> Exit {
+        Exit::worst(self.failed.iter().map(|f| {
+            if f.exit == Exit::Integrity.code() {
+                Exit::Integrity
+            } else {
+                Exit::Partial
+            }
+        }))
+    }
+
+    fn outcome(&self) -> Outcome {
+        Outcome {
+            bytes: Some(self.copied.iter().map(|c| c.bytes).sum()),
+            destinations: Some(json!({
+                "from": self.from,
+                "to": self.to,
+                "copied": self.copied.iter().map(|c| &c.id).collect::<Vec<_>>(),
+            })),
+            error: report::errors(self.failed.iter().map(|f| f.error.clone()).collect()),
+            ..report::outcome(self.exit())
+        }
+    }
+
+    fn render(&self, ui: &Ui) -> Result<()> {
+        let r = self;
+        ui.json(r)?;
+        for w in &r.warnings {
+            ui.warn(w);
+        }
+        for f in &r.failed {
+            ui.error(&f.error);
+        }
+        let mut lines: Vec<String> = r
+            .leftovers_removed
+            .iter()
+            .map(|l| format!("removed leftover {} on {}", Escaped(l), r.to))
+            .collect();
+        lines.extend(r.copied.iter().map(|c| {
+            format!(
+                "copied {} from {} to {} ({})",
+                Escaped(&c.id),
+                r.from,
+                r.to,
+                ui::bytes(c.bytes)
+            )
+        }));
+        lines.push(format!(
+            "{} copied, {} already on {}, {} failed",
+            r.copied.len(),
+            r.present.len(),
+            r.to,
+            r.failed.len()
+        ));
+        ui.say_all(&lines)?;
+        Ok(())
+    }
+}
+
+/// What `copy` copies, from its flags.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub from: String,
+    pub to: String,
+    /// These backups, with what they build on [every backup `to` lacks when empty].
+    pub ids: Vec<String>,
+    /// Wait this long for another run's lock.
+    pub wait: Option<std::time::Duration>,
+}
+
+impl From<&CopyArgs> for Options {
+    fn from(args: &CopyArgs) -> Self {
+        Options {
+            from: args.from.clone(),
+            to: args.to.clone(),
+            ids: args.ids.clone(),
+            wait: args.wait,
         }
     }
 }
 
 pub fn run(
     settings: &Settings,
-    args: &CopyArgs,
+    args: &Options,
     progress: &dyn crate::progress::Progress,
 ) -> Result<Report> {
     if args.from == args.to {

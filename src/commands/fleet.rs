@@ -15,10 +15,12 @@ use serde::Serialize;
 
 use crate::catalog;
 use crate::cli::ListArgs;
+use crate::commands::report::CommandReport;
 use crate::config::{self, Settings};
 use crate::exit::Exit;
 use crate::journal::HostFacts;
 use crate::storage::Destination;
+use crate::ui::{self, Escaped, Ui};
 
 /// Hosts looked at at once on one destination (each with its own requests, up to the
 /// destination's `concurrency` more with `[trust]`). Measured with scripts/bench-fleet on two
@@ -60,20 +62,21 @@ pub struct Report {
     pub problems: Vec<String>,
 }
 
-impl Report {
+/// Reasons printed per host before the rest are summed up.
+const NOT_COUNTED_SHOWN: usize = 3;
+
+impl CommandReport for Report {
     /// 1 when a destination or a host's namespace could not be listed: a host missing from the
     /// view must not look like a quiet night.
-    pub fn exit(&self) -> Exit {
-        if self.problems.is_empty() && self.hosts.iter().all(|h| h.error.is_none()) {
-            Exit::Success
-        } else {
-            Exit::Failure
-        }
+    fn exit(&self) -> Exit {
+        let unlisted = !self.problems.is_empty() || self.hosts.iter().any(|h| h.error.is_some());
+        Exit::worst(unlisted.then_some(Exit::Failure))
     }
 
     /// What the metrics file says per host (hosts that could not be listed are left out).
-    pub fn facts(&self) -> Vec<HostFacts> {
-        self.hosts
+    fn host_facts(&self) -> Option<Vec<HostFacts>> {
+        let facts = self
+            .hosts
             .iter()
             .filter(|h| h.error.is_none())
             .map(|h| HostFacts {
@@ -84,12 +87,93 @@ impl Report {
                     .newest
                     .as_ref()
                     .map(|n| std::time::Duration::from_secs(n.age_seconds)),
-            })
-            .collect()
+            });
+        Some(facts.collect())
+    }
+
+    fn render(&self, ui: &Ui) -> Result<()> {
+        let r = self;
+        ui.json(&r.hosts)?;
+        for p in &r.problems {
+            ui.error(p);
+        }
+        let mut lines = Vec::new();
+        if r.hosts.is_empty() && r.problems.is_empty() {
+            lines.push("no host folders found".to_string());
+        } else if !r.hosts.is_empty() {
+            lines.push(format!(
+                "{:<24} {:<12} {:<22} {:>10} {:>10} {:>7}",
+                "HOST", "DESTINATION", "NEWEST", "AGE", "SIZE", "BACKUPS"
+            ));
+        }
+        for h in &r.hosts {
+            if let Some(e) = &h.error {
+                ui.error(&format!(
+                    "host {} on {}: {}",
+                    Escaped(&h.host),
+                    h.destination,
+                    Escaped(e)
+                ));
+            }
+            // The first few reasons per host; --json has them all.
+            for why in h.not_counted.iter().take(NOT_COUNTED_SHOWN) {
+                ui.warn(why);
+            }
+            if h.not_counted.len() > NOT_COUNTED_SHOWN {
+                ui.warn(&format!(
+                    "host {} on {}: {} more backups not counted (--json lists them all)",
+                    Escaped(&h.host),
+                    h.destination,
+                    h.not_counted.len() - NOT_COUNTED_SHOWN
+                ));
+            }
+            let (id, age, size) = match &h.newest {
+                Some(n) if n.age_seconds == 0 => {
+                    (Escaped(&n.id).to_string(), "0s".into(), ui::bytes(n.bytes))
+                }
+                Some(n) => (
+                    Escaped(&n.id).to_string(),
+                    ui::duration(std::time::Duration::from_secs(n.age_seconds)),
+                    ui::bytes(n.bytes),
+                ),
+                None if h.error.is_some() => ("(cannot be listed)".into(), "-".into(), "-".into()),
+                None => ("(no good backup)".into(), "-".into(), "-".into()),
+            };
+            let mut line = format!(
+                "{:<24} {:<12} {:<22} {:>10} {:>10} {:>7}",
+                Escaped(&h.host),
+                h.destination,
+                id,
+                age,
+                size,
+                h.backups
+            );
+            if !h.not_counted.is_empty() {
+                line.push_str(&format!("  ({} not counted)", h.not_counted.len()));
+            }
+            lines.push(line);
+        }
+        ui.say_all(&lines)?;
+        Ok(())
     }
 }
 
-pub fn run(settings: &Settings, args: &ListArgs) -> Result<Report> {
+/// Which destinations the fleet view looks at, from `list --all-hosts`'s flags.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Only this destination [all].
+    pub dest: Option<String>,
+}
+
+impl From<&ListArgs> for Options {
+    fn from(args: &ListArgs) -> Self {
+        Options {
+            dest: args.dest.clone(),
+        }
+    }
+}
+
+pub fn run(settings: &Settings, args: &Options) -> Result<Report> {
     let names: Vec<String> = args.dest.iter().cloned().collect();
     let now = SystemTime::now();
     let mut hosts = Vec::new();

@@ -12,7 +12,9 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::cli::KeyGenerateArgs;
+use crate::commands::report::CommandReport;
 use crate::trust::Signer;
+use crate::ui::Ui;
 
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -26,7 +28,43 @@ pub struct Report {
     pub public_file: Option<PathBuf>,
 }
 
-pub fn generate(args: &KeyGenerateArgs) -> Result<Report> {
+impl CommandReport for Report {
+    fn render(&self, ui: &Ui) -> Result<()> {
+        ui.json(self)?;
+        ui.result(&self.public);
+        ui.remark(&format!(
+            "wrote the {} key to {}; {}",
+            self.kind,
+            self.file.display(),
+            if self.kind == "age" {
+                "put the line above in [encryption] recipients, and keep the file where you restore"
+            } else {
+                "set [signing] key_file to it, and put the line above in [trust] signers where you restore"
+            }
+        ));
+        Ok(())
+    }
+}
+
+/// Which key `key generate` makes, and where, from its flags.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Where the secret key goes (a new file).
+    pub file: PathBuf,
+    /// An SSH signing key instead of an age identity.
+    pub signing: bool,
+}
+
+impl From<&KeyGenerateArgs> for Options {
+    fn from(args: &KeyGenerateArgs) -> Self {
+        Options {
+            file: args.file.clone(),
+            signing: args.signing,
+        }
+    }
+}
+
+pub fn generate(args: &Options) -> Result<Report> {
     if args.signing {
         let signer = Signer::generate()?;
         let public = signer.public_line();

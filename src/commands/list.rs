@@ -5,7 +5,9 @@ use serde::Serialize;
 
 use crate::catalog::{self, Standing};
 use crate::cli::ListArgs;
+use crate::commands::report::CommandReport;
 use crate::config::Settings;
+use crate::ui::{self, Escaped, Ui};
 
 #[derive(Debug, Serialize)]
 pub struct Item {
@@ -45,7 +47,89 @@ pub struct Report {
     pub problems: Vec<String>,
 }
 
-pub fn run(settings: &Settings, args: &ListArgs) -> Result<Report> {
+impl CommandReport for Report {
+    fn render(&self, ui: &Ui) -> Result<()> {
+        let report = self;
+        for p in &report.problems {
+            ui.warn(p);
+        }
+        ui.json(&report.items)?;
+        let mut lines = Vec::new();
+        if report.items.is_empty() {
+            lines.push("no complete backups".to_string());
+        } else {
+            lines.push(format!(
+                "{:<22} {:<24} {:>10} {:>10}  {:<12} {}",
+                "ID", "CREATED", "DATA", "STORED", "DESTINATION", "FLAGS"
+            ));
+        }
+        for it in &report.items {
+            let mut flags = vec![it.kind.clone(), it.compression.clone()];
+            flags.push(if it.encrypted {
+                "age".into()
+            } else {
+                "unencrypted".into()
+            });
+            flags.extend(it.tags.iter().cloned());
+            if it.signed_by.is_some() {
+                flags.push("signed".into());
+            }
+            if let Some(why) = &it.untrusted {
+                flags.push("UNTRUSTED".into());
+                ui.warn(&format!(
+                    "backup {} on {} is not trusted: {}",
+                    Escaped(&it.id),
+                    Escaped(&it.destination),
+                    Escaped(why)
+                ));
+            }
+            if let Some(damage) = &it.damage {
+                flags.push("DAMAGED".into());
+                ui.warn(&format!(
+                    "backup {} on {} is damaged: {}",
+                    Escaped(&it.id),
+                    Escaped(&it.destination),
+                    Escaped(damage)
+                ));
+            }
+            if let (None, None, Some(problem)) = (&it.damage, &it.untrusted, &it.problem) {
+                flags.push(it.standing.to_uppercase());
+                ui.warn(&format!(
+                    "backup {} on {} is not counted: {problem}",
+                    it.id, it.destination
+                ));
+            }
+            lines.push(format!(
+                "{:<22} {:<24} {:>10} {:>10}  {:<12} {}",
+                Escaped(&it.id),
+                Escaped(&it.created),
+                ui::bytes(it.source_bytes),
+                ui::bytes(it.bytes),
+                Escaped(&it.destination),
+                Escaped(&flags.join(","))
+            ));
+        }
+        ui.say_all(&lines)?;
+        Ok(())
+    }
+}
+
+/// Which destinations `list` lists, from its flags.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Only this destination [all].
+    pub dest: Option<String>,
+}
+
+impl From<&ListArgs> for Options {
+    fn from(args: &ListArgs) -> Self {
+        Options {
+            dest: args.dest.clone(),
+        }
+    }
+}
+
+pub fn run(settings: &Settings, args: &Options) -> Result<Report> {
     let names: Vec<String> = args.dest.iter().cloned().collect();
     let dests = super::open_destinations(settings, &names)?;
     let mut all = Vec::new();

@@ -1,16 +1,22 @@
 //! One module per command: each reads like the steps of the operation and leaves the details to
-//! the stage modules. Commands return reports; the UI turns them into words.
+//! the stage modules. A command's file holds its options (translated once from its clap
+//! struct), its run and its report, which renders itself through `ui` and says its exit code
+//! and its execution-store row ([`report::CommandReport`]); `app`'s table and the `runner` do the
+//! rest the same way for every command.
 
 pub mod backup;
 pub mod check;
 pub mod copy;
 pub mod fleet;
+pub mod history;
 pub mod key;
 pub mod list;
 pub mod prune;
 pub mod rekey;
+pub mod report;
 pub mod restore;
 pub mod show;
+pub mod stats;
 pub mod verify;
 
 use anyhow::Result;

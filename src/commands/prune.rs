@@ -4,15 +4,19 @@ use std::time::SystemTime;
 
 use anyhow::{Context, Result};
 use serde::Serialize;
+use serde_json::json;
 
 use crate::catalog;
 use crate::catalog::{Good, Standing};
 use crate::cli::PruneArgs;
+use crate::commands::report::{self, CommandReport};
 use crate::config::Settings;
 use crate::exit::{Exit, Fault};
+use crate::journal::Outcome;
 use crate::retention;
 use crate::state::StateDir;
 use crate::storage::Destination;
+use crate::ui::{Escaped, Ui};
 
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -51,17 +55,123 @@ impl Report {
         })
     }
 
-    pub fn exit(&self) -> Exit {
-        let failed = if self.destinations.iter().any(|d| !d.failed.is_empty()) {
-            Exit::Partial
-        } else {
-            Exit::Success
-        };
-        worse(self.findings, failed)
+    /// The decisions and deletions in words; `said`: warnings already printed in this run
+    /// (by the backup this prune follows), not repeated.
+    pub fn say(&self, ui: &Ui, said: &[String]) -> Result<()> {
+        let r = self;
+        for w in r.warnings.iter().filter(|w| !said.contains(w)) {
+            ui.warn(w);
+        }
+        let mut lines = Vec::new();
+        for d in &r.destinations {
+            for dec in &d.decisions {
+                if dec.keep {
+                    lines.push(format!(
+                        "keep   {} on {} ({})",
+                        Escaped(&dec.id),
+                        d.name,
+                        Escaped(&dec.reasons.join(", "))
+                    ));
+                } else {
+                    let verb = if r.dry_run { "would delete" } else { "delete" };
+                    lines.push(format!(
+                        "{verb} {} on {} (no rule keeps it)",
+                        Escaped(&dec.id),
+                        d.name
+                    ));
+                }
+            }
+            for f in &d.failed {
+                ui.error(&format!(
+                    "destination {}: could not delete {}",
+                    d.name,
+                    Escaped(f)
+                ));
+            }
+            if let (Some(hint), false) = (r.hint(), d.failed.is_empty()) {
+                ui.hint(&hint);
+            }
+            lines.push(format!(
+                "{}: {} kept, {} {}",
+                d.name,
+                d.decisions.iter().filter(|x| x.keep).count(),
+                d.deleted.len(),
+                if r.dry_run {
+                    "would be deleted (dry run)"
+                } else {
+                    "deleted"
+                }
+            ));
+        }
+        ui.say_all(&lines)?;
+        Ok(())
     }
 }
 
-pub fn run(settings: &Settings, args: &PruneArgs) -> Result<Report> {
+impl CommandReport for Report {
+    fn exit(&self) -> Exit {
+        let failed = self
+            .destinations
+            .iter()
+            .filter(|d| !d.failed.is_empty())
+            .map(|_| Exit::Partial);
+        Exit::worst(failed.chain([self.findings]))
+    }
+
+    fn outcome(&self) -> Outcome {
+        let failed = self
+            .destinations
+            .iter()
+            .flat_map(|d| d.failed.clone())
+            .collect();
+        // A dry run deletes nothing: what it would delete is not `deleted`.
+        let key = if self.dry_run {
+            "would_delete"
+        } else {
+            "deleted"
+        };
+        Outcome {
+            destinations: Some(json!(self
+                .destinations
+                .iter()
+                .map(|d| json!({"name": d.name, "ok": d.failed.is_empty(), key: d.deleted}))
+                .collect::<Vec<_>>())),
+            error: report::errors(failed),
+            dry_run: self.dry_run,
+            ..report::outcome(self.exit())
+        }
+    }
+
+    /// The text first, then (with --json) the document.
+    fn render(&self, ui: &Ui) -> Result<()> {
+        self.say(ui, &[])?;
+        ui.json(self)?;
+        Ok(())
+    }
+}
+
+/// What `prune` prunes, from its flags.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Only this destination [all].
+    pub dest: Option<String>,
+    /// Decide and say, delete nothing.
+    pub dry_run: bool,
+    /// Wait this long for another run's lock.
+    pub wait: Option<std::time::Duration>,
+}
+
+impl From<&PruneArgs> for Options {
+    fn from(args: &PruneArgs) -> Self {
+        Options {
+            dest: args.dest.clone(),
+            dry_run: args.dry_run,
+            wait: args.wait,
+        }
+    }
+}
+
+pub fn run(settings: &Settings, args: &Options) -> Result<Report> {
     let state = StateDir::open(&settings.state_dir)?;
     let _lock = state.lock(args.wait)?;
     let names: Vec<String> = args.dest.iter().cloned().collect();
@@ -81,7 +191,7 @@ pub fn apply(settings: &Settings, dests: &[Destination], dry_run: bool) -> Resul
     let mut plans = Vec::new();
     let mut warnings = Vec::new();
     let mut findings = Exit::Success;
-    let mut worst = |exit: Exit| findings = worse(findings, exit);
+    let mut worst = |exit: Exit| findings = Exit::worst([findings, exit]);
     for dest in dests {
         let mut listing = catalog::list_at(dest, now)?;
         for p in &listing.problems {
@@ -313,19 +423,4 @@ fn whole_plan(
         }
     }
     decisions
-}
-
-/// The more serious of two exits: integrity over failure over success.
-fn worse(a: Exit, b: Exit) -> Exit {
-    let rank = |e: Exit| match e {
-        Exit::Success => 0,
-        Exit::Partial => 1,
-        Exit::Failure => 2,
-        _ => 3,
-    };
-    if rank(b) > rank(a) {
-        b
-    } else {
-        a
-    }
 }

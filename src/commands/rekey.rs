@@ -20,12 +20,15 @@ use serde::Serialize;
 use crate::archive::layers::Hashing;
 use crate::catalog::{self, Backup, Standing};
 use crate::cli::RekeyArgs;
+use crate::commands::report::{self, CommandReport};
 use crate::config::Settings;
 use crate::crypto::{Opener, Sealer};
 use crate::exit::{integrity, Exit};
+use crate::journal;
 use crate::state::StateDir;
 use crate::storage::Destination;
 use crate::trust::{Signer, Verdict};
+use crate::ui::{Escaped, Ui};
 
 #[derive(Debug, Default, Serialize)]
 pub struct Report {
@@ -50,23 +53,112 @@ pub struct Outcome {
     pub exit: Exit,
 }
 
-impl Report {
-    pub fn exit(&self) -> Exit {
-        if self.failed.iter().any(|f| f.exit == Exit::Integrity) {
-            Exit::Integrity
-        } else if self.failed.is_empty() {
-            Exit::Success
-        } else if self.rekeyed.is_empty() && self.skipped.is_empty() {
-            Exit::Failure
-        } else {
-            Exit::Partial
+impl CommandReport for Report {
+    /// Damage found: 4; every backup failed: 1; some: 3.
+    fn exit(&self) -> Exit {
+        let none_done = self.rekeyed.is_empty() && self.skipped.is_empty();
+        Exit::worst(self.failed.iter().map(|f| match f.exit {
+            Exit::Integrity => Exit::Integrity,
+            _ if none_done => Exit::Failure,
+            _ => Exit::Partial,
+        }))
+    }
+
+    fn outcome(&self) -> journal::Outcome {
+        let errors = self
+            .failed
+            .iter()
+            .map(|f| format!("{} on {}: {}", f.id, f.destination, f.detail))
+            .collect();
+        journal::Outcome {
+            destinations: Some(serde_json::json!({
+                "rekeyed": self.rekeyed.len(),
+                "skipped": self.skipped.len(),
+                "failed": self.failed.len(),
+            })),
+            error: report::errors(errors),
+            ..report::outcome(self.exit())
+        }
+    }
+
+    fn render(&self, ui: &Ui) -> Result<()> {
+        let report = self;
+        ui.json(report)?;
+        for w in &report.warnings {
+            ui.warn(w);
+        }
+        let mut lines = Vec::new();
+        for id in &report.finished {
+            lines.push(format!(
+                "finished {} (left half-way by a killed run)",
+                Escaped(id)
+            ));
+        }
+        for o in &report.rekeyed {
+            lines.push(format!(
+                "rekeyed {} on {}: {}",
+                Escaped(&o.id),
+                o.destination,
+                Escaped(&o.detail)
+            ));
+        }
+        for o in &report.skipped {
+            lines.push(format!(
+                "skipped {} on {}: {}",
+                Escaped(&o.id),
+                o.destination,
+                Escaped(&o.detail)
+            ));
+        }
+        for o in &report.failed {
+            ui.error(&format!(
+                "{} on {}: {}",
+                Escaped(&o.id),
+                o.destination,
+                Escaped(&o.detail)
+            ));
+        }
+        lines.push(format!(
+            "{} rekeyed, {} skipped, {} failed",
+            report.rekeyed.len(),
+            report.skipped.len(),
+            report.failed.len()
+        ));
+        ui.say_all(&lines)?;
+        Ok(())
+    }
+}
+
+/// What `rekey` re-encrypts, from its flags.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// This backup.
+    pub id: Option<String>,
+    /// Every backup not already encrypted to exactly the current recipients.
+    pub all: bool,
+    /// Unsigned or foreign-signed backups this host vouches for from now on.
+    pub adopt: Vec<String>,
+    /// Only this destination [all].
+    pub dest: Option<String>,
+    /// Wait this long for another run's lock.
+    pub wait: Option<std::time::Duration>,
+}
+
+impl From<&RekeyArgs> for Options {
+    fn from(args: &RekeyArgs) -> Self {
+        Options {
+            id: args.id.clone(),
+            all: args.all,
+            adopt: args.adopt.clone(),
+            dest: args.dest.clone(),
+            wait: args.wait,
         }
     }
 }
 
 pub fn run(
     settings: &Settings,
-    args: &RekeyArgs,
+    args: &Options,
     progress: &dyn crate::progress::Progress,
 ) -> Result<Report> {
     let state = StateDir::open(&settings.state_dir)?;

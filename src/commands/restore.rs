@@ -1,36 +1,117 @@
 //! `litevault restore`: the command's options translated into the restore engine's
-//! (`crate::restore`), which does the work.
+//! (`crate::restore`), which does the work; the engine's report, said to a person.
 
 use anyhow::Result;
+use serde_json::json;
 
 use crate::cli::RestoreArgs;
+use crate::commands::report::{self, CommandReport};
 use crate::config::Settings;
+use crate::exit::Exit;
+use crate::journal::Outcome;
 use crate::progress::Progress;
 use crate::restore::{Options, Report, Target};
+use crate::ui::{self, plural, Escaped, Ui};
+
+impl From<&RestoreArgs> for Options {
+    fn from(args: &RestoreArgs) -> Self {
+        let target = match &args.to {
+            Some(dir) => Target::Folder {
+                dir: dir.clone(),
+                deep: args.deep,
+                same_owner: args.same_owner,
+            },
+            None => Target::InPlace {
+                safety_backup: !args.no_safety_backup,
+                force: args.force,
+                wait: args.wait,
+            },
+        };
+        Options {
+            id: args.id.clone(),
+            dest: args.dest.clone(),
+            only: args.only.clone(),
+            target,
+        }
+    }
+}
 
 pub fn run(
     settings: &Settings,
-    args: &RestoreArgs,
+    options: &Options,
     progress: &dyn Progress,
     hook_env: &[(String, String)],
 ) -> Result<Report> {
-    let target = match &args.to {
-        Some(dir) => Target::Folder {
-            dir: dir.clone(),
-            deep: args.deep,
-            same_owner: args.same_owner,
-        },
-        None => Target::InPlace {
-            safety_backup: !args.no_safety_backup,
-            force: args.force,
-            wait: args.wait,
-        },
-    };
-    let options = Options {
-        id: args.id.clone(),
-        dest: args.dest.clone(),
-        only: args.only.clone(),
-        target,
-    };
-    crate::restore::run(settings, &options, progress, hook_env)
+    crate::restore::run(settings, options, progress, hook_env)
+}
+
+impl CommandReport for Report {
+    /// A database that fails its check once in place: 4.
+    fn exit(&self) -> Exit {
+        Exit::worst(self.after_checks.iter().map(|c| {
+            if c.ok {
+                Exit::Success
+            } else {
+                Exit::Integrity
+            }
+        }))
+    }
+
+    fn outcome(&self) -> Outcome {
+        Outcome {
+            bytes: Some(self.bytes),
+            backup_id: Some(self.id.clone()),
+            destinations: Some(json!([{"name": self.destination, "ok": true}])),
+            ..report::outcome(self.exit())
+        }
+    }
+
+    fn render(&self, ui: &Ui) -> Result<()> {
+        let r = self;
+        ui.json(r)?;
+        for stale in &r.removed_stale {
+            ui.warn(&format!(
+                "removed the stale {} so it cannot be replayed onto the restored database",
+                Escaped(stale)
+            ));
+        }
+        for note in &r.notes {
+            ui.warn(note);
+        }
+        let place = match &r.to {
+            Some(to) => format!("into {}", Escaped(&to.display().to_string())),
+            None => "in place".to_string(),
+        };
+        ui.say(&format!(
+            "restored {} from {} {place}: {}, {}, {} passed {}",
+            Escaped(&r.id),
+            Escaped(&r.destination),
+            plural(r.restored.len(), "source"),
+            ui::bytes(r.bytes),
+            plural(r.databases_checked.len(), "database"),
+            r.check
+        ));
+        for c in &r.after_checks {
+            if c.ok {
+                ui.say(&format!(
+                    "  {} checked again in place: {}",
+                    Escaped(&c.source),
+                    Escaped(&c.detail)
+                ));
+            } else {
+                ui.error(&format!(
+                    "{} fails its check after the restore: {}",
+                    Escaped(&c.source),
+                    Escaped(&c.detail)
+                ));
+            }
+        }
+        if let Some(id) = &r.safety_backup {
+            let id = Escaped(id);
+            ui.notice(&format!(
+                "safety backup of the replaced state: {id} (undo with: litevault restore {id} --in-place --no-safety-backup)"
+            ));
+        }
+        Ok(())
+    }
 }

@@ -5,153 +5,17 @@
 //! size the sidecar gives. A damaged or untrusted backup is shown all the same, clearly marked,
 //! since `show` is how a person looks into one; the exit code (4) is what tells a script.
 
-use std::collections::BTreeMap;
-
 use anyhow::Result;
-use serde::Serialize;
 
 use crate::archive::manifest::{DatabaseEntry, Manifest, Stored};
 use crate::catalog::{self, Backup, Standing};
 use crate::cli::ShowArgs;
-use crate::config::{Check, Settings, SourceKind};
-use crate::exit::Exit;
+use crate::config::Settings;
 use crate::storage::Destination;
 use crate::trust::Verdict;
 
-#[derive(Debug, Serialize)]
-pub struct Report {
-    pub id: String,
-    /// RFC 3339, UTC.
-    pub created: String,
-    /// The config `name` that took it (its namespace), and the machine's hostname then.
-    pub host: String,
-    pub hostname: String,
-    pub tool_version: String,
-    pub format_version: u32,
-    /// "full" or "incremental".
-    pub kind: String,
-    pub parent: Option<String>,
-    pub full: Option<String>,
-    /// The backups a restore reads, full backup first and this one last (just this one when it
-    /// is full); null when the chain is broken (`problems` says where).
-    pub chain: Option<Vec<String>>,
-    pub tags: Vec<String>,
-    pub archive: Archive,
-    pub signature: Signature,
-    /// The destination whose sidecar is shown: the first that holds the backup whole.
-    pub shown_from: String,
-    /// Each destination looked at (every configured one, or `--dest`), and what it holds.
-    pub destinations: Vec<Holding>,
-    pub sources: Vec<Source>,
-    pub files: Vec<File>,
-    pub databases: Vec<Database>,
-    /// Integrity findings on any destination (damaged, untrusted, broken chain): exit 4.
-    pub problems: Vec<String>,
-    /// Worth knowing, not a finding: what `latest` passed over, a destination that could not be
-    /// listed, a date ahead of this host's clock.
-    pub notes: Vec<String>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct Archive {
-    pub object: String,
-    /// Stored size, after compression and encryption.
-    pub bytes: u64,
-    pub blake3: String,
-    pub compression: String,
-    /// "age" or "none".
-    pub encryption: String,
-    pub recipients: Vec<String>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct Signature {
-    /// A signature object is stored beside the sidecar.
-    pub signed: bool,
-    /// "trusted", "unsigned", "untrusted-signer", "outside-validity" (a trusted key signing or
-    /// judged outside its valid-after/valid-before), "bad-signature", or "not-checked" (no
-    /// `[trust]` signers are configured on this host).
-    pub status: &'static str,
-    /// The signing key's SHA256 fingerprint, when it was checked.
-    pub key: Option<String>,
-    pub detail: String,
-}
-
-#[derive(Debug, Serialize)]
-pub struct Holding {
-    pub destination: String,
-    /// "ok", "damaged", "untrusted", "unreadable" (its sidecar), "incomplete" (an archive
-    /// without a sidecar), "absent", or "unreachable" (the destination could not be listed).
-    pub status: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub detail: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct Source {
-    pub name: String,
-    pub kind: SourceKind,
-    /// Where it lived on the host that took the backup.
-    pub origin: String,
-    pub files: usize,
-    pub bytes: u64,
-}
-
-#[derive(Debug, Serialize)]
-pub struct File {
-    pub path: String,
-    pub source: String,
-    pub size: u64,
-    /// Octal, as `ls` and `chmod` write it.
-    pub mode: String,
-    pub blake3: String,
-}
-
-#[derive(Debug, Serialize)]
-pub struct Database {
-    pub source: String,
-    pub path: String,
-    pub page_size: u32,
-    pub page_count: u64,
-    /// page_size × page_count: the database's size once restored.
-    pub bytes: u64,
-    pub sqlite_version: String,
-    pub journal_mode: String,
-    pub user_version: i64,
-    /// The check it passed before it was stored.
-    pub check: Check,
-    pub row_counts: BTreeMap<String, u64>,
-    pub blake3: Option<String>,
-    pub stored: Storage,
-}
-
-/// How the backup holds one database.
-#[derive(Debug, Serialize)]
-pub struct Storage {
-    /// "whole", "wal" (the pages changed since the parent, as a WAL file) or "unchanged".
-    #[serde(rename = "as")]
-    pub form: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub wal: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub frames: Option<u64>,
-    /// The WAL file's size in the archive.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub wal_bytes: Option<u64>,
-    /// The BLAKE3 of the parent's database it applies to (or equals, when unchanged).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub parent_blake3: Option<String>,
-}
-
-impl Report {
-    pub fn exit(&self) -> Exit {
-        if self.problems.is_empty() {
-            Exit::Success
-        } else {
-            Exit::Integrity
-        }
-    }
-}
+mod report;
+pub use report::{Archive, Database, File, Holding, Report, Signature, Source, Storage};
 
 /// One destination's copy of the backup, looked at as a restore from there would.
 struct Copy<'d> {
@@ -161,7 +25,25 @@ struct Copy<'d> {
     signed: bool,
 }
 
-pub fn run(settings: &Settings, args: &ShowArgs) -> Result<Report> {
+/// Which backup `show` shows, and where it looks, from its flags.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// A backup id, or `latest`.
+    pub id: String,
+    /// Only this destination [all].
+    pub dest: Option<String>,
+}
+
+impl From<&ShowArgs> for Options {
+    fn from(args: &ShowArgs) -> Self {
+        Options {
+            id: args.id.clone(),
+            dest: args.dest.clone(),
+        }
+    }
+}
+
+pub fn run(settings: &Settings, args: &Options) -> Result<Report> {
     let names: Vec<String> = args.dest.iter().cloned().collect();
     let dests = super::open_destinations(settings, &names)?;
     let (found_on, found, mut notes) = super::find_backup_to_inspect(&dests, &args.id)?;

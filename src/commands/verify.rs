@@ -3,14 +3,18 @@
 
 use anyhow::Result;
 use serde::Serialize;
+use serde_json::json;
 
 use crate::catalog::{self, Backup, Standing};
 use crate::cli::VerifyArgs;
+use crate::commands::report::{self, CommandReport};
 use crate::config::Settings;
 use crate::exit::Exit;
+use crate::journal::Outcome;
 use crate::progress::Progress;
 use crate::state::StateDir;
 use crate::storage::Destination;
+use crate::ui::{plural, Escaped, Ui};
 
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -49,22 +53,76 @@ pub struct Result1 {
     pub exit: Exit,
 }
 
-impl Report {
+impl CommandReport for Report {
     /// The worst outcome decides: integrity beats other failures.
-    pub fn exit(&self) -> Exit {
-        let failed: Vec<Exit> = self
-            .results
-            .iter()
-            .filter(|r| !r.ok)
-            .map(|r| r.exit)
-            .collect();
-        if failed.is_empty() {
-            Exit::Success
-        } else if failed.contains(&Exit::Integrity) {
-            Exit::Integrity
-        } else {
-            failed[0]
+    fn exit(&self) -> Exit {
+        Exit::worst(self.results.iter().filter(|r| !r.ok).map(|r| r.exit))
+    }
+
+    fn outcome(&self) -> Outcome {
+        Outcome {
+            backup_id: self.results.first().map(|r| r.id.clone()),
+            destinations: Some(json!(self
+                .results
+                .iter()
+                .map(|r| json!({"name": r.destination, "ok": r.ok, "id": r.id}))
+                .collect::<Vec<_>>())),
+            error: report::errors(
+                self.results
+                    .iter()
+                    .filter_map(|r| r.error.clone())
+                    .collect(),
+            ),
+            ..report::outcome(self.exit())
         }
+    }
+
+    fn render(&self, ui: &Ui) -> Result<()> {
+        ui.json(self)?;
+        for n in &self.notes {
+            ui.warn(n);
+        }
+        for r in &self.results {
+            if r.ok {
+                ui.say(&format!(
+                    "ok {} on {}: every hash matches, {} passed integrity_check",
+                    Escaped(&r.id),
+                    Escaped(&r.destination),
+                    plural(r.databases_checked.len(), "database")
+                ));
+            } else if r.cannot_open {
+                // Not a finding about the backup: this host holds none of its keys.
+                ui.error(&format!(
+                    "{} on {} {}",
+                    Escaped(&r.id),
+                    Escaped(&r.destination),
+                    Escaped(r.error.as_deref().unwrap_or("cannot be opened"))
+                ));
+            } else {
+                ui.error(&format!(
+                    "FAILED {} on {}: {}",
+                    Escaped(&r.id),
+                    Escaped(&r.destination),
+                    Escaped(r.error.as_deref().unwrap_or("unknown error"))
+                ));
+            }
+            for d in &r.drill {
+                ui.say(&format!(
+                    "  {} {}: integrity_check {}, {} foreign key violation(s), row counts of {} {}",
+                    if d.ok { "ok    " } else { "FAILED" },
+                    Escaped(&d.database),
+                    Escaped(&d.integrity_check),
+                    d.foreign_key_violations,
+                    plural(d.tables, "table"),
+                    if d.row_count_mismatches.is_empty() {
+                        "match the manifest".to_string()
+                    } else {
+                        format!("differ: {}", Escaped(&d.row_count_mismatches.join(", ")))
+                    }
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -100,7 +158,31 @@ fn restore_test(backup: &Backup, dir: &std::path::Path) -> Result<Vec<DrillResul
     Ok(out)
 }
 
-pub fn run(settings: &Settings, args: &VerifyArgs, progress: &dyn Progress) -> Result<Report> {
+/// What `verify` verifies, from its flags.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// A backup id or `latest` [`latest` when neither this nor `all`].
+    pub id: Option<String>,
+    /// Every backup.
+    pub all: bool,
+    /// Only this destination [all].
+    pub dest: Option<String>,
+    /// The restore drill: foreign keys and row counts too, reported per database.
+    pub restore_test: bool,
+}
+
+impl From<&VerifyArgs> for Options {
+    fn from(args: &VerifyArgs) -> Self {
+        Options {
+            id: args.id.clone(),
+            all: args.all,
+            dest: args.dest.clone(),
+            restore_test: args.restore_test,
+        }
+    }
+}
+
+pub fn run(settings: &Settings, args: &Options, progress: &dyn Progress) -> Result<Report> {
     let state = StateDir::open(&settings.state_dir)?;
     state.clean_scratch();
     let names: Vec<String> = args.dest.iter().cloned().collect();

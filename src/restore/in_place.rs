@@ -14,7 +14,6 @@ use anyhow::Result;
 
 use super::{selected_sources, unpack_checked, AfterCheck, Options, Report, Restored};
 use crate::catalog::Backup;
-use crate::cli::BackupArgs;
 use crate::commands::{find_backup_noted, open_destinations, opener_for};
 use crate::config::{Settings, Source, SourceKind};
 use crate::exit::{config as config_error, integrity, Exit, Fault};
@@ -339,13 +338,9 @@ fn safety_backup(
         notes.push("no safety backup: none of the sources exists on this host".into());
         return Ok(None);
     }
-    let args = BackupArgs {
-        dest: Vec::new(),
-        wait: None,
-        if_older_than: None,
-        retries: 0,
-        retry_delay: std::time::Duration::ZERO,
+    let args = crate::commands::backup::Options {
         full: true,
+        ..Default::default()
     };
     let tags = vec![
         "pre-restore".to_string(),

@@ -95,16 +95,6 @@ pub struct AfterCheck {
     pub detail: String,
 }
 
-impl Report {
-    pub fn exit(&self) -> crate::exit::Exit {
-        if self.after_checks.iter().all(|c| c.ok) {
-            crate::exit::Exit::Success
-        } else {
-            crate::exit::Exit::Integrity
-        }
-    }
-}
-
 /// Restore as `options` say. `hook_env` is the run's environment for the in-place hooks.
 pub fn run(
     settings: &Settings,

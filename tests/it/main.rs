@@ -44,6 +44,7 @@ mod show;
 mod signals;
 mod spool;
 mod state_dir;
+mod stats;
 mod tmpfs;
 mod trust;
 mod verify_keys;
