@@ -271,7 +271,7 @@ _litevault() {
             return 0
             ;;
         litevault__subcmd__copy)
-            opts="-c -q -h --from --to --all --wait --config --quiet --json --metrics-file --help"
+            opts="-c -q -h --from --to --all --wait --as-of --config --quiet --json --metrics-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -286,6 +286,10 @@ _litevault() {
                     return 0
                     ;;
                 --wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --as-of)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -675,7 +679,7 @@ _litevault() {
             return 0
             ;;
         litevault__subcmd__list)
-            opts="-d -c -q -h --dest --all-hosts --config --quiet --json --metrics-file --help"
+            opts="-d -c -q -h --dest --all-hosts --as-of --config --quiet --json --metrics-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -686,6 +690,10 @@ _litevault() {
                     return 0
                     ;;
                 -d)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --as-of)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -815,7 +823,7 @@ _litevault() {
             return 0
             ;;
         litevault__subcmd__restore)
-            opts="-d -c -q -h --to --in-place --only --no-safety-backup --force --wait --dest --deep --same-owner --config --quiet --json --metrics-file --help"
+            opts="-d -c -q -h --to --in-place --only --no-safety-backup --force --wait --dest --deep --same-owner --as-of --config --quiet --json --metrics-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -841,6 +849,10 @@ _litevault() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --as-of)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -861,7 +873,7 @@ _litevault() {
             return 0
             ;;
         litevault__subcmd__show)
-            opts="-d -c -q -h --dest --config --quiet --json --metrics-file --help"
+            opts="-d -c -q -h --dest --as-of --config --quiet --json --metrics-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -872,6 +884,10 @@ _litevault() {
                     return 0
                     ;;
                 -d)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --as-of)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -929,7 +945,7 @@ _litevault() {
             return 0
             ;;
         litevault__subcmd__verify)
-            opts="-d -c -q -h --all --dest --restore-test --config --quiet --json --metrics-file --help"
+            opts="-d -c -q -h --all --dest --restore-test --as-of --config --quiet --json --metrics-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -940,6 +956,10 @@ _litevault() {
                     return 0
                     ;;
                 -d)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --as-of)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -58,6 +58,7 @@ complete -c litevault -n "__fish_litevault_using_subcommand backup" -s q -l quie
 complete -c litevault -n "__fish_litevault_using_subcommand backup" -l json -d 'Print one JSON document on stdout instead of text'
 complete -c litevault -n "__fish_litevault_using_subcommand backup" -s h -l help -d 'Print help'
 complete -c litevault -n "__fish_litevault_using_subcommand list" -s d -l dest -d 'List only this destination [default: all]' -r
+complete -c litevault -n "__fish_litevault_using_subcommand list" -l as-of -d 'See the destinations as they were at TIME (RFC 3339, or a duration ago: 2h, 3d): backups deleted or overwritten since come back from the bucket\'s versions (S3 with versioning)' -r
 complete -c litevault -n "__fish_litevault_using_subcommand list" -s c -l config -d 'Configuration file [default: $LITEVAULT_CONFIG, else /etc/litevault/litevault.toml]' -r -F
 complete -c litevault -n "__fish_litevault_using_subcommand list" -l metrics-file -d 'Write Prometheus metrics here after the run [default: metrics_file in the config]' -r -F
 complete -c litevault -n "__fish_litevault_using_subcommand list" -l all-hosts -d 'Every host\'s folder in the destination: each host\'s newest good backup and count (with --metrics-file, written per host for Prometheus)'
@@ -65,6 +66,7 @@ complete -c litevault -n "__fish_litevault_using_subcommand list" -s q -l quiet 
 complete -c litevault -n "__fish_litevault_using_subcommand list" -l json -d 'Print one JSON document on stdout instead of text'
 complete -c litevault -n "__fish_litevault_using_subcommand list" -s h -l help -d 'Print help'
 complete -c litevault -n "__fish_litevault_using_subcommand ls" -s d -l dest -d 'List only this destination [default: all]' -r
+complete -c litevault -n "__fish_litevault_using_subcommand ls" -l as-of -d 'See the destinations as they were at TIME (RFC 3339, or a duration ago: 2h, 3d): backups deleted or overwritten since come back from the bucket\'s versions (S3 with versioning)' -r
 complete -c litevault -n "__fish_litevault_using_subcommand ls" -s c -l config -d 'Configuration file [default: $LITEVAULT_CONFIG, else /etc/litevault/litevault.toml]' -r -F
 complete -c litevault -n "__fish_litevault_using_subcommand ls" -l metrics-file -d 'Write Prometheus metrics here after the run [default: metrics_file in the config]' -r -F
 complete -c litevault -n "__fish_litevault_using_subcommand ls" -l all-hosts -d 'Every host\'s folder in the destination: each host\'s newest good backup and count (with --metrics-file, written per host for Prometheus)'
@@ -75,6 +77,7 @@ complete -c litevault -n "__fish_litevault_using_subcommand restore" -l to -d 'F
 complete -c litevault -n "__fish_litevault_using_subcommand restore" -l only -d 'Restore only this source (repeat for several) [default: all in the backup]' -r
 complete -c litevault -n "__fish_litevault_using_subcommand restore" -l wait -d 'With --in-place: if another run holds the lock, wait this long for it' -r
 complete -c litevault -n "__fish_litevault_using_subcommand restore" -s d -l dest -d 'Destination to restore from [default: the first that holds the backup]' -r
+complete -c litevault -n "__fish_litevault_using_subcommand restore" -l as-of -d 'See the destinations as they were at TIME (RFC 3339, or a duration ago: 2h, 3d): backups deleted or overwritten since come back from the bucket\'s versions (S3 with versioning)' -r
 complete -c litevault -n "__fish_litevault_using_subcommand restore" -s c -l config -d 'Configuration file [default: $LITEVAULT_CONFIG, else /etc/litevault/litevault.toml]' -r -F
 complete -c litevault -n "__fish_litevault_using_subcommand restore" -l metrics-file -d 'Write Prometheus metrics here after the run [default: metrics_file in the config]' -r -F
 complete -c litevault -n "__fish_litevault_using_subcommand restore" -l in-place -d 'Put each source back at its configured path, on this server (see the README first)'
@@ -86,6 +89,7 @@ complete -c litevault -n "__fish_litevault_using_subcommand restore" -s q -l qui
 complete -c litevault -n "__fish_litevault_using_subcommand restore" -l json -d 'Print one JSON document on stdout instead of text'
 complete -c litevault -n "__fish_litevault_using_subcommand restore" -s h -l help -d 'Print help'
 complete -c litevault -n "__fish_litevault_using_subcommand show" -s d -l dest -d 'Look on this destination only [default: all]' -r
+complete -c litevault -n "__fish_litevault_using_subcommand show" -l as-of -d 'See the destinations as they were at TIME (RFC 3339, or a duration ago: 2h, 3d): backups deleted or overwritten since come back from the bucket\'s versions (S3 with versioning)' -r
 complete -c litevault -n "__fish_litevault_using_subcommand show" -s c -l config -d 'Configuration file [default: $LITEVAULT_CONFIG, else /etc/litevault/litevault.toml]' -r -F
 complete -c litevault -n "__fish_litevault_using_subcommand show" -l metrics-file -d 'Write Prometheus metrics here after the run [default: metrics_file in the config]' -r -F
 complete -c litevault -n "__fish_litevault_using_subcommand show" -s q -l quiet -d 'Print nothing on success; errors still go to stderr'
@@ -98,6 +102,7 @@ complete -c litevault -n "__fish_litevault_using_subcommand stats" -s q -l quiet
 complete -c litevault -n "__fish_litevault_using_subcommand stats" -l json -d 'Print one JSON document on stdout instead of text'
 complete -c litevault -n "__fish_litevault_using_subcommand stats" -s h -l help -d 'Print help'
 complete -c litevault -n "__fish_litevault_using_subcommand verify" -s d -l dest -d 'Verify on this destination only [default: all]' -r
+complete -c litevault -n "__fish_litevault_using_subcommand verify" -l as-of -d 'See the destinations as they were at TIME (RFC 3339, or a duration ago: 2h, 3d): backups deleted or overwritten since come back from the bucket\'s versions (S3 with versioning)' -r
 complete -c litevault -n "__fish_litevault_using_subcommand verify" -s c -l config -d 'Configuration file [default: $LITEVAULT_CONFIG, else /etc/litevault/litevault.toml]' -r -F
 complete -c litevault -n "__fish_litevault_using_subcommand verify" -l metrics-file -d 'Write Prometheus metrics here after the run [default: metrics_file in the config]' -r -F
 complete -c litevault -n "__fish_litevault_using_subcommand verify" -l all -d 'Verify every backup'
@@ -116,6 +121,7 @@ complete -c litevault -n "__fish_litevault_using_subcommand prune" -s h -l help 
 complete -c litevault -n "__fish_litevault_using_subcommand copy" -l from -d 'The destination to copy from' -r
 complete -c litevault -n "__fish_litevault_using_subcommand copy" -l to -d 'The destination to copy to' -r
 complete -c litevault -n "__fish_litevault_using_subcommand copy" -l wait -d 'If another run holds the lock, wait this long for it instead of exiting 5' -r
+complete -c litevault -n "__fish_litevault_using_subcommand copy" -l as-of -d 'Copy from --from as it was at TIME (RFC 3339, or a duration ago: 2h, 3d), from the bucket\'s versions: the last step of recovering from an attack, into a clean destination' -r
 complete -c litevault -n "__fish_litevault_using_subcommand copy" -s c -l config -d 'Configuration file [default: $LITEVAULT_CONFIG, else /etc/litevault/litevault.toml]' -r -F
 complete -c litevault -n "__fish_litevault_using_subcommand copy" -l metrics-file -d 'Write Prometheus metrics here after the run [default: metrics_file in the config]' -r -F
 complete -c litevault -n "__fish_litevault_using_subcommand copy" -l all -d 'Copy every backup --to lacks (the default, said explicitly)'

@@ -137,6 +137,11 @@ pub struct ListArgs {
     /// (with --metrics-file, written per host for Prometheus)
     #[arg(long)]
     pub all_hosts: bool,
+
+    /// See the destinations as they were at TIME (RFC 3339, or a duration ago: 2h, 3d): backups
+    /// deleted or overwritten since come back from the bucket's versions (S3 with versioning)
+    #[arg(long, value_name = "TIME", value_parser = parse_time, conflicts_with = "all_hosts")]
+    pub as_of: Option<std::time::SystemTime>,
 }
 
 #[derive(Debug, Args)]
@@ -148,6 +153,11 @@ pub struct ShowArgs {
     /// Look on this destination only [default: all]
     #[arg(long = "dest", short = 'd', value_name = "NAME")]
     pub dest: Option<String>,
+
+    /// See the destinations as they were at TIME (RFC 3339, or a duration ago: 2h, 3d): backups
+    /// deleted or overwritten since come back from the bucket's versions (S3 with versioning)
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub as_of: Option<std::time::SystemTime>,
 }
 
 #[derive(Debug, Args)]
@@ -204,6 +214,11 @@ pub struct RestoreArgs {
     /// backup recorded [default: 0600 files in 0700 folders, owned by whoever restores]
     #[arg(long, conflicts_with = "in_place")]
     pub same_owner: bool,
+
+    /// See the destinations as they were at TIME (RFC 3339, or a duration ago: 2h, 3d): backups
+    /// deleted or overwritten since come back from the bucket's versions (S3 with versioning)
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub as_of: Option<std::time::SystemTime>,
 }
 
 #[derive(Debug, Args)]
@@ -224,6 +239,11 @@ pub struct VerifyArgs {
     /// and print a report per database
     #[arg(long)]
     pub restore_test: bool,
+
+    /// See the destinations as they were at TIME (RFC 3339, or a duration ago: 2h, 3d): backups
+    /// deleted or overwritten since come back from the bucket's versions (S3 with versioning)
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub as_of: Option<std::time::SystemTime>,
 }
 
 #[derive(Debug, Args)]
@@ -290,6 +310,11 @@ pub struct CopyArgs {
     /// If another run holds the lock, wait this long for it instead of exiting 5
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub wait: Option<Duration>,
+
+    /// Copy from --from as it was at TIME (RFC 3339, or a duration ago: 2h, 3d), from the
+    /// bucket's versions: the last step of recovering from an attack, into a clean destination
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub as_of: Option<std::time::SystemTime>,
 }
 
 #[derive(Debug, Args)]
@@ -333,6 +358,21 @@ pub struct ManArgs {
     /// Folder to write litevault.1 and one page per command into
     #[arg(value_name = "DIR")]
     pub dir: PathBuf,
+}
+
+/// A point in time: RFC 3339 (`2026-12-01T03:00:00Z`), or a duration ago (`2h`, `3d`).
+pub fn parse_time(s: &str) -> Result<std::time::SystemTime, String> {
+    if let Ok(t) = s.parse::<jiff::Timestamp>() {
+        return Ok(t.into());
+    }
+    match humantime::parse_duration(s) {
+        Ok(ago) => std::time::SystemTime::now()
+            .checked_sub(ago)
+            .ok_or_else(|| format!("{s} ago is before the epoch")),
+        Err(_) => Err(format!(
+            "{s:?} is not a time: write one as 2026-12-01T03:00:00Z (RFC 3339) or as a duration ago, like 2h or 3d"
+        )),
+    }
 }
 
 pub fn parse_duration(s: &str) -> Result<Duration, String> {

@@ -124,6 +124,8 @@ pub struct Options {
     pub ids: Vec<String>,
     /// Wait this long for another run's lock.
     pub wait: Option<std::time::Duration>,
+    /// `--as-of`: the destinations as they were then.
+    pub as_of: Option<std::time::SystemTime>,
 }
 
 impl From<&CopyArgs> for Options {
@@ -133,6 +135,7 @@ impl From<&CopyArgs> for Options {
             to: args.to.clone(),
             ids: args.ids.clone(),
             wait: args.wait,
+            as_of: args.as_of,
         }
     }
 }
@@ -151,9 +154,14 @@ pub fn run(
     }
     let state = StateDir::open(&settings.state_dir)?;
     let _lock = state.lock(args.wait)?;
+    // Only the source is seen as it was (--as-of); what is copied is written to `to` now.
     let mut opened = super::open_destinations(settings, &[args.from.clone(), args.to.clone()])?;
     let to = opened.pop().expect("two destinations");
     let from = opened.pop().expect("two destinations");
+    let from = match args.as_of {
+        Some(at) => from.as_of(at)?,
+        None => from,
+    };
     let mut report = Report {
         from: from.name.clone(),
         to: to.name.clone(),

@@ -45,6 +45,8 @@ pub struct Item {
 pub struct Report {
     pub items: Vec<Item>,
     pub problems: Vec<String>,
+    /// `--as-of`: the time the destinations were seen at (RFC 3339).
+    pub as_of: Option<String>,
 }
 
 impl CommandReport for Report {
@@ -55,6 +57,9 @@ impl CommandReport for Report {
         }
         ui.json(&report.items)?;
         let mut lines = Vec::new();
+        if let Some(at) = &report.as_of {
+            lines.push(format!("as of {at} (each object the version current then)"));
+        }
         if report.items.is_empty() {
             lines.push("no complete backups".to_string());
         } else {
@@ -119,19 +124,22 @@ impl CommandReport for Report {
 pub struct Options {
     /// Only this destination [all].
     pub dest: Option<String>,
+    /// `--as-of`: the destinations as they were then.
+    pub as_of: Option<std::time::SystemTime>,
 }
 
 impl From<&ListArgs> for Options {
     fn from(args: &ListArgs) -> Self {
         Options {
             dest: args.dest.clone(),
+            as_of: args.as_of,
         }
     }
 }
 
 pub fn run(settings: &Settings, args: &Options) -> Result<Report> {
     let names: Vec<String> = args.dest.iter().cloned().collect();
-    let dests = super::open_destinations(settings, &names)?;
+    let dests = super::open_destinations_as_of(settings, &names, args.as_of)?;
     let mut all = Vec::new();
     let mut problems = Vec::new();
     for dest in &dests {
@@ -185,5 +193,13 @@ pub fn run(settings: &Settings, args: &Options) -> Result<Report> {
             id: b.id,
         })
         .collect();
-    Ok(Report { items, problems })
+    Ok(Report {
+        items,
+        problems,
+        as_of: args.as_of.map(|t| {
+            jiff::Timestamp::try_from(t)
+                .map(|t| t.to_string())
+                .unwrap_or_default()
+        }),
+    })
 }

@@ -26,6 +26,20 @@ use crate::config::Settings;
 use crate::storage::Destination;
 
 /// Open the destinations a command works on (all, or those named with `--dest`).
+/// [`open_destinations`], each seen as it was at `as_of` when given (`--as-of`): read-only,
+/// every object the version that was current then.
+pub fn open_destinations_as_of(
+    settings: &Settings,
+    names: &[String],
+    as_of: Option<std::time::SystemTime>,
+) -> Result<Vec<Destination>> {
+    let dests = open_destinations(settings, names)?;
+    match as_of {
+        None => Ok(dests),
+        Some(at) => dests.into_iter().map(|d| d.as_of(at)).collect(),
+    }
+}
+
 pub fn open_destinations(settings: &Settings, names: &[String]) -> Result<Vec<Destination>> {
     settings
         .select_destinations(names)?

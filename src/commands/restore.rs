@@ -32,6 +32,7 @@ impl From<&RestoreArgs> for Options {
             dest: args.dest.clone(),
             only: args.only.clone(),
             target,
+            as_of: args.as_of,
         }
     }
 }

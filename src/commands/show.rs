@@ -32,6 +32,8 @@ pub struct Options {
     pub id: String,
     /// Only this destination [all].
     pub dest: Option<String>,
+    /// `--as-of`: the destinations as they were then.
+    pub as_of: Option<std::time::SystemTime>,
 }
 
 impl From<&ShowArgs> for Options {
@@ -39,13 +41,14 @@ impl From<&ShowArgs> for Options {
         Options {
             id: args.id.clone(),
             dest: args.dest.clone(),
+            as_of: args.as_of,
         }
     }
 }
 
 pub fn run(settings: &Settings, args: &Options) -> Result<Report> {
     let names: Vec<String> = args.dest.iter().cloned().collect();
-    let dests = super::open_destinations(settings, &names)?;
+    let dests = super::open_destinations_as_of(settings, &names, args.as_of)?;
     let (found_on, found, mut notes) = super::find_backup_to_inspect(&dests, &args.id)?;
     let id = found.id.clone();
 

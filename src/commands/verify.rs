@@ -169,6 +169,8 @@ pub struct Options {
     pub dest: Option<String>,
     /// The restore drill: foreign keys and row counts too, reported per database.
     pub restore_test: bool,
+    /// `--as-of`: the destinations as they were then.
+    pub as_of: Option<std::time::SystemTime>,
 }
 
 impl From<&VerifyArgs> for Options {
@@ -178,6 +180,7 @@ impl From<&VerifyArgs> for Options {
             all: args.all,
             dest: args.dest.clone(),
             restore_test: args.restore_test,
+            as_of: args.as_of,
         }
     }
 }
@@ -186,7 +189,7 @@ pub fn run(settings: &Settings, args: &Options, progress: &dyn Progress) -> Resu
     let state = StateDir::open(&settings.state_dir)?;
     state.clean_scratch();
     let names: Vec<String> = args.dest.iter().cloned().collect();
-    let dests = super::open_destinations(settings, &names)?;
+    let dests = super::open_destinations_as_of(settings, &names, args.as_of)?;
 
     let mut targets: Vec<(&Destination, Backup)> = Vec::new();
     let mut results = Vec::new();

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use super::{selected_size, selected_sources, unpack_checked, Options, Report, Restored};
-use crate::commands::{find_backup_noted, name_some, open_destinations, opener_for};
+use crate::commands::{find_backup_noted, name_some, open_destinations_as_of, opener_for};
 use crate::config::Settings;
 use crate::exit::Fault;
 use crate::progress::Progress;
@@ -35,7 +35,7 @@ pub(super) fn run(
         ));
     }
     let names: Vec<String> = options.dest.iter().cloned().collect();
-    let dests = open_destinations(settings, &names)?;
+    let dests = open_destinations_as_of(settings, &names, options.as_of)?;
     let (dest, backup, passed_over) = find_backup_noted(&dests, &options.id)?;
     let to = std::path::absolute(to).with_context(|| format!("--to {}", to.display()))?;
     let sources = selected_sources(&backup, &options.only)?;

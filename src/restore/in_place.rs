@@ -14,7 +14,7 @@ use anyhow::Result;
 
 use super::{selected_sources, unpack_checked, AfterCheck, Options, Report, Restored};
 use crate::catalog::Backup;
-use crate::commands::{find_backup_noted, open_destinations, opener_for};
+use crate::commands::{find_backup_noted, open_destinations_as_of, opener_for};
 use crate::config::{Settings, Source, SourceKind};
 use crate::exit::{config as config_error, integrity, Exit, Fault};
 use crate::place;
@@ -40,7 +40,7 @@ pub(super) fn run(
     let state = StateDir::open(&settings.state_dir)?;
     let _lock = state.lock(choices.wait)?;
     let names: Vec<String> = options.dest.iter().cloned().collect();
-    let dests = open_destinations(settings, &names)?;
+    let dests = open_destinations_as_of(settings, &names, options.as_of)?;
     let (dest, backup, passed_over) = find_backup_noted(&dests, &options.id)?;
 
     // 1. Everything that can be checked before the server is touched.

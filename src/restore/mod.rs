@@ -36,6 +36,8 @@ pub struct Options {
     /// Only these sources [default: every source in the backup].
     pub only: Vec<String>,
     pub target: Target,
+    /// `--as-of`: the destinations as they were then.
+    pub as_of: Option<std::time::SystemTime>,
 }
 
 pub enum Target {

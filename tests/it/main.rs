@@ -4,6 +4,7 @@
 
 mod harness;
 
+mod as_of;
 mod backup;
 mod bad_input;
 mod bigdir;
