@@ -158,22 +158,24 @@ fn after_an_attack_the_bucket_as_it_was_gives_back_the_genuine_backups() {
     ])
     .ok();
     assert_eq!(check_ledger(&direct.join("auth.db")), rows[4]);
-    // Copied into the clean bucket, then restored from there.
-    env.run(&[
-        "copy", "--from", "locked", "--to", "clean", "--all", "--as-of", &before,
-    ])
-    .ok();
-    assert_eq!(ids(&env, &["--dest", "clean"]).len(), 5);
+    // The README's runbook, as written: list, verify, copy into the clean bucket, restore.
     let out = env.path("restored");
-    env.run(&[
-        "restore",
-        "latest",
-        "--dest",
-        "clean",
-        "--to",
-        out.to_str().unwrap(),
-    ])
-    .ok();
+    let config = env.write_config();
+    let runbook = crate::readme::readme_block("as-of-runbook")
+        .replace("offsite", "locked")
+        .replace("2026-12-01T00:00:00Z", &before)
+        .replace("/srv/restore", out.to_str().unwrap());
+    // The credentials in the environment, as an operator would have them.
+    let runbook = format!("export AWS_ACCESS_KEY_ID=k AWS_SECRET_ACCESS_KEY=s\n{runbook}");
+    let r = crate::readme::run_block(&runbook, env.root(), Some(&config));
+    for id in &genuine {
+        assert!(
+            r.stdout.contains(id.as_str()),
+            "{id} not listed:\n{}",
+            r.stdout
+        );
+    }
+    assert_eq!(ids(&env, &["--dest", "clean"]).len(), 5);
     assert_eq!(check_ledger(&out.join("auth.db")), rows[4]);
 
     // A time before the first backup: nothing was there, and it says so.
