@@ -54,6 +54,6 @@ fn dispatch(cli: &Cli, ui: &Ui) -> Result<Exit> {
         }),
         Command::Key(KeyCommand::Generate(a)) => run.bare(|| key::generate(&a.into())),
         Command::Completions(a) => run.bare(|| Ok(docs::Script::of(a.shell))),
-        Command::Man(a) => run.bare(|| docs::man_pages(&a.dir).map(docs::Pages)),
+        Command::Man(a) => run.bare(|| docs::man_pages(&a.dir).map(docs::ManPages)),
     }
 }

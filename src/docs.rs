@@ -32,9 +32,9 @@ impl CommandReport for Script {
 }
 
 /// The man pages written.
-pub struct Pages(pub Vec<String>);
+pub struct ManPages(pub Vec<String>);
 
-impl CommandReport for Pages {
+impl CommandReport for ManPages {
     fn render(&self, ui: &Ui) -> Result<()> {
         ui.say_all(&self.0)?;
         Ok(())

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::catalog::{self, chains, Listed, Standing};
 use crate::storage::destination::{Destination, Setup};
-use crate::trust::{Policy, Signer};
+use crate::trust::{Signer, Verifier};
 
 const HOST: &str = "web-1";
 
@@ -40,7 +40,7 @@ impl Store {
     /// Signing with a key the destination trusts.
     fn trusted() -> Store {
         let signer = Signer::generate().unwrap();
-        let trust = Policy::load(&[signer.public_line()], None).unwrap();
+        let trust = Verifier::load(&[signer.public_line()], None).unwrap();
         Store {
             dest: Destination::in_memory("mem", HOST, Setup { trust, cache: None }),
             signer: Some(signer),

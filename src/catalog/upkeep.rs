@@ -137,7 +137,7 @@ pub struct Finished {
 /// carries a signature `voucher` trusts (the trusted signers, or this host's own key), and the
 /// new archive it names is stored with the size and BLAKE3 it states. Anything else is left
 /// alone and reported: a file in `tmp/` is a name, not evidence. Call while holding the lock.
-pub fn finish_rekeys(dest: &Destination, voucher: &crate::trust::Policy) -> Result<Finished> {
+pub fn finish_rekeys(dest: &Destination, voucher: &crate::trust::Verifier) -> Result<Finished> {
     let mut out = Finished::default();
     for obj in dest.list(TMP_DIR)? {
         let Some(id) = obj
@@ -161,7 +161,7 @@ pub fn finish_rekeys(dest: &Destination, voucher: &crate::trust::Policy) -> Resu
     Ok(out)
 }
 
-fn finish_one(dest: &Destination, id: &str, voucher: &crate::trust::Policy) -> Result<()> {
+fn finish_one(dest: &Destination, id: &str, voucher: &crate::trust::Verifier) -> Result<()> {
     if !voucher.is_configured() {
         anyhow::bail!("a staged re-keying is finished only when a signature vouches for it, and this host has neither [trust] nor [signing]");
     }

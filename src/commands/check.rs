@@ -124,7 +124,7 @@ impl From<&CheckArgs> for Options {
 
 pub fn run(settings: &Settings, args: &Options) -> Result<Report> {
     // A [trust] that cannot be used is the config's fault (exit 2), not one destination's.
-    crate::trust::Policy::load(
+    crate::trust::Verifier::load(
         &settings.trust.signers,
         settings.trust.allowed_signers_file.as_deref(),
     )?;

@@ -196,7 +196,7 @@ pub fn run(settings: &Settings, args: &Options) -> Result<Report> {
 /// Each of `names` on destination `cfg`, several at a time; results in `names`' order.
 fn survey(
     settings: &Settings,
-    cfg: &config::Destination,
+    cfg: &config::DestinationConfig,
     names: &[String],
     now: SystemTime,
 ) -> Vec<Host> {
@@ -222,7 +222,12 @@ fn survey(
         .collect()
 }
 
-fn one_host(settings: &Settings, cfg: &config::Destination, name: &str, now: SystemTime) -> Host {
+fn one_host(
+    settings: &Settings,
+    cfg: &config::DestinationConfig,
+    name: &str,
+    now: SystemTime,
+) -> Host {
     let summary = super::open_destination_at(settings, cfg, name)
         .and_then(|dest| catalog::host_summary(&dest, now));
     let mut host = Host {

@@ -50,7 +50,7 @@ pub fn open_destinations(settings: &Settings, names: &[String]) -> Result<Vec<De
 
 pub fn open_destination(
     settings: &Settings,
-    cfg: &crate::config::Destination,
+    cfg: &crate::config::DestinationConfig,
 ) -> Result<Destination> {
     open_destination_at(settings, cfg, &settings.name)
 }
@@ -59,10 +59,10 @@ pub fn open_destination(
 /// trust and through this host's sidecar cache.
 pub fn open_destination_at(
     settings: &Settings,
-    cfg: &crate::config::Destination,
+    cfg: &crate::config::DestinationConfig,
     namespace: &str,
 ) -> Result<Destination> {
-    let trust = crate::trust::Policy::load(
+    let trust = crate::trust::Verifier::load(
         &settings.trust.signers,
         settings.trust.allowed_signers_file.as_deref(),
     )?;

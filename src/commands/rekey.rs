@@ -32,9 +32,9 @@ use crate::ui::{Escaped, Ui};
 
 #[derive(Debug, Default, Serialize)]
 pub struct Report {
-    pub rekeyed: Vec<Outcome>,
-    pub skipped: Vec<Outcome>,
-    pub failed: Vec<Outcome>,
+    pub rekeyed: Vec<BackupResult>,
+    pub skipped: Vec<BackupResult>,
+    pub failed: Vec<BackupResult>,
     /// Re-keyings a killed run left half-way, finished first.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub finished: Vec<String>,
@@ -45,7 +45,7 @@ pub struct Report {
 }
 
 #[derive(Debug, Serialize)]
-pub struct Outcome {
+pub struct BackupResult {
     pub id: String,
     pub destination: String,
     pub detail: String,
@@ -211,19 +211,19 @@ pub fn run(
             }
             found.push(backup.id.clone());
             crate::interrupt::check()?;
-            let outcome = |detail: String, exit: Exit| Outcome {
+            let outcome = |detail: String, exit: Exit| BackupResult {
                 id: backup.id.clone(),
                 destination: dest.name.clone(),
                 detail,
                 exit,
             };
             match plan(backup, &sealer, signer.as_ref(), adopt) {
-                Plan::Skip(why) => {
+                Action::Skip(why) => {
                     report.warnings.extend(strays(dest, backup));
                     report.skipped.push(outcome(why, Exit::Success))
                 }
-                Plan::Refuse(why, exit) => report.failed.push(outcome(why, exit)),
-                Plan::Rekey { adopted } => {
+                Action::Refuse(why, exit) => report.failed.push(outcome(why, exit)),
+                Action::Rekey { adopted } => {
                     match rekey_one(dest, backup, &opener, &sealer, signer.as_ref(), progress) {
                         Ok(detail) => {
                             let detail = match adopted {
@@ -253,7 +253,7 @@ pub fn run(
     Ok(report)
 }
 
-enum Plan {
+enum Action {
     /// Re-encrypt (and re-sign); `adopted` says what the backup was when the operator named it
     /// with `--adopt`.
     Rekey {
@@ -263,21 +263,21 @@ enum Plan {
     Refuse(String, Exit),
 }
 
-fn plan(backup: &Backup, sealer: &Sealer, signer: Option<&Signer>, adopt: bool) -> Plan {
+fn plan(backup: &Backup, sealer: &Sealer, signer: Option<&Signer>, adopt: bool) -> Action {
     let adopted = match &backup.standing {
         Standing::Good => None,
         // Only the operator, naming it, may vouch for what nobody vouched for.
         Standing::Untrusted(why) if adopt => Some(why.clone()),
         Standing::Untrusted(why) => {
-            return Plan::Refuse(
+            return Action::Refuse(
                 format!("it is not vouched for ({why}); not re-keyed: re-signing it would launder it (if you know it is genuine, name it with --adopt {})", backup.id),
                 Exit::Integrity,
             )
         }
-        other => return Plan::Refuse(format!("{other}; not re-keyed"), other.exit()),
+        other => return Action::Refuse(format!("{other}; not re-keyed"), other.exit()),
     };
     if backup.sidecar.archive.encryption == "none" {
-        return Plan::Skip(
+        return Action::Skip(
             "it is not encrypted (rekey changes recipients, it does not add encryption)".into(),
         );
     }
@@ -291,9 +291,9 @@ fn plan(backup: &Backup, sealer: &Sealer, signer: Option<&Signer>, adopt: bool) 
         (Some(_), _) => false,
     };
     if adopted.is_none() && !want.is_empty() && have == want && signed_as_wanted {
-        return Plan::Skip("already encrypted to exactly the current recipients".into());
+        return Action::Skip("already encrypted to exactly the current recipients".into());
     }
-    Plan::Rekey { adopted }
+    Action::Rekey { adopted }
 }
 
 /// Archives of a good backup that its sidecar does not name (left by a killed re-keying):

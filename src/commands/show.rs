@@ -15,7 +15,7 @@ use crate::storage::Destination;
 use crate::trust::Verdict;
 
 mod report;
-pub use report::{Archive, Database, File, Holding, Report, Signature, Source, Storage};
+pub use report::{Archive, Database, File, Holding, Report, Signature, SourceShown, Storage};
 
 /// One destination's copy of the backup, looked at as a restore from there would.
 struct Copy<'d> {
@@ -260,12 +260,12 @@ fn signature(trust: &Verdict, signed: bool) -> Signature {
     }
 }
 
-fn sources(m: &Manifest) -> Vec<Source> {
+fn sources(m: &Manifest) -> Vec<SourceShown> {
     m.sources
         .iter()
         .map(|s| {
             let files = m.files.iter().filter(|f| f.source == s.name);
-            Source {
+            SourceShown {
                 name: s.name.clone(),
                 kind: s.kind,
                 origin: s.origin.clone(),

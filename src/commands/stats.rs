@@ -32,7 +32,7 @@ impl From<&StatsArgs> for Options {
 }
 
 #[derive(Debug, Serialize)]
-pub struct Destination {
+pub struct DestinationStats {
     pub destination: String,
     /// Good backups: complete, undamaged, trusted where `[trust]` is configured, whole chains.
     pub backups: u64,
@@ -41,8 +41,8 @@ pub struct Destination {
     /// Stored bytes of the good backups (after compression and encryption).
     pub bytes: u64,
     /// Null when there is no good backup.
-    pub oldest: Option<Listed>,
-    pub newest: Option<Listed>,
+    pub oldest: Option<BackupAt>,
+    pub newest: Option<BackupAt>,
     /// What is there but not counted, and why.
     pub not_counted: Vec<NotCounted>,
     /// The destination could not be listed.
@@ -51,7 +51,7 @@ pub struct Destination {
 }
 
 #[derive(Debug, Serialize)]
-pub struct Listed {
+pub struct BackupAt {
     pub id: String,
     /// RFC 3339, UTC.
     pub created: String,
@@ -68,7 +68,7 @@ pub struct NotCounted {
 }
 
 pub struct Report {
-    pub destinations: Vec<Destination>,
+    pub destinations: Vec<DestinationStats>,
 }
 
 pub fn run(settings: &Settings, options: &Options) -> Result<Report> {
@@ -80,7 +80,7 @@ pub fn run(settings: &Settings, options: &Options) -> Result<Report> {
         let listing = super::open_destination(settings, cfg).and_then(|d| catalog::list(&d));
         destinations.push(match listing {
             Ok(listing) => tally(&cfg.name, &listing, holder),
-            Err(e) => Destination {
+            Err(e) => DestinationStats {
                 error: Some(format!("{e:#}")),
                 ..tally(&cfg.name, &catalog::Listing::default(), holder)
             },
@@ -94,13 +94,13 @@ fn tally(
     name: &str,
     listing: &catalog::Listing,
     holder: Option<std::time::SystemTime>,
-) -> Destination {
+) -> DestinationStats {
     let good: Vec<&Backup> = listing.good().map(|g| g.backup()).collect();
     let incremental = good
         .iter()
         .filter(|b| b.sidecar.manifest.is_incremental())
         .count() as u64;
-    let listed = |b: &&Backup| Listed {
+    let listed = |b: &&Backup| BackupAt {
         id: b.id.clone(),
         created: b.sidecar.manifest.created.clone(),
     };
@@ -133,7 +133,7 @@ fn tally(
                 why: o.to_string(),
             }),
     );
-    Destination {
+    DestinationStats {
         destination: name.to_string(),
         backups: good.len() as u64,
         full: good.len() as u64 - incremental,
@@ -200,7 +200,7 @@ impl CommandReport for Report {
             for n in &d.not_counted {
                 ui.warn(&n.why);
             }
-            let id = |l: &Option<Listed>| match l {
+            let id = |l: &Option<BackupAt>| match l {
                 Some(l) => Escaped(&l.id).to_string(),
                 None => "-".to_string(),
             };

@@ -18,7 +18,7 @@ use crate::ui::{plural, Escaped, Ui};
 
 #[derive(Debug, Serialize)]
 pub struct Report {
-    pub results: Vec<Result1>,
+    pub results: Vec<BackupResult>,
     /// What `latest` passed over, and other remarks for stderr.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
@@ -36,7 +36,7 @@ pub struct DrillResult {
 }
 
 #[derive(Debug, Serialize)]
-pub struct Result1 {
+pub struct BackupResult {
     pub id: String,
     pub destination: String,
     pub ok: bool,
@@ -206,7 +206,7 @@ pub fn run(settings: &Settings, args: &Options, progress: &dyn Progress) -> Resu
                     | Standing::BrokenChain(_)
                     | Standing::FutureDated(_) => targets.push((dest, b)),
                     s @ (Standing::Untrusted(_) | Standing::Foreign { .. }) => {
-                        results.push(Result1::failed(
+                        results.push(BackupResult::failed(
                             &b.id,
                             dest,
                             s.exit(),
@@ -218,10 +218,15 @@ pub fn run(settings: &Settings, args: &Options, progress: &dyn Progress) -> Resu
             // Damaged metadata is a finding of its own: a backup that cannot be listed is
             // still a backup that cannot be restored.
             for p in &listing.problems {
-                results.push(Result1::failed(&p.id, dest, p.exit, p.to_string()));
+                results.push(BackupResult::failed(&p.id, dest, p.exit, p.to_string()));
             }
             for o in listing.orphans.iter().filter(|o| o.settled(holder)) {
-                results.push(Result1::failed(&o.id, dest, Exit::Integrity, o.to_string()));
+                results.push(BackupResult::failed(
+                    &o.id,
+                    dest,
+                    Exit::Integrity,
+                    o.to_string(),
+                ));
             }
         }
     } else {
@@ -281,7 +286,7 @@ pub fn run(settings: &Settings, args: &Options, progress: &dyn Progress) -> Resu
             Ok(checked)
         })();
         results.push(match outcome {
-            Ok(checked) => Result1 {
+            Ok(checked) => BackupResult {
                 id: backup.id.clone(),
                 destination: dest.name.clone(),
                 ok: true,
@@ -314,9 +319,9 @@ pub fn run(settings: &Settings, args: &Options, progress: &dyn Progress) -> Resu
             // Made for other recipients: this host's keys cannot tell whether it is intact, so
             // it is not called FAILED, and the other backups are still checked. Exit 4, as
             // restore gives for it ("cannot be decrypted" in the README's exit codes).
-            Err(e) if crate::crypto::no_matching_keys(&e) => Result1 {
+            Err(e) if crate::crypto::no_matching_keys(&e) => BackupResult {
                 cannot_open: true,
-                ..Result1::failed(
+                ..BackupResult::failed(
                     &backup.id,
                     dest,
                     Exit::Integrity,
@@ -326,9 +331,9 @@ pub fn run(settings: &Settings, args: &Options, progress: &dyn Progress) -> Resu
                     ),
                 )
             },
-            Err(e) => Result1 {
+            Err(e) => BackupResult {
                 drill,
-                ..Result1::failed(
+                ..BackupResult::failed(
                     &backup.id,
                     dest,
                     crate::exit::classify(&e),
@@ -340,9 +345,9 @@ pub fn run(settings: &Settings, args: &Options, progress: &dyn Progress) -> Resu
     Ok(Report { results, notes })
 }
 
-impl Result1 {
-    fn failed(id: &str, dest: &Destination, exit: Exit, error: String) -> Result1 {
-        Result1 {
+impl BackupResult {
+    fn failed(id: &str, dest: &Destination, exit: Exit, error: String) -> BackupResult {
+        BackupResult {
             id: id.to_string(),
             destination: dest.name.clone(),
             ok: false,

@@ -44,7 +44,7 @@ pub(super) struct RawDestination {
 }
 
 #[derive(Debug, Clone)]
-pub struct Destination {
+pub struct DestinationConfig {
     pub name: String,
     pub location: Location,
     /// Tries for a temporary error (with exponential backoff and jitter).
@@ -68,7 +68,7 @@ pub(super) fn validate(
     i: usize,
     paths: &Paths,
     seen: &mut HashSet<String>,
-) -> Result<Destination, (String, String)> {
+) -> Result<DestinationConfig, (String, String)> {
     let key = |k: &str| format!("destination[{i}].{k}");
     if !is_safe_name(&d.name) {
         return Err((
@@ -115,7 +115,7 @@ pub(super) fn validate(
         None => None,
         Some(r) => Some(policy(r, &key("retention"))?),
     };
-    Ok(Destination {
+    Ok(DestinationConfig {
         name: d.name,
         location,
         retries: d.retries.unwrap_or(5),

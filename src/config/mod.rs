@@ -19,7 +19,7 @@ use crate::retention::Policy;
 mod destination;
 mod keys;
 mod paths;
-pub use destination::Destination;
+pub use destination::DestinationConfig;
 pub use keys::{Encryption, Signing, Trust};
 use paths::Paths;
 
@@ -148,7 +148,7 @@ pub struct Settings {
     pub prune_after_backup: bool,
     /// Without `[incremental]` every backup is full.
     pub incremental: Option<Incremental>,
-    pub destinations: Vec<Destination>,
+    pub destinations: Vec<DestinationConfig>,
     pub hooks: crate::hooks::Hooks,
     /// How much of the execution store to keep.
     pub history: crate::journal::Keep,
@@ -158,7 +158,7 @@ pub struct Settings {
 
 impl Settings {
     /// The destinations a command works on: all of them, or those named with `--dest`.
-    pub fn select_destinations(&self, names: &[String]) -> Result<Vec<&Destination>> {
+    pub fn select_destinations(&self, names: &[String]) -> Result<Vec<&DestinationConfig>> {
         if names.is_empty() {
             return Ok(self.destinations.iter().collect());
         }
@@ -181,14 +181,17 @@ impl Settings {
                         known.join(", ")
                     ))
                 })?;
-            if !picked.iter().any(|d: &&Destination| d.name == dest.name) {
+            if !picked
+                .iter()
+                .any(|d: &&DestinationConfig| d.name == dest.name)
+            {
                 picked.push(dest);
             }
         }
         Ok(picked)
     }
 
-    pub fn policy_for(&self, dest: &Destination) -> Policy {
+    pub fn policy_for(&self, dest: &DestinationConfig) -> Policy {
         dest.retention
             .clone()
             .unwrap_or_else(|| self.retention.clone())

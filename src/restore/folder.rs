@@ -83,7 +83,7 @@ pub(super) fn run(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let scratch = Scratch::create(parent.join(format!(
+    let scratch = UnpackFolder::create(parent.join(format!(
         ".{dir_name}{SCRATCH_MARK}{}-{}",
         std::process::id(),
         nonce()
@@ -181,21 +181,21 @@ const SCRATCH_MARK: &str = ".litevault-restore-";
 
 /// The private unpack folder, removed whatever happens (short of the process dying: then the
 /// next restore into the same parent removes it, see `clean_leftovers`).
-struct Scratch(PathBuf);
+struct UnpackFolder(PathBuf);
 
-impl Scratch {
+impl UnpackFolder {
     /// Made private at creation, and only if the name is free: a folder of the same name is
     /// never adopted (nor removed afterwards).
-    fn create(path: PathBuf) -> Result<Scratch> {
+    fn create(path: PathBuf) -> Result<UnpackFolder> {
         fs::DirBuilder::new()
             .mode(0o700)
             .create(&path)
             .map_err(|e| cannot_create(&path, e))?;
-        Ok(Scratch(path))
+        Ok(UnpackFolder(path))
     }
 }
 
-impl Drop for Scratch {
+impl Drop for UnpackFolder {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.0);
     }

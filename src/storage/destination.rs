@@ -30,7 +30,7 @@ pub struct Destination {
     pub(super) chunk: Option<usize>,
     pub(super) concurrency: usize,
     /// Whose signatures make a backup here trusted: read by the catalogue on every listing.
-    pub(super) trust: crate::trust::Policy,
+    pub(super) trust: crate::trust::Verifier,
     /// Sidecars and signatures already seen (see `cache`); none without a state folder.
     pub(super) cache: Option<super::cache::ObjectCache>,
     /// `--as-of`: every object as the version that was current then (see `as_of`); read-only.
@@ -48,7 +48,7 @@ pub use super::root::{file_root, Root};
 /// make a backup trusted, and where sidecars already seen are kept.
 #[derive(Default)]
 pub struct Setup {
-    pub trust: crate::trust::Policy,
+    pub trust: crate::trust::Verifier,
     pub cache: Option<super::cache::ObjectCache>,
 }
 
@@ -99,7 +99,7 @@ impl Destination {
     }
 
     /// Whose signatures make a backup here trusted.
-    pub fn trust(&self) -> &crate::trust::Policy {
+    pub fn trust(&self) -> &crate::trust::Verifier {
         &self.trust
     }
 

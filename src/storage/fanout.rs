@@ -73,7 +73,7 @@ pub fn every_lane_failed(err: &anyhow::Error) -> bool {
 }
 
 /// The outcome on one destination: the stored archive size, or why it failed.
-pub type Outcome = Result<u64>;
+pub type Uploaded = Result<u64>;
 
 pub struct FanOut<'scope> {
     buf: BytesMut,
@@ -100,7 +100,7 @@ impl LaneTx {
 
 struct Lane<'scope> {
     tx: Option<LaneTx>,
-    handle: ScopedJoinHandle<'scope, Outcome>,
+    handle: ScopedJoinHandle<'scope, Uploaded>,
 }
 
 impl<'scope> FanOut<'scope> {
@@ -128,7 +128,7 @@ impl<'scope> FanOut<'scope> {
                 };
                 let object = object.to_string();
                 let spool = spool.clone();
-                let handle = scope.spawn(move || -> Outcome {
+                let handle = scope.spawn(move || -> Uploaded {
                     let mut upload = dest.upload_new(&object)?;
                     for msg in rx {
                         // A stop asked for mid-upload: dropping the upload aborts it.
@@ -216,7 +216,7 @@ impl<'scope> FanOut<'scope> {
 
     /// Flush the last chunk, commit on every destination, and collect each outcome in order.
     /// With `sidecar = None` (the archive failed), every upload is aborted.
-    pub fn finish(mut self, commit: Option<Completion>) -> Vec<Outcome> {
+    pub fn finish(mut self, commit: Option<Completion>) -> Vec<Uploaded> {
         let flushed = if commit.is_some() {
             self.send()
         } else {

@@ -18,7 +18,11 @@ use crate::config;
 
 impl Destination {
     /// Build the operator for `cfg`, rooted at this host's folder (`namespace`) in it.
-    pub fn open(cfg: &config::Destination, namespace: &str, setup: Setup) -> Result<Destination> {
+    pub fn open(
+        cfg: &config::DestinationConfig,
+        namespace: &str,
+        setup: Setup,
+    ) -> Result<Destination> {
         let display = cfg.location.display();
         let fail = |e: opendal::Error| {
             let hint = error_hint(&e, &cfg.location);
@@ -87,7 +91,7 @@ impl Destination {
         let _guard = handle.enter();
         let builder = opendal::services::Memory::default().root(&format!("/{namespace}"));
         let op = Operator::new(builder).expect("the memory service takes any root");
-        let cfg = config::Destination {
+        let cfg = config::DestinationConfig {
             name: name.to_string(),
             location: Location::Other {
                 scheme: "memory".into(),
@@ -104,7 +108,7 @@ impl Destination {
 
     /// The layers every operator gets (timeouts, retries, a bandwidth limit), and the rest.
     fn assemble(
-        cfg: &config::Destination,
+        cfg: &config::DestinationConfig,
         namespace: &str,
         op: Operator,
         chunk: Option<usize>,
@@ -165,7 +169,7 @@ impl Destination {
 
     /// The destination's root, the folder that holds one namespace per host: for reading which
     /// hosts there are (`folders("")`), never for writing.
-    pub fn open_root(cfg: &config::Destination) -> Result<Destination> {
+    pub fn open_root(cfg: &config::DestinationConfig) -> Result<Destination> {
         Destination::open(cfg, "", Setup::default())
     }
 }

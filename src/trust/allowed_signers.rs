@@ -16,12 +16,12 @@ pub struct Line {
     /// `ssh-keygen -Y find-principals`); it only names the line in a verdict.
     pub principals: String,
     pub key: PublicKey,
-    pub options: Options,
+    pub options: LineOptions,
 }
 
 /// The options OpenSSH knows for allowed_signers.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Options {
+pub struct LineOptions {
     pub cert_authority: bool,
     /// `namespaces="..."`, a pattern list (see [`super::pattern`]).
     pub namespaces: Option<String>,
@@ -39,7 +39,7 @@ pub fn parse(line: &str) -> Result<Option<Line>, String> {
     }
     let (principals, rest) = principals(rest)?;
     let (options, key) = match key(rest) {
-        Some(key) => (Options::default(), key),
+        Some(key) => (LineOptions::default(), key),
         // A key type where the key should be is a broken key, never an option.
         None if known_algorithm(first_field(rest)) => return Err(not_a_key(rest)),
         None => {
@@ -134,8 +134,8 @@ fn split_options(text: &str) -> Result<(&str, &str), String> {
 /// The comma-separated options, as sshsig.c's `sshsigopt_parse`: keywords in any case, values
 /// always in double quotes (where `\"` is a quote), each keyword at most once, anything else
 /// (an unknown option, a stray or trailing comma) makes the line invalid.
-pub fn parse_options(field: &str) -> Result<Options, String> {
-    let mut options = Options::default();
+pub fn parse_options(field: &str) -> Result<LineOptions, String> {
+    let mut options = LineOptions::default();
     let mut rest = field;
     while !rest.is_empty() {
         if let Some(after) = strip_keyword(rest, "cert-authority") {
@@ -286,7 +286,7 @@ mod tests {
     fn the_principals_field_may_be_a_list_or_quoted() {
         let l = line(&format!("a@x,b@y,*@backup.example {KEY}"));
         assert_eq!(l.principals, "a@x,b@y,*@backup.example");
-        assert_eq!(l.options, Options::default());
+        assert_eq!(l.options, LineOptions::default());
         let l = line(&format!(
             "\"odd name,ops@x\" namespaces=\"litevault\" {KEY}"
         ));

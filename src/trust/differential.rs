@@ -1,5 +1,5 @@
 //! The differential test against OpenSSH: one corpus of allowed_signers files and signatures
-//! (keys and signatures made by the real `ssh-keygen`), judged by litevault's [`Policy`] and by
+//! (keys and signatures made by the real `ssh-keygen`), judged by litevault's [`Verifier`] and by
 //! `ssh-keygen -Y verify -n litevault`, which must agree on every pair.
 //!
 //! Every line lists the principal passed with `-I`, since litevault ignores principals (as
@@ -123,7 +123,7 @@ impl Lab {
 
     /// Signatures litevault's policy from `file` trusts, signed at `signed_at`.
     fn litevault_accepts(&self, file: &Path, signed_at: SystemTime) -> Result<Vec<&'static str>> {
-        let policy = Policy::load(&[], Some(file))?;
+        let policy = Verifier::load(&[], Some(file))?;
         let body = fs::read(&self.message).unwrap();
         Ok(self
             .signatures
@@ -565,7 +565,7 @@ fn differential_ssh_keygen_a_key_valid_now_but_not_when_it_signed_is_refused() {
             .unwrap(),
         Vec::<&str>::new()
     );
-    let policy = Policy::load(&[], Some(&file)).unwrap();
+    let policy = Verifier::load(&[], Some(&file)).unwrap();
     let sig = fs::read(&lab.signatures[0].1).unwrap();
     let verdict = policy.judge(
         &fs::read(&lab.message).unwrap(),

@@ -108,7 +108,7 @@ impl Signer {
 
 /// The trusted signers. The default trusts nobody and requires nothing: `[trust]` is not set.
 #[derive(Debug, Clone, Default)]
-pub struct Policy {
+pub struct Verifier {
     /// Set whenever `[trust]` names a signer: then every backup is judged, and loading made sure
     /// there is a key to judge by. Never derived from the key list, so a list that comes out
     /// empty can only refuse backups, never wave them through.
@@ -199,15 +199,15 @@ impl fmt::Display for Verdict {
     }
 }
 
-impl Policy {
+impl Verifier {
     /// From `[trust] signers` (OpenSSH public key lines) and `allowed_signers_file` (OpenSSH's
     /// `allowed_signers` format). With either set, at least one key must come out usable for
     /// the `litevault` namespace, or it is a config error: a file of comments, or of keys meant
     /// for git, must never read as "trust nobody, so check nothing". Errors name the key or the
     /// file and line, never quoting key material.
-    pub fn load(signers: &[String], allowed_signers_file: Option<&Path>) -> Result<Policy> {
+    pub fn load(signers: &[String], allowed_signers_file: Option<&Path>) -> Result<Verifier> {
         if signers.is_empty() && allowed_signers_file.is_none() {
-            return Ok(Policy::default());
+            return Ok(Verifier::default());
         }
         let mut keys = Vec::new();
         for (i, line) in signers.iter().enumerate() {
@@ -230,7 +230,7 @@ impl Policy {
             }
             keys.extend(from_file);
         }
-        Ok(Policy {
+        Ok(Verifier {
             required: true,
             signers: keys,
         })
@@ -242,7 +242,7 @@ impl Policy {
 
     /// These signers and `signer`'s own key: what `rekey` vouches with, since a host may vouch
     /// again for what it signed itself.
-    pub fn with_signer(&self, signer: &Signer) -> Policy {
+    pub fn with_signer(&self, signer: &Signer) -> Verifier {
         let mut signers = self.signers.clone();
         signers.push(TrustedKey {
             key: signer.key.public_key().clone(),
@@ -250,7 +250,7 @@ impl Policy {
             valid_before: None,
             source: "this host's [signing] key".into(),
         });
-        Policy {
+        Verifier {
             required: true,
             signers,
         }

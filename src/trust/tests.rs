@@ -14,11 +14,11 @@ fn at(value: &str) -> SystemTime {
 }
 
 /// A policy from an allowed_signers file holding `text`.
-fn from_file(text: &str) -> (tempfile::TempDir, std::path::PathBuf, Result<Policy>) {
+fn from_file(text: &str) -> (tempfile::TempDir, std::path::PathBuf, Result<Verifier>) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("allowed_signers");
     std::fs::write(&path, text).unwrap();
-    let policy = Policy::load(&[], Some(&path));
+    let policy = Verifier::load(&[], Some(&path));
     (dir, path, policy)
 }
 
@@ -50,7 +50,7 @@ fn config_error_of(text: &str, key: &str) -> String {
 fn a_signature_is_judged_by_who_made_it_and_what_it_covers() {
     let signer = Signer::generate().unwrap();
     let other = Signer::generate().unwrap();
-    let policy = Policy::load(&[signer.public_line()], None).unwrap();
+    let policy = Verifier::load(&[signer.public_line()], None).unwrap();
     let now = SystemTime::now();
     let sig = signer.sign(BODY).unwrap();
     assert!(matches!(
@@ -71,7 +71,7 @@ fn a_signature_is_judged_by_who_made_it_and_what_it_covers() {
         policy.judge(BODY, Some(b"garbage"), now),
         Verdict::BadSignature(_)
     ));
-    let none = Policy::load(&[], None).unwrap();
+    let none = Verifier::load(&[], None).unwrap();
     assert!(!none.is_configured(), "no [trust] keys: no trust");
     assert_eq!(none.judge(BODY, None, now), Verdict::NotRequired);
 }
@@ -99,7 +99,7 @@ fn an_allowed_signers_file_without_a_usable_key_is_a_config_error_never_trust_of
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("allowed_signers");
     std::fs::write(&path, "# nothing yet\n").unwrap();
-    let policy = Policy::load(&[signer.public_line()], Some(&path)).unwrap();
+    let policy = Verifier::load(&[signer.public_line()], Some(&path)).unwrap();
     let sig = signer.sign(BODY).unwrap();
     assert!(policy.judge(BODY, Some(&sig), SystemTime::now()).is_good());
 }

@@ -36,7 +36,7 @@ pub struct Report {
     pub shown_from: String,
     /// Each destination looked at (every configured one, or `--dest`), and what it holds.
     pub destinations: Vec<Holding>,
-    pub sources: Vec<Source>,
+    pub sources: Vec<SourceShown>,
     pub files: Vec<File>,
     pub databases: Vec<Database>,
     /// Integrity findings on any destination (damaged, untrusted, broken chain): exit 4.
@@ -82,7 +82,7 @@ pub struct Holding {
 }
 
 #[derive(Debug, Serialize)]
-pub struct Source {
+pub struct SourceShown {
     pub name: String,
     pub kind: SourceKind,
     /// Where it lived on the host that took the backup.
