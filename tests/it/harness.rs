@@ -101,7 +101,7 @@ pub fn ssh_client() -> &'static (PathBuf, PathBuf) {
         fs::write(
             &wrapper,
             format!(
-                "#!/bin/sh\nexec {} -o UserKnownHostsFile={} \"$@\"\n",
+                "#!/bin/sh\nexec '{}' -o 'UserKnownHostsFile={}' \"$@\"\n",
                 real.display(),
                 known_hosts.display()
             ),
