@@ -252,6 +252,10 @@ pub struct DestinationFacts {
     pub name: String,
     pub backups: u64,
     pub newest_age: Option<Duration>,
+    /// The newest signed sequence number there, and how many numbered backups are missing
+    /// (rolled back or deleted out of turn); `None` when not judged.
+    pub sequence: Option<u64>,
+    pub missing: Option<u64>,
 }
 
 /// One host's backups on one destination, as the fleet view (`list --all-hosts`) counts them.
@@ -387,6 +391,28 @@ impl Metrics {
                             a.as_secs_f64().round(),
                         )
                     })
+                })
+                .collect(),
+        );
+        metric(
+            "litevault_backup_sequence",
+            "The newest signed sequence number on each destination: a decrease means backups were deleted or rolled back.",
+            destinations
+                .iter()
+                .filter_map(|d| {
+                    d.sequence
+                        .map(|n| (format!(",destination=\"{}\"", d.name), n as f64))
+                })
+                .collect(),
+        );
+        metric(
+            "litevault_backups_missing",
+            "Numbered backups missing from each destination that nobody should have deleted (rolled back, or deleted out of turn).",
+            destinations
+                .iter()
+                .filter_map(|d| {
+                    d.missing
+                        .map(|n| (format!(",destination=\"{}\"", d.name), n as f64))
                 })
                 .collect(),
         );

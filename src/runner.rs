@@ -310,18 +310,29 @@ impl<'s> Recorder<'s> {
                         name: cfg.name.clone(),
                         backups: 0,
                         newest_age: None,
+                        sequence: None,
+                        missing: None,
                     });
                     continue;
                 }
             }
-            let summary =
-                commands::open_destination(self.settings, cfg).and_then(|d| catalog::summary(&d));
-            match summary {
-                Ok(s) => facts.push(DestinationFacts {
-                    name: cfg.name.clone(),
-                    backups: s.backups,
-                    newest_age: s.newest_age,
-                }),
+            let now = std::time::SystemTime::now();
+            let looked = commands::open_destination(self.settings, cfg).and_then(|d| {
+                let listing = catalog::list_at(&d, now)?;
+                let (line, notes) = commands::watch_line(self.settings, &d, &listing.backups, now);
+                Ok((catalog::summarize(&listing, &d.name, now), line, notes))
+            });
+            match looked {
+                Ok((s, line, notes)) => {
+                    self.warnings.extend(notes);
+                    facts.push(DestinationFacts {
+                        name: cfg.name.clone(),
+                        backups: s.backups,
+                        newest_age: s.newest_age,
+                        sequence: line.as_ref().and_then(|l| l.newest),
+                        missing: line.as_ref().map(|l| l.missing()),
+                    })
+                }
                 Err(e) => self.warnings.push(format!(
                     "metrics: cannot list destination {}: {e:#}",
                     cfg.name

@@ -5,7 +5,8 @@
 //!
 //! - **1**: full backups; what this version writes. Fields added since then without a bump,
 //!   because a version-1 reader that ignores them still restores correctly: `manifest.state_id`
-//!   (which `state_dir` took it), `archive.recipients` (whom it is encrypted to, for `rekey`).
+//!   (which `state_dir` took it), `archive.recipients` (whom it is encrypted to, for `rekey`),
+//!   the sidecar's `sequence` (its number on the destination and the backup before it).
 //!   The signature is not in the sidecar but beside it (`<id>.json.sig`), over its exact bytes.
 //! - **2**: incremental backups. `kind = "incremental"`, `parent` (the backup it builds on) and
 //!   `full` (its chain's full backup); each database entry says how it is stored (`stored`):
@@ -179,6 +180,41 @@ pub struct Sidecar {
     pub format_version: u32,
     pub archive: ArchiveInfo,
     pub manifest: Manifest,
+    /// Where this backup stands among this host's backups on the destination that holds it
+    /// (absent in backups from before it was recorded). In the sidecar, not the manifest: the
+    /// one archive goes to every destination, and each destination counts its own backups, so
+    /// a destination that was down during a backup has no gap for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequence: Option<Sequence>,
+}
+
+/// A backup's place in its host's line of backups on one destination: what lets a reader see
+/// that backups were deleted or rolled back, from signed facts alone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sequence {
+    /// Counts this host's backups stored on the destination, from 1; never reused, even after
+    /// `state_dir` is lost (it continues from the highest the destination holds).
+    pub number: u64,
+    /// The backup before it on the destination (the one numbered `number - 1`, when it was
+    /// numbered): absent for the first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<Previous>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Previous {
+    pub id: String,
+    /// Its number: `number - 1` unless the backups after it were deleted before this one was
+    /// taken (then the jump itself is the evidence).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub number: Option<u64>,
+    /// Its `manifest.created`: when a prune let it go is judged at the millisecond, as prune
+    /// judged it (its id has only the second).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
+    /// BLAKE3 of that backup's sidecar, byte for byte, as it was when this one was taken (a
+    /// `rekey` since then rewrites it, so a different one is evidence to read, not a finding).
+    pub sidecar_blake3: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -57,6 +57,7 @@ pub(super) fn load_backup(
     let sidecar_obj = listed(&sidecar_name(id))?
         .ok_or_else(|| anyhow::anyhow!("sidecar {} is gone", sidecar_name(id)))?;
     let (mut sidecar, mut created, body) = load_sidecar(dest, &sidecar_obj, id)?;
+    let sidecar_blake3 = blake3::hash(&body).to_hex().to_string();
     let trust = if dest.trust().is_configured() {
         match listed(&signature_name(id)) {
             Ok(Some(sig)) => match dest.read_listed(&sig, SIGNATURE_LIMIT) {
@@ -106,6 +107,7 @@ pub(super) fn load_backup(
         sidecar,
         trust,
         standing,
+        sidecar_blake3,
     })
 }
 

@@ -86,6 +86,32 @@ impl Store {
         id
     }
 
+    /// A backup numbered `number` on this destination, after `previous`.
+    fn numbered(&self, hours: u64, number: u64, previous: Option<&str>) -> String {
+        let id = catalog::new_id(ago(hours));
+        let archive = format!("the archive of {id}").repeat(40).into_bytes();
+        let previous = previous
+            .map(|p| {
+                format!(
+                    r#", "previous": {{"id": "{p}", "number": {}, "sidecar_blake3": "00"}}"#,
+                    number - 1
+                )
+            })
+            .unwrap_or_default();
+        let sidecar = String::from_utf8(self.sidecar(&id, HOST, Kind::Full, &archive))
+            .unwrap()
+            .replacen(
+                "{",
+                &format!(r#"{{"sequence": {{"number": {number}{previous}}}, "#),
+                1,
+            );
+        self.dest.put(&format!("{id}.tar.zst"), archive).unwrap();
+        self.dest
+            .put(&format!("{id}.json"), sidecar.into_bytes())
+            .unwrap();
+        id
+    }
+
     fn standing(&self, id: &str) -> Standing {
         let listing = catalog::list(&self.dest).unwrap();
         listing
@@ -107,8 +133,13 @@ impl Store {
 
     /// Prune with `keep_last = n` on this destination; what it deleted, and what it calls for.
     fn prune(&self, keep_last: usize) -> (Vec<String>, crate::exit::Exit) {
+        self.prune_with(&format!("keep_last = {keep_last}"))
+    }
+
+    /// Prune with the body of a `[retention]` table.
+    fn prune_with(&self, retention: &str) -> (Vec<String>, crate::exit::Exit) {
         let text = format!(
-            "name = \"{HOST}\"\nstate_dir = \"/nonexistent/state\"\n[[source]]\nname = \"a.db\"\npath = \"/nonexistent/a.db\"\nkind = \"sqlite\"\n[encryption]\nnone = true\n[retention]\nkeep_last = {keep_last}\n[[destination]]\nname = \"mem\"\nurl = \"file:///nonexistent\"\n"
+            "name = \"{HOST}\"\nstate_dir = \"/nonexistent/state\"\n[[source]]\nname = \"a.db\"\npath = \"/nonexistent/a.db\"\nkind = \"sqlite\"\n[encryption]\nnone = true\n[retention]\n{retention}\n[[destination]]\nname = \"mem\"\nurl = \"file:///nonexistent\"\n"
         );
         let settings =
             crate::config::parse(&text, std::path::Path::new("/etc/litevault/t.toml")).unwrap();
@@ -340,4 +371,66 @@ fn an_unreadable_sidecar_keeps_everything_older_than_it() {
         v.sort();
         v
     });
+}
+
+#[test]
+fn a_prune_by_calendar_rules_is_no_finding_and_a_deleted_keeper_is_one() {
+    use crate::catalog::sequence::{watch, Finding, Seen};
+    let s = Store::new();
+    let policy = crate::retention::Policy {
+        keep_last: Some(3),
+        keep_daily: Some(2),
+        ..Default::default()
+    };
+    let mut previous: Option<String> = None;
+    for (number, hours) in (1..=60u64).zip((0..60).rev()) {
+        previous = Some(s.numbered(hours, number, previous.as_deref()));
+    }
+    let now = SystemTime::now();
+    let look = |seen: &Seen| {
+        watch(
+            "mem",
+            &catalog::list(&s.dest).unwrap().backups,
+            seen,
+            &policy,
+            now,
+        )
+    };
+    let first = look(&Seen::default());
+    assert!(first.findings.is_empty(), "{:?}", first.findings);
+    assert_eq!((first.newest, first.next.number), (Some(60), 61));
+
+    let (deleted, _) = s.prune_with("keep_last = 3\nkeep_daily = 2");
+    assert!(deleted.len() > 50, "{deleted:?}");
+    // This host saw all 60; a fresh one saw none: neither calls the prune a theft.
+    for seen in [&first.seen, &Seen::default()] {
+        let after = look(seen);
+        assert!(after.findings.is_empty(), "{:?}", after.findings);
+    }
+
+    // The one kept for yesterday goes out of turn: found, by its id.
+    let kept = s.ids();
+    let keeper = kept[0].clone();
+    s.dest.delete(&format!("{keeper}.json")).unwrap();
+    let after = look(&first.seen);
+    assert!(
+        matches!(&after.findings[..], [Finding::OutOfTurn { count: 1, missing, .. }]
+            if missing[0].id.as_deref() == Some(keeper.as_str())),
+        "{:?}",
+        after.findings
+    );
+
+    // A line remembered absurdly far ahead is judged at once, and named in a bounded list.
+    let huge = Seen {
+        high: 1 << 50,
+        ..Seen::default()
+    };
+    let rolled = look(&huge);
+    match &rolled.findings[0] {
+        Finding::RolledBack { count, missing, .. } => {
+            assert_eq!(*count, (1 << 50) - 60);
+            assert!(missing.len() <= 20);
+        }
+        other => panic!("{other:?}"),
+    }
 }

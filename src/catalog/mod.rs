@@ -19,6 +19,7 @@ use load::{load_sidecar, parse_sidecar};
 pub mod chains;
 mod hosts;
 mod load;
+pub mod sequence;
 mod standing;
 mod upkeep;
 
@@ -86,6 +87,8 @@ pub struct Backup {
     pub trust: Verdict,
     /// The one judgement of it (see [`standing`]): nothing else decides whether it counts.
     pub standing: Standing,
+    /// BLAKE3 of its sidecar's stored bytes: what the next backup's `sequence.previous` names.
+    pub sidecar_blake3: String,
 }
 
 impl Backup {
@@ -414,24 +417,29 @@ pub struct Summary {
 
 pub fn summary(dest: &Destination) -> Result<Summary> {
     let now = SystemTime::now();
-    let listing = list_at(dest, now)?;
+    Ok(summarize(&list_at(dest, now)?, &dest.name, now))
+}
+
+/// [`summary`] of a listing taken at `now`.
+pub fn summarize(listing: &Listing, destination: &str, now: SystemTime) -> Summary {
+    let dest_name = destination;
     let mut ignored: Vec<String> = listing.problems.iter().map(|p| p.to_string()).collect();
     let mut good = Vec::new();
     for b in &listing.backups {
         match b.refusal() {
             Some(why) => ignored.push(format!(
-                "backup {} on {} is not counted: {why}",
-                b.id, dest.name
+                "backup {} on {dest_name} is not counted: {why}",
+                b.id
             )),
             None => good.push(b.created),
         }
     }
     let newest = good.iter().max().copied();
-    Ok(Summary {
+    Summary {
         backups: good.len() as u64,
         newest_age: newest.map(|t| now.duration_since(t).unwrap_or_default()),
         ignored,
-    })
+    }
 }
 
 /// The time an id was made, to the second.

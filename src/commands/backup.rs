@@ -6,7 +6,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context, Result};
 
 use crate::archive::manifest::{
-    archive_extension, compression_name, ArchiveInfo, Manifest, Sidecar, FORMAT_VERSION,
+    archive_extension, compression_name, ArchiveInfo, Manifest, Sequence, Sidecar, FORMAT_VERSION,
     FULL_VERSION,
 };
 use crate::archive::writer::{add_sources, ArchiveWriter, Pages};
@@ -207,6 +207,11 @@ pub fn run_locked(
         sealer: sealer.as_ref(),
         signer: signer.as_ref(),
     };
+    let lines = watch_lines(settings, &dests, &mut warnings);
+    let sequences: Vec<Option<Sequence>> = lines
+        .iter()
+        .map(|l| l.as_ref().map(|l| l.next.clone()))
+        .collect();
     let plan =
         crate::incremental::plan::plan(settings, state, &dests, args.full, SystemTime::now());
     let stored = store(
@@ -218,6 +223,7 @@ pub fn run_locked(
         progress,
         tags,
         state_id.as_deref(),
+        &sequences,
     );
     if let (Some(hook), Some(hook_env)) = (&settings.hooks.after_backup, hook_env) {
         let mut env = hook_env.to_vec();
@@ -230,6 +236,7 @@ pub fn run_locked(
         }
     }
     let mut report = stored?;
+    remember_stored(state, &dests, lines, &report, &mut warnings);
     // After the pipeline, not before: reading sidecars leaves OpenDAL's read buffers allocated,
     // and the backup's peak memory should not carry them (+11 MiB measured).
     let now = SystemTime::now();
@@ -260,6 +267,80 @@ pub fn run_locked(
     }
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// Each destination's line of numbered backups before this one (see `catalog::sequence`): its
+/// findings are warnings, and it numbers this backup there. A destination that cannot be
+/// listed gets an unnumbered backup (its store will most likely fail anyway).
+fn watch_lines(
+    settings: &Settings,
+    dests: &[Destination],
+    warnings: &mut Vec<String>,
+) -> Vec<Option<catalog::sequence::Watch>> {
+    let now = SystemTime::now();
+    dests
+        .iter()
+        .map(|dest| {
+            let listing = match catalog::list_at(dest, now) {
+                Ok(listing) => listing,
+                Err(e) => {
+                    warnings.push(format!(
+                        "this backup is not numbered on destination {}: it cannot be listed: {e:#}",
+                        dest.name
+                    ));
+                    return None;
+                }
+            };
+            let (line, notes) = super::watch_line(settings, dest, &listing.backups, now);
+            warnings.extend(notes);
+            if let Some(line) = &line {
+                warnings.extend(line.findings.iter().map(ToString::to_string));
+            }
+            line
+        })
+        .collect()
+}
+
+/// Remember the number this backup took on each destination that stored it, so the next run
+/// (and a listing in between) knows the line went that far.
+fn remember_stored(
+    state: &StateDir,
+    dests: &[Destination],
+    lines: Vec<Option<catalog::sequence::Watch>>,
+    report: &Report,
+    warnings: &mut Vec<String>,
+) {
+    let memory = catalog::sequence::Memory::new(state);
+    let now = jiff::Timestamp::now()
+        .round(jiff::Unit::Second)
+        .ok()
+        .map(|t| t.to_string());
+    for (dest, line) in dests.iter().zip(lines) {
+        let Some(mut line) = line else { continue };
+        let stored = report
+            .destinations
+            .iter()
+            .any(|d| d.ok && d.name == dest.name);
+        if !stored {
+            continue;
+        }
+        let number = line.next.number;
+        line.seen.high = line.seen.high.max(number);
+        line.seen.backups.insert(
+            number,
+            catalog::sequence::SeenBackup {
+                id: report.id.clone(),
+                created: Some(report.created.clone()),
+                last_seen: now.clone(),
+            },
+        );
+        if let Err(e) = memory.remember(&dest.name, dest.namespace.as_deref(), &line.seen) {
+            warnings.push(format!(
+                "backups seen on destination {} are not remembered: {e:#}",
+                dest.name
+            ));
+        }
+    }
 }
 
 /// An error that names its destination once: storage errors already do.
@@ -317,6 +398,7 @@ fn store(
     progress: &dyn Progress,
     tags: &[String],
     state_id: Option<&str>,
+    sequences: &[Option<Sequence>],
 ) -> Result<Report> {
     let created = SystemTime::now();
     let id = catalog::new_id(created);
@@ -327,6 +409,7 @@ fn store(
     progress.set_total(size);
     let (_spool_dir, spool, spool_warning) = crate::storage::spool::open(state, size);
 
+    let mut signing_error = None;
     let (outcomes, built) = std::thread::scope(|scope| {
         let mut fan = FanOut::start(scope, dests, &object, spool);
         let built = build(
@@ -344,23 +427,36 @@ fn store(
             &mut fan,
             progress,
         );
-        // The signature covers the sidecar's exact bytes, and so (through the archive's size
-        // and BLAKE3 in it) every stored byte.
-        let built = built.and_then(|b| {
-            let body = serde_json::to_vec_pretty(&b.0).expect("a sidecar always serialises");
-            let signature = keys
-                .signer
-                .map(|s| s.sign(&body).map(|sig| (catalog::signature_name(&id), sig)))
-                .transpose()?;
-            Ok((b, body, signature))
+        // Each destination's sidecar carries its own place in the line there; the signature
+        // covers each one's exact bytes, and so (through the archive's size and BLAKE3 in it)
+        // every stored byte.
+        let commits = built.as_ref().map_err(|_| ()).and_then(|b| {
+            sequences
+                .iter()
+                .map(|sequence| {
+                    let mut sidecar = b.0.clone();
+                    sidecar.sequence = sequence.clone();
+                    let body =
+                        serde_json::to_vec_pretty(&sidecar).expect("a sidecar always serialises");
+                    let signature = keys
+                        .signer
+                        .map(|s| s.sign(&body).map(|sig| (catalog::signature_name(&id), sig)))
+                        .transpose();
+                    signature.map(|signature| Completion {
+                        sidecar_name: catalog::sidecar_name(&id),
+                        sidecar: body,
+                        signature,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()
+                .map_err(|e| signing_error = Some(e))
         });
-        let commit = built.as_ref().ok().map(|(_, body, signature)| Completion {
-            sidecar_name: catalog::sidecar_name(&id),
-            sidecar: body.clone(),
-            signature: signature.clone(),
-        });
-        (fan.finish(commit), built.map(|(b, _, _)| b))
+        (fan.finish(commits.ok()), built)
     });
+    let built = match signing_error {
+        Some(e) => Err(e),
+        None => built,
+    };
     let (sidecar, skipped, source_bytes, pages) = match built {
         Ok(b) => b,
         Err(e) => {
@@ -555,6 +651,7 @@ fn build(
             recipients: sealer.map(|s| s.public.clone()).unwrap_or_default(),
         },
         manifest: written.manifest,
+        sequence: None,
     };
     Ok((
         sidecar,

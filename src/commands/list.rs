@@ -23,6 +23,9 @@ pub struct Item {
     pub kind: String,
     /// The backup an incremental builds on (null for a full backup).
     pub parent: Option<String>,
+    /// Its number among this host's backups on the destination (null before they were
+    /// numbered); a gap or a decrease is reported as a warning.
+    pub sequence: Option<u64>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
     /// "good", "damaged", "untrusted", "foreign", "future-dated" or "broken-chain": only a good
@@ -143,8 +146,15 @@ pub fn run(settings: &Settings, args: &Options) -> Result<Report> {
     let mut all = Vec::new();
     let mut problems = Vec::new();
     for dest in &dests {
-        let listing = catalog::list(dest)?;
+        let now = std::time::SystemTime::now();
+        let listing = catalog::list_at(dest, now)?;
         problems.extend(listing.problems.iter().map(|p| p.to_string()));
+        let (line, notes) = super::watch_line(settings, dest, &listing.backups, now);
+        problems.extend(notes);
+        problems.extend(
+            line.iter()
+                .flat_map(|l| l.findings.iter().map(|f| f.to_string())),
+        );
         problems.extend(catalog::mixed_identities(&listing.backups));
         all.extend(listing.backups);
         let holder = super::lock_holder_since(settings);
@@ -174,6 +184,7 @@ pub fn run(settings: &Settings, args: &Options) -> Result<Report> {
             encrypted: b.sidecar.archive.encryption != "none",
             kind: b.sidecar.manifest.kind.clone(),
             parent: b.sidecar.manifest.parent.clone(),
+            sequence: b.sidecar.sequence.as_ref().map(|s| s.number),
             tags: b.sidecar.manifest.tags.clone(),
             standing: b.standing.label(),
             problem: b.refusal().map(|s| s.to_string()),

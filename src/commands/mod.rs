@@ -84,6 +84,62 @@ pub fn open_destination_at(
     )
 }
 
+/// Judge a destination's line of numbered backups from its listing (see `catalog::sequence`)
+/// and remember it in `state_dir`: the findings, the newest number, and what the next backup
+/// there is numbered; with notes when `state_dir` cannot remember. A view of the past
+/// (`--as-of`) is judged against nothing and remembered nowhere: it is not the present line.
+pub fn watch_line(
+    settings: &Settings,
+    dest: &Destination,
+    backups: &[Backup],
+    now: std::time::SystemTime,
+) -> (Option<catalog::sequence::Watch>, Vec<String>) {
+    use catalog::sequence::{watch, Memory, Seen};
+    if dest.seen_at().is_some() {
+        return (None, Vec::new());
+    }
+    let mut notes = Vec::new();
+    let policy = settings
+        .destinations
+        .iter()
+        .find(|c| c.name == dest.name)
+        .map(|c| settings.policy_for(c))
+        .unwrap_or_default();
+    // Reading never creates `state_dir`: a host without one judges from the signed facts alone.
+    let state = (settings.state_dir.is_dir())
+        .then(|| crate::state::StateDir::open(&settings.state_dir))
+        .transpose();
+    let state = state.unwrap_or_else(|e| {
+        notes.push(format!(
+            "backups seen on destination {} are not remembered: {e:#}",
+            dest.name
+        ));
+        None
+    });
+    let memory = state.as_ref().map(Memory::new);
+    let ns = dest.namespace.as_deref();
+    let seen = match memory.as_ref().map(|m| m.recall(&dest.name, ns)) {
+        Some(Ok(seen)) => seen,
+        Some(Err(e)) => {
+            notes.push(format!("{e:#}"));
+            Seen::default()
+        }
+        None => Seen::default(),
+    };
+    let line = watch(&dest.name, backups, &seen, &policy, now);
+    if let Some(memory) = &memory {
+        if line.seen != seen {
+            if let Err(e) = memory.remember(&dest.name, ns, &line.seen) {
+                notes.push(format!(
+                    "backups seen on destination {} are not remembered: {e:#}",
+                    dest.name
+                ));
+            }
+        }
+    }
+    (Some(line), notes)
+}
+
 /// When the run holding this host's lock started, if one does (without creating `state_dir`).
 pub fn lock_holder_since(settings: &Settings) -> Option<std::time::SystemTime> {
     if !settings.state_dir.is_dir() {

@@ -5,6 +5,8 @@
 //! size the sidecar gives. A damaged or untrusted backup is shown all the same, clearly marked,
 //! since `show` is how a person looks into one; the exit code (4) is what tells a script.
 
+use std::time::SystemTime;
+
 use anyhow::Result;
 
 use crate::archive::manifest::{DatabaseEntry, Manifest, Stored};
@@ -56,6 +58,16 @@ pub fn run(settings: &Settings, args: &Options) -> Result<Report> {
     let mut copies: Vec<Copy> = Vec::new();
     let mut problems = Vec::new();
     for dest in &dests {
+        // Backups missing from the destination are worth knowing whichever one is shown.
+        let now = SystemTime::now();
+        if let Ok(listing) = catalog::list_at(dest, now) {
+            let (line, more) = super::watch_line(settings, dest, &listing.backups, now);
+            notes.extend(more);
+            notes.extend(
+                line.iter()
+                    .flat_map(|l| l.findings.iter().map(|f| f.to_string())),
+            );
+        }
         let (status, detail) = match look(dest, &id) {
             Look::Unreachable(e) => {
                 notes.push(format!(
@@ -160,6 +172,7 @@ pub fn run(settings: &Settings, args: &Options) -> Result<Report> {
         full: m.full.clone(),
         chain: shown.chain.clone(),
         tags: m.tags.clone(),
+        sequence: b.sidecar.sequence.clone(),
         archive: Archive {
             object: a.object.clone(),
             bytes: a.bytes,

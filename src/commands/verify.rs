@@ -197,7 +197,27 @@ pub fn run(settings: &Settings, args: &Options, progress: &dyn Progress) -> Resu
     if args.all {
         let holder = state.lock_holder_since();
         for dest in &dests {
-            let listing = catalog::list(dest)?;
+            let now = std::time::SystemTime::now();
+            let listing = catalog::list_at(dest, now)?;
+            // Backups deleted out of turn or rolled back cannot be verified, and that is the
+            // worst finding of all: it is one.
+            let (line, more) = super::watch_line(settings, dest, &listing.backups, now);
+            notes.extend(more);
+            for finding in line.iter().flat_map(|l| l.findings.iter()) {
+                let missing = match finding {
+                    catalog::sequence::Finding::RolledBack { missing, .. }
+                    | catalog::sequence::Finding::OutOfTurn { missing, .. } => missing.first(),
+                };
+                let id = missing
+                    .map(|m| m.id.clone().unwrap_or_else(|| format!("#{}", m.sequence)))
+                    .unwrap_or_default();
+                results.push(BackupResult::failed(
+                    &id,
+                    dest,
+                    Exit::Integrity,
+                    finding.to_string(),
+                ));
+            }
             for b in listing.backups {
                 match &b.standing {
                     // Read to find (and name) what is wrong, or that a clock is.

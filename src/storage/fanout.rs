@@ -214,18 +214,20 @@ impl<'scope> FanOut<'scope> {
         Ok(())
     }
 
-    /// Flush the last chunk, commit on every destination, and collect each outcome in order.
-    /// With `sidecar = None` (the archive failed), every upload is aborted.
-    pub fn finish(mut self, commit: Option<Completion>) -> Vec<Uploaded> {
-        let flushed = if commit.is_some() {
+    /// Flush the last chunk, commit on every destination (each with its own sidecar, in the
+    /// destinations' order), and collect each outcome in order. With `commits = None` (the
+    /// archive failed), every upload is aborted.
+    pub fn finish(mut self, commits: Option<Vec<Completion>>) -> Vec<Uploaded> {
+        let flushed = if commits.is_some() {
             self.send()
         } else {
             Ok(())
         };
-        let commit = commit.map(Arc::new);
+        let mut commits = commits.into_iter().flatten().map(Arc::new);
         for lane in &mut self.lanes {
-            if let (Some(tx), Some(done), true) = (lane.tx.take(), &commit, flushed.is_ok()) {
-                tx.send(Msg::Commit(done.clone()));
+            let done = commits.next();
+            if let (Some(tx), Some(done), true) = (lane.tx.take(), done, flushed.is_ok()) {
+                tx.send(Msg::Commit(done));
             }
         }
         self.lanes

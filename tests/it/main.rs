@@ -40,6 +40,7 @@ mod restore_modes;
 mod roles;
 mod roots;
 mod runs;
+mod sequence;
 mod servers;
 mod show;
 mod signals;

@@ -30,6 +30,9 @@ pub struct Report {
     /// is full); null when the chain is broken (`problems` says where).
     pub chain: Option<Vec<String>>,
     pub tags: Vec<String>,
+    /// Its number among this host's backups on the destination shown, and the backup before
+    /// it there (absent in backups from before they were numbered).
+    pub sequence: Option<crate::archive::manifest::Sequence>,
     pub archive: Archive,
     pub signature: Signature,
     /// The destination whose sidecar is shown: the first that holds the backup whole.
@@ -187,6 +190,20 @@ impl CommandReport for Report {
                 ),
             ),
             _ => field("kind", Escaped(&r.kind).to_string()),
+        }
+        if let Some(seq) = &r.sequence {
+            field(
+                "sequence",
+                match &seq.previous {
+                    Some(p) => format!(
+                        "#{} on {}, after {}",
+                        seq.number,
+                        Escaped(&r.shown_from),
+                        Escaped(&p.id)
+                    ),
+                    None => format!("#{} on {}, the first", seq.number, Escaped(&r.shown_from)),
+                },
+            );
         }
         if r.kind == "incremental" {
             field(
