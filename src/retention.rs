@@ -26,6 +26,40 @@ impl Policy {
     pub fn is_empty(&self) -> bool {
         *self == Policy::default()
     }
+
+    /// How far back the policy keeps backups, as a time: each rule keeps on its own, so the
+    /// reach is its longest rule (`keep_daily N` N days, `keep_weekly` 7N, `keep_monthly` 31N,
+    /// `keep_yearly` 366N, `keep_hourly` N hours, `keep_within` itself). `keep_last` counts
+    /// backups, not time, so it has no reach of its own: `counts_only` says it is there.
+    pub fn reach(&self) -> Reach {
+        const HOUR: u64 = 3600;
+        const DAY: u64 = 24 * HOUR;
+        let rules = [
+            (self.keep_hourly, HOUR),
+            (self.keep_daily, DAY),
+            (self.keep_weekly, 7 * DAY),
+            (self.keep_monthly, 31 * DAY),
+            (self.keep_yearly, 366 * DAY),
+        ];
+        let calendar = rules
+            .iter()
+            .filter_map(|(n, unit)| n.map(|n| Duration::from_secs(n as u64 * unit)));
+        Reach {
+            span: calendar
+                .chain(self.keep_within)
+                .max()
+                .unwrap_or(Duration::ZERO),
+            counts_only: self.keep_last.is_some(),
+        }
+    }
+}
+
+/// What [`Policy::reach`] says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reach {
+    pub span: Duration,
+    /// `keep_last` is set: it may keep backups older than `span`, by how many there are.
+    pub counts_only: bool,
 }
 
 /// One backup as the policy sees it. Only good backups are (`catalog::Good`): a damaged,
@@ -430,5 +464,30 @@ mod tests {
         );
         // Within the tolerance a small skew is accepted.
         assert!(decide(&items, &policy, at(T0 - 30)).is_ok());
+    }
+
+    #[test]
+    fn a_policy_reaches_as_far_back_as_its_longest_rule() {
+        let day = Duration::from_secs(86_400);
+        let policy = Policy {
+            keep_within: Some(3 * day),
+            keep_daily: Some(7),
+            keep_weekly: Some(2),
+            ..Default::default()
+        };
+        assert_eq!(policy.reach().span, 14 * day);
+        assert!(!policy.reach().counts_only);
+        let policy = Policy {
+            keep_monthly: Some(2),
+            keep_last: Some(5),
+            ..Default::default()
+        };
+        assert_eq!(policy.reach().span, 62 * day);
+        assert!(policy.reach().counts_only);
+        let hourly = Policy {
+            keep_hourly: Some(48),
+            ..Default::default()
+        };
+        assert_eq!(hourly.reach().span, 2 * day);
     }
 }

@@ -6,6 +6,8 @@
 //!
 //! `check` creates nothing but its probe object: not a destination's folder, not `state_dir`.
 
+mod bucket;
+
 use std::time::Instant;
 
 use anyhow::{bail, Result};
@@ -33,6 +35,9 @@ pub struct Report {
     /// backup host's).
     pub sources: Vec<Probe>,
     pub destinations: Vec<Probe>,
+    /// What each S3 destination's bucket keeps: versions, and for how long they are locked.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub buckets: Vec<bucket::BucketReport>,
     /// More power than the role needs, or less safety than it should have.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
@@ -99,6 +104,12 @@ impl CommandReport for Report {
                 ui.error(&format!("{}: {}", p.name, Escaped(&p.detail)));
             }
         }
+        for b in &report.buckets {
+            lines.push(format!("ok   bucket of {}: {}", b.destination, b.summary));
+            for note in &b.notes {
+                lines.push(format!("note bucket of {}: {}", b.destination, note));
+            }
+        }
         ui.say_all(&lines)?;
         Ok(())
     }
@@ -136,6 +147,7 @@ pub fn run(settings: &Settings, args: &Options) -> Result<Report> {
         _ => settings.sources.iter().map(source).collect(),
     };
     let mut destinations = Vec::new();
+    let mut buckets = Vec::new();
     for cfg in settings.select_destinations(&args.dest)? {
         destinations.push(timed(&cfg.name, || {
             // A missing file:// folder is not made here, even with create = true.
@@ -169,6 +181,12 @@ pub fn run(settings: &Settings, args: &Options) -> Result<Report> {
                 Some(Role::Backup) => probe_backup(&dest, &mut warnings),
                 Some(Role::Restore) => probe_restore(settings, &dest, &mut warnings),
             };
+            // What the bucket keeps matters to the hosts that write and delete, not to restore.
+            if args.role != Some(Role::Restore) {
+                if let Ok(Some(b)) = dest.bucket() {
+                    buckets.push(bucket::report(settings, cfg, &b, &mut warnings));
+                }
+            }
             // The namespace folder (and its tmp/) that opening it made: gone again if empty.
             if let Some(namespace) = made {
                 let _ = std::fs::remove_dir(namespace.join(crate::storage::destination::TMP_DIR));
@@ -187,6 +205,7 @@ pub fn run(settings: &Settings, args: &Options) -> Result<Report> {
         state_dir,
         sources,
         destinations,
+        buckets,
         warnings,
     })
 }

@@ -1,5 +1,7 @@
 //! `litevault prune`: apply the retention policy on each destination.
 
+mod versions;
+
 use std::time::SystemTime;
 
 use anyhow::{Context, Result};
@@ -40,6 +42,12 @@ pub struct DestinationPrune {
     pub failed: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub leftovers_removed: Vec<String>,
+    /// On a bucket that keeps versions: what stays of the deleted backups, and how long.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kept_versions: Option<versions::KeptVersions>,
+    /// Backups an object lock retention keeps against the delete: not failures.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub locked: Vec<versions::Locked>,
 }
 
 impl Report {
@@ -91,6 +99,15 @@ impl Report {
             if let (Some(hint), false) = (r.hint(), d.failed.is_empty()) {
                 ui.hint(&hint);
             }
+            for l in &d.locked {
+                lines.push(format!(
+                    "locked {} on {}: locked until {} by the bucket's object lock; it goes once that date has passed{}",
+                    Escaped(&l.id),
+                    d.name,
+                    l.until.as_deref().unwrap_or("a date the bucket did not say"),
+                    if l.tried { "" } else { " (not tried: the bucket refuses deletes its retention holds)" }
+                ));
+            }
             lines.push(format!(
                 "{}: {} kept, {} {}",
                 d.name,
@@ -102,6 +119,20 @@ impl Report {
                     "deleted"
                 }
             ));
+            if let Some(k) = &d.kept_versions {
+                lines.push(format!(
+                    "{}: the bucket keeps versions, so the {} deleted backup(s) {} as noncurrent versions, still stored and billed until a lifecycle rule expires them ({}){}",
+                    d.name,
+                    d.deleted.len(),
+                    if r.dry_run { "would stay" } else { "stay" },
+                    versions::LIFECYCLE,
+                    match &k.locked_until {
+                        Some(date) if k.estimated => format!("; locked until about {date} by its object lock (the backup's time plus the default retention)"),
+                        Some(date) => format!("; locked until {date} by its object lock"),
+                        None => String::new(),
+                    }
+                ));
+            }
         }
         ui.say_all(&lines)?;
         Ok(())
@@ -260,6 +291,12 @@ pub fn apply(settings: &Settings, dests: &[Destination], dry_run: bool) -> Resul
     for (dest, listing, decisions) in plans {
         let mut deleted = Vec::new();
         let mut failed = Vec::new();
+        let mut locked = Vec::new();
+        let mut watch = decisions
+            .iter()
+            .any(|d| !d.keep)
+            .then(|| versions::Watch::new(dest))
+            .flatten();
         // Newest first, so a run cut short never leaves an incremental without its parent.
         for decision in decisions.iter().filter(|d| !d.keep) {
             let backup = listing
@@ -276,9 +313,28 @@ pub fn apply(settings: &Settings, dests: &[Destination], dry_run: bool) -> Resul
                 deleted.push(decision.id.clone());
                 continue;
             }
+            let until = match watch.as_mut().map(|w| w.before(&good)) {
+                Some(versions::Step::Skip(held)) => {
+                    locked.push(held);
+                    continue;
+                }
+                Some(versions::Step::Delete { until }) => until,
+                None => None,
+            };
             match catalog::delete(dest, good) {
-                Ok(()) => deleted.push(decision.id.clone()),
-                Err(e) => failed.push(format!("{}: {e:#}", decision.id)),
+                Ok(()) => {
+                    deleted.push(decision.id.clone());
+                    if let Some(w) = watch.as_mut() {
+                        w.deleted(until);
+                    }
+                }
+                Err(e) => {
+                    let error = format!("{e:#}");
+                    match watch.as_mut().and_then(|w| w.refused(&good, until, &error)) {
+                        Some(held) => locked.push(held),
+                        None => failed.push(format!("{}: {error}", decision.id)),
+                    }
+                }
             }
         }
         let mut leftovers_removed = Vec::new();
@@ -293,12 +349,15 @@ pub fn apply(settings: &Settings, dests: &[Destination], dry_run: bool) -> Resul
                 Err(e) => failed.push(format!("cleaning leftovers: {e:#}")),
             }
         }
+        let deleted_count = deleted.len();
         report.destinations.push(DestinationPrune {
             name: dest.name.clone(),
             decisions,
             deleted,
             failed,
             leftovers_removed,
+            kept_versions: watch.and_then(|w| w.kept(deleted_count)),
+            locked,
         });
     }
     Ok(report)

@@ -2,6 +2,7 @@
 //! so commands never know which backend they talk to.
 
 pub mod as_of;
+pub mod bucket;
 pub mod cache;
 mod content_md5;
 pub mod credentials;

@@ -748,6 +748,11 @@ fn answer(mut client: TcpStream, head: &str, rest: Vec<u8>, status: u16, n: u64,
         ),
         503 => ("ServiceUnavailable", "Reduce your request rate."),
         429 => ("TooManyRequests", "Too many requests."),
+        // What AWS answers a delete of a version its object lock retention still holds.
+        403 => (
+            "AccessDenied",
+            "Access Denied because object protected by object lock.",
+        ),
         _ => ("InternalError", "Injected by the fault proxy."),
     };
     let reason = match status {
@@ -755,6 +760,7 @@ fn answer(mut client: TcpStream, head: &str, rest: Vec<u8>, status: u16, n: u64,
         502 => "Bad Gateway",
         503 => "Service Unavailable",
         429 => "Too Many Requests",
+        403 => "Forbidden",
         _ => "Error",
     };
     let body = format!(

@@ -40,6 +40,19 @@ fn iam_request(line: &str) -> (String, String, Option<String>) {
             .map(decode)
     };
     if key.is_empty() {
+        // The bucket's own configuration, which `check` and `prune` read.
+        for (sub, action) in [
+            ("versioning", "s3:GetBucketVersioning"),
+            ("object-lock", "s3:GetBucketObjectLockConfiguration"),
+        ] {
+            if method == "GET"
+                && query
+                    .split('&')
+                    .any(|kv| kv == sub || kv == format!("{sub}="))
+            {
+                return (action.to_string(), format!("arn:aws:s3:::{bucket}"), None);
+            }
+        }
         let action = match method {
             "GET" | "HEAD" => "s3:ListBucket",
             "POST" if query.contains("delete") => "s3:DeleteObject",
@@ -118,9 +131,13 @@ fn allowed(statements: &[Value], request: &(String, String, Option<String>)) -> 
 fn statements(block: &str) -> Vec<Value> {
     let v: Value = serde_json::from_str(block)
         .unwrap_or_else(|e| panic!("the README's policy is not JSON ({e}):\n{block}"));
-    match v.get("Statement") {
-        Some(s) => s.as_array().unwrap().clone(),
-        None => vec![v],
+    if let Some(s) = v.get("Statement") {
+        return s.as_array().unwrap().clone();
+    }
+    match v {
+        // The maintenance block: the statements added to the restore policy.
+        Value::Array(a) => a,
+        v => vec![v],
     }
 }
 
@@ -149,6 +166,15 @@ fn the_iam_policies_allow_every_request_their_roles_make() {
     assert!(!allowed(
         &backup,
         &iam_request("DELETE /backups-bucket/litevault/web-1/x.json HTTP/1.1")
+    ));
+    // Reading the bucket's versioning is its own action, not a listing.
+    assert_eq!(
+        iam_request("GET /backups-bucket?versioning HTTP/1.1").0,
+        "s3:GetBucketVersioning"
+    );
+    assert!(!allowed(
+        &restore,
+        &iam_request("GET /backups-bucket?object-lock HTTP/1.1")
     ));
 
     let mut env = Env::new();
