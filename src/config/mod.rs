@@ -58,6 +58,7 @@ struct RawConfig {
 struct RawIncremental {
     full_every: Option<String>,
     max_chain: Option<u32>,
+    max_chain_size: Option<String>,
 }
 
 /// `[incremental]`: when a backup may store only the pages changed since its parent.
@@ -67,6 +68,10 @@ pub struct Incremental {
     pub full_every: Duration,
     /// At most this many incrementals on one full backup.
     pub max_chain: u32,
+    /// The incrementals of one chain together store at most this share (percent) of their
+    /// full backup's stored bytes: a restore reads the whole chain, so this bounds what
+    /// restoring the newest costs against restoring a full backup.
+    pub max_chain_size: u32,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -475,6 +480,10 @@ fn validate(raw: RawConfig, path: &Path, paths: &Paths) -> Result<Settings> {
     })
 }
 
+/// `[incremental] max_chain_size` by default, in percent: measured so that restoring the
+/// newest backup of a chain costs at most 1.25x restoring a full one (BENCHMARKS.md).
+pub const DEFAULT_MAX_CHAIN_SIZE: u32 = 50;
+
 fn incremental(raw: RawIncremental) -> std::result::Result<Incremental, (String, String)> {
     let full_every = match &raw.full_every {
         None => Duration::from_secs(7 * 86400),
@@ -498,9 +507,26 @@ fn incremental(raw: RawIncremental) -> std::result::Result<Incremental, (String,
             ),
         ));
     }
+    let max_chain_size = match &raw.max_chain_size {
+        None => DEFAULT_MAX_CHAIN_SIZE,
+        Some(text) => text
+            .trim()
+            .strip_suffix('%')
+            .and_then(|n| n.trim().parse::<u32>().ok())
+            .filter(|n| (1..=10_000).contains(n))
+            .ok_or_else(|| {
+                (
+                    "incremental.max_chain_size".to_string(),
+                    format!(
+                        "is {text:?}; write a share of the full backup such as \"{DEFAULT_MAX_CHAIN_SIZE}%\" (the chain's incrementals together store at most that much)"
+                    ),
+                )
+            })?,
+    };
     Ok(Incremental {
         full_every,
         max_chain,
+        max_chain_size,
     })
 }
 

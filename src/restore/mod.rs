@@ -25,7 +25,7 @@ use crate::catalog::Backup;
 use crate::config::Settings;
 use crate::progress::Progress;
 
-pub use unpack::unpack_checked;
+pub use unpack::{unpack_chain_checked, unpack_checked};
 
 /// What to restore, from where, and where to.
 pub struct Options {

@@ -53,6 +53,7 @@ pub fn rebuild(
     pragma: &str,
     durable: bool,
     progress: &dyn crate::progress::Progress,
+    on_link: &mut dyn FnMut(&Backup),
 ) -> Result<Vec<String>> {
     let last = chain.len() - 1;
     let target = &chain[last];
@@ -92,6 +93,7 @@ pub fn rebuild(
         extract(stored, &link.sidecar, opener, into, progress, &mut entries)
             .and_then(|()| settle(&mut rebuilt, link, k, into, last))
             .with_context(context)?;
+        on_link(link);
     }
 
     // The backup itself: its own files and whole databases through the usual workers, its

@@ -38,7 +38,16 @@ pub fn unpack_checked(
     }
     if backup.sidecar.manifest.is_incremental() {
         let chain = crate::catalog::chains::resolve(dest, backup)?;
-        return super::rebuild::rebuild(dest, &chain, opener, into, pragma, durable, progress);
+        return super::rebuild::rebuild(
+            dest,
+            &chain,
+            opener,
+            into,
+            pragma,
+            durable,
+            progress,
+            &mut |_| {},
+        );
     }
     let stored = dest.reader(&backup.sidecar.archive.object)?;
     progress.phase(
@@ -97,4 +106,23 @@ pub fn unpack_checked(
         checked.push(db.source.clone());
     }
     Ok(checked)
+}
+
+/// [`unpack_checked`] of an incremental's `chain` (full first) that also vouches for every link under it:
+/// `on_link` is called with each link once it has been read whole and every check on it has
+/// passed (its stored bytes, every entry's BLAKE3, its page deltas, and each database's hash
+/// before and after it). Each link's databases then are, byte for byte, the snapshots that
+/// were checked when that backup was taken, so `verify --all` reads each archive of a chain
+/// once instead of rebuilding the chain again for every link.
+#[allow(clippy::too_many_arguments)]
+pub fn unpack_chain_checked(
+    dest: &Destination,
+    chain: &[Backup],
+    opener: Option<&crate::crypto::Opener>,
+    into: &Path,
+    pragma: &str,
+    progress: &dyn crate::progress::Progress,
+    on_link: &mut dyn FnMut(&Backup),
+) -> Result<Vec<String>> {
+    super::rebuild::rebuild(dest, chain, opener, into, pragma, false, progress, on_link)
 }

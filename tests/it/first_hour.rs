@@ -558,13 +558,19 @@ fn an_archive_without_its_sidecar_is_warned_about_once_by_a_pruning_backup() {
     let r = env.run(&["--quiet", "backup"]);
     // Stored; the prune after it leaves the archive for a person, which is a finding.
     r.code(4);
-    let about: Vec<&str> = r.stderr.lines().filter(|l| l.contains(&id)).collect();
+    let about: Vec<&str> = r
+        .stderr
+        .lines()
+        .filter(|l| l.contains(&id) && !l.contains("rolled back"))
+        .collect();
     assert_eq!(about.len(), 1, "{}", r.stderr);
     assert!(
         about[0].starts_with("warning: archive ") && about[0].contains("has no sidecar"),
         "{}",
         r.stderr
     );
+    // Without its sidecar the backup is gone from the line, and that is said too.
+    r.stderr_has(&format!("#1 {id} (last seen "));
 }
 
 /// `litevault ARGS` on a pseudo-terminal (`script`), as a person at a shell runs it: what the

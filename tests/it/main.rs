@@ -49,4 +49,5 @@ mod state_dir;
 mod stats;
 mod tmpfs;
 mod trust;
+mod verify_all;
 mod verify_keys;
