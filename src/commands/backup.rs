@@ -451,8 +451,10 @@ fn store(
                 .collect::<Result<Vec<_>>>()
                 .map_err(|e| signing_error = Some(e))
         });
-        (fan.finish(commits.ok()), built)
+        let (uploaded, spilled) = fan.finish(commits.ok());
+        (uploaded, (built, spilled))
     });
+    let (built, spooled_bytes) = built;
     let built = match signing_error {
         Some(e) => Err(e),
         None => built,
@@ -555,6 +557,7 @@ fn store(
         databases: sidecar.manifest.databases.len(),
         source_bytes,
         stored_bytes: sidecar.archive.bytes,
+        spooled_bytes,
         compression,
         encrypted: sealer.is_some(),
         signed: keys.signer.is_some(),

@@ -3,14 +3,17 @@
 //! The archive is built once; each destination gets its own upload thread, and a failed one is
 //! dropped while the others go on.
 //!
-//! With a spool (the default), every chunk is first written to a file in `state_dir/tmp`, and
-//! each upload thread reads it from there at its own pace: the pipeline never waits for a
-//! destination, so the snapshots' read transactions last as long as reading, checking,
-//! compressing and encrypting take on this host, and no longer. A slow destination then costs
-//! the server's writers nothing (a rollback-journal database's writers would otherwise wait on
-//! our shared lock for the whole upload, and a WAL database could not checkpoint past it); it
-//! only makes the upload finish after the snapshots have closed. Memory stays one chunk per
-//! upload; disk is at most the archive's size, removed when the run ends.
+//! With a spool (the default), the pipeline never waits for a destination: each chunk goes to
+//! each upload in memory while that upload has taken all but [`IN_MEMORY`] bytes of what was
+//! sent to it, and otherwise to a file in `state_dir/tmp` (once, whichever uploads need it),
+//! which that upload reads back at its own pace. So the snapshots' read transactions last as
+//! long as reading, checking, compressing and encrypting take on this host, and no longer. A
+//! slow destination then costs the server's writers nothing (a rollback-journal database's
+//! writers would otherwise wait on our shared lock for the whole upload, and a WAL database
+//! could not checkpoint past it); it only makes the upload finish after the snapshots have
+//! closed. A destination that keeps up (a local disk) costs no spool write at all: each byte is
+//! written once. Memory stays [`IN_MEMORY`] per upload; disk at most the archive's size, only
+//! for what some upload fell behind on, removed when the run ends.
 //!
 //! Without a spool (no room for it in `state_dir`), chunks go through a bounded channel
 //! straight to the uploads, and a slow destination slows the pipeline (backpressure).
@@ -18,6 +21,7 @@
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, sync_channel, Sender, SyncSender};
 use std::sync::Arc;
 use std::thread::{self, ScopedJoinHandle};
@@ -29,6 +33,9 @@ use super::destination::Destination;
 
 const CHUNK: usize = 1 << 20;
 const DEPTH: usize = 4;
+/// With a spool: how far (in bytes sent but not yet taken) an upload may fall behind in memory
+/// before the next chunks go to it through the spool file instead.
+pub const IN_MEMORY: usize = 8 * CHUNK;
 
 enum Msg {
     Data(Bytes),
@@ -79,11 +86,16 @@ pub struct FanOut<'scope> {
     buf: BytesMut,
     lanes: Vec<Lane<'scope>>,
     spool: Option<Arc<File>>,
-    spooled: u64,
+    /// Bytes of the archive sent so far: the next chunk's offset (in the spool, when it goes
+    /// there).
+    sent: u64,
+    /// Bytes written to the spool, because an upload fell behind.
+    spilled: u64,
 }
 
-/// A spool's messages are tiny (an offset and a length), so its channel needs no bound; without
-/// a spool, the bound is the backpressure.
+/// With a spool a lane's channel needs no bound: what it holds in memory is bounded by
+/// [`IN_MEMORY`], the rest are offsets into the spool. Without one, the bound is the
+/// backpressure.
 enum LaneTx {
     Bounded(SyncSender<Msg>),
     Spooled(Sender<Msg>),
@@ -100,6 +112,8 @@ impl LaneTx {
 
 struct Lane<'scope> {
     tx: Option<LaneTx>,
+    /// Bytes sent to this upload in memory that it has not yet taken.
+    behind: Arc<AtomicUsize>,
     handle: ScopedJoinHandle<'scope, Uploaded>,
 }
 
@@ -128,13 +142,19 @@ impl<'scope> FanOut<'scope> {
                 };
                 let object = object.to_string();
                 let spool = spool.clone();
+                let behind = Arc::new(AtomicUsize::new(0));
+                let taken = behind.clone();
                 let handle = scope.spawn(move || -> Uploaded {
                     let mut upload = dest.upload_new(&object)?;
                     for msg in rx {
                         // A stop asked for mid-upload: dropping the upload aborts it.
                         crate::interrupt::check()?;
                         match msg {
-                            Msg::Data(chunk) => upload.write(chunk)?,
+                            Msg::Data(chunk) => {
+                                let len = chunk.len();
+                                upload.write(chunk)?;
+                                taken.fetch_sub(len, Ordering::AcqRel);
+                            }
                             Msg::Spooled { offset, len } => {
                                 let mut chunk = BytesMut::zeroed(len);
                                 spool
@@ -163,6 +183,7 @@ impl<'scope> FanOut<'scope> {
                 });
                 Lane {
                     tx: Some(tx),
+                    behind,
                     handle,
                 }
             })
@@ -171,7 +192,8 @@ impl<'scope> FanOut<'scope> {
             buf: BytesMut::with_capacity(CHUNK),
             lanes,
             spool,
-            spooled: 0,
+            sent: 0,
+            spilled: 0,
         }
     }
 
@@ -181,31 +203,41 @@ impl<'scope> FanOut<'scope> {
         }
         let chunk = self.buf.split().freeze();
         self.buf.reserve(CHUNK);
-        let offset = self.spooled;
-        if let Some(spool) = &self.spool {
-            spool.write_all_at(&chunk, offset).map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!("spooling the archive to state_dir/tmp: {e}"),
-                )
-            })?;
-            self.spooled += chunk.len() as u64;
-        }
+        let offset = self.sent;
+        self.sent += chunk.len() as u64;
+        let mut in_spool = false;
         let mut alive = 0;
         for lane in &mut self.lanes {
-            if let Some(tx) = &lane.tx {
-                let msg = match self.spool {
-                    Some(_) => Msg::Spooled {
+            let Some(tx) = &lane.tx else { continue };
+            let msg = match &self.spool {
+                None => Msg::Data(chunk.clone()),
+                Some(_) if lane.behind.load(Ordering::Acquire) + chunk.len() <= IN_MEMORY => {
+                    lane.behind.fetch_add(chunk.len(), Ordering::AcqRel);
+                    Msg::Data(chunk.clone())
+                }
+                Some(spool) => {
+                    // This upload fell behind: it reads this chunk back from the file, written
+                    // once however many uploads need it.
+                    if !in_spool {
+                        spool.write_all_at(&chunk, offset).map_err(|e| {
+                            io::Error::new(
+                                e.kind(),
+                                format!("spooling the archive to state_dir/tmp: {e}"),
+                            )
+                        })?;
+                        self.spilled += chunk.len() as u64;
+                        in_spool = true;
+                    }
+                    Msg::Spooled {
                         offset,
                         len: chunk.len(),
-                    },
-                    None => Msg::Data(chunk.clone()),
-                };
-                if tx.send(msg) {
-                    alive += 1;
-                } else {
-                    lane.tx = None; // that upload failed; its thread holds the reason
+                    }
                 }
+            };
+            if tx.send(msg) {
+                alive += 1;
+            } else {
+                lane.tx = None; // that upload failed; its thread holds the reason
             }
         }
         if alive == 0 {
@@ -217,7 +249,8 @@ impl<'scope> FanOut<'scope> {
     /// Flush the last chunk, commit on every destination (each with its own sidecar, in the
     /// destinations' order), and collect each outcome in order. With `commits = None` (the
     /// archive failed), every upload is aborted.
-    pub fn finish(mut self, commits: Option<Vec<Completion>>) -> Vec<Uploaded> {
+    /// Also the bytes that went through the spool (0 when every upload kept up).
+    pub fn finish(mut self, commits: Option<Vec<Completion>>) -> (Vec<Uploaded>, u64) {
         let flushed = if commits.is_some() {
             self.send()
         } else {
@@ -230,14 +263,16 @@ impl<'scope> FanOut<'scope> {
                 tx.send(Msg::Commit(done));
             }
         }
-        self.lanes
+        let uploaded = self
+            .lanes
             .into_iter()
             .map(|lane| {
                 lane.handle
                     .join()
                     .unwrap_or_else(|_| Err(anyhow!("upload thread panicked")))
             })
-            .collect()
+            .collect();
+        (uploaded, self.spilled)
     }
 }
 

@@ -139,3 +139,46 @@ fn without_room_in_state_dir_the_archive_streams_and_says_so() {
         std::fs::read(&db).unwrap()
     );
 }
+
+#[test]
+fn only_what_a_slow_destination_has_not_taken_goes_through_the_spool() {
+    let (mut env, _db) = slow_env("WAL", 30, "5MiB");
+    // Alone, a local destination keeps up: the archive is written once, to it.
+    env.destinations = vec![dest("fast", "file://__ROOT__/backups")];
+    let r = env.run(&["--json", "backup"]);
+    r.ok();
+    let v = r.json();
+    let stored = v["stored_bytes"].as_u64().unwrap();
+    let spooled = v["spooled_bytes"].as_u64().unwrap();
+    assert!(stored > 30 << 20, "{v:#}");
+    assert!(
+        spooled <= stored / 2,
+        "a destination that keeps up should take most of the archive from memory: {spooled} of {stored} spooled"
+    );
+
+    // Beside one at 5 MiB/s: what the slow one fell behind on is spooled (once), and the fast
+    // one still gets everything.
+    std::fs::create_dir_all(env.path("slow")).unwrap();
+    env.destinations.push(format!(
+        "{}bandwidth_limit = \"5MiB\"\n",
+        dest("slow", "file://__ROOT__/slow")
+    ));
+    let r = env.run(&["--json", "backup"]);
+    r.ok();
+    let v = r.json();
+    let stored = v["stored_bytes"].as_u64().unwrap();
+    let spooled = v["spooled_bytes"].as_u64().unwrap();
+    assert!(
+        spooled > 10 << 20 && spooled <= stored,
+        "the slow destination's share goes through the spool, at most once: {spooled} of {stored}"
+    );
+    assert!(v["destinations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|d| d["ok"] == true && d["bytes"].as_u64() == Some(stored)));
+    assert!(
+        spool_dirs(&env.state()).is_empty(),
+        "the spool was left behind"
+    );
+}

@@ -21,6 +21,9 @@ pub struct Report {
     pub source_bytes: u64,
     /// Bytes stored (after compression and encryption).
     pub stored_bytes: u64,
+    /// Bytes written to the spool in `state_dir` because a destination fell behind (0 when
+    /// every destination kept up: each byte was then written once).
+    pub spooled_bytes: u64,
     /// "full" or "incremental".
     pub kind: String,
     /// The backup an incremental builds on.
