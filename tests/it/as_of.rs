@@ -134,6 +134,15 @@ fn after_an_attack_the_bucket_as_it_was_gives_back_the_genuine_backups() {
     assert_eq!(standing(&genuine[2]), None, "{now:#}");
     assert_eq!(standing(&genuine[1]).as_deref(), Some("damaged"), "{now:#}");
     assert_eq!(standing(planted).as_deref(), Some("untrusted"), "{now:#}");
+    // The host saw all five: the deletion is a finding, naming each backup taken away (the
+    // planted one, unsigned, neither fills the line nor raises it).
+    r.stderr_has("the newest backup there is #2, but #5 was seen before");
+    for (k, id) in genuine.iter().enumerate().skip(2) {
+        r.stderr_has(&format!("#{} {id} (last seen ", k + 1));
+    }
+    env.run(&["verify", "--all", "--dest", "locked"])
+        .code(4)
+        .stderr_has("rolled back");
 
     // As it was: exactly the genuine five, and they verify.
     assert_eq!(
