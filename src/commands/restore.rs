@@ -90,7 +90,14 @@ impl CommandReport for Report {
             plural(r.restored.len(), "source"),
             ui::bytes(r.bytes),
             plural(r.databases_checked.len(), "database"),
-            r.check
+            if r.check_implied {
+                format!(
+                    "{} (as signed: each is byte for byte a snapshot that passed it when backed up)",
+                    r.check
+                )
+            } else {
+                r.check.clone()
+            }
         ));
         for c in &r.after_checks {
             if c.ok {

@@ -304,6 +304,7 @@ pub fn run(settings: &Settings, args: &Options, progress: &dyn Progress) -> Resu
                 "integrity_check",
                 false,
                 progress,
+                crate::restore::Checks::All,
             )?;
             if args.restore_test {
                 drill = restore_test(&backup, &scratch.path)?;

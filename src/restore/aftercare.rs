@@ -28,6 +28,22 @@ pub(super) struct ToAftercare<'a, 'scope, 'm> {
     pub into: &'a Path,
     pub databases: &'m [crate::archive::manifest::DatabaseEntry],
     pub durable: bool,
+    /// A trusted key signed the backup: a database whose snapshot passed the pool's check when
+    /// it was taken is not checked again (see [`implied`]).
+    pub vouched: bool,
+}
+
+/// Whether `pragma` on a restored database is implied, for a backup a trusted key signed, by
+/// the check its snapshot passed when it was taken. The restored bytes have that snapshot's
+/// BLAKE3 (every entry is checked against the signed manifest before it reaches the workers, and
+/// a rebuilt database against the hash its link records), a snapshot is checked in the same read
+/// transaction it is read in, and a backup whose check failed is never stored: so the restored
+/// file is, byte for byte, a database that passed that check, and running it again tells
+/// nothing new. `integrity_check` covers `quick_check`, not the other way round. Without a
+/// trusted signature the hashes could have been written by whoever wrote the archive, so the
+/// check runs.
+pub(super) fn implied(vouched: bool, passed: crate::config::Check, pragma: &str) -> bool {
+    vouched && (passed == crate::config::Check::Integrity || pragma == "quick_check")
 }
 
 impl<'scope, 'm: 'scope> crate::archive::reader::Entries for ToAftercare<'_, 'scope, 'm> {
@@ -36,13 +52,22 @@ impl<'scope, 'm: 'scope> crate::archive::reader::Entries for ToAftercare<'_, 'sc
             return Ok(());
         }
         let db = self.databases.iter().position(|d| d.path == path);
-        if !self.durable && db.is_none() {
+        let vouched = self.vouched;
+        let pragma = self.pool.pragma;
+        let db = db
+            .map(|i| (i, &self.databases[i]))
+            .map(|(i, d)| (i, d, !implied(vouched, d.check, pragma)));
+        if !self.durable && !db.is_some_and(|(_, _, check)| check) {
+            if let Some((i, _, _)) = db {
+                // Implied: a verdict without a check, so the database is still reported.
+                self.pool.passed(i);
+            }
             return Ok(());
         }
         self.pool.add(Unpacked {
             path: self.into.join(path),
             size,
-            db: db.map(|i| (i, &self.databases[i])),
+            db,
         })
     }
 }
@@ -64,7 +89,8 @@ const BATCH_BYTES: u64 = 8 << 20;
 pub(super) struct Unpacked<'m> {
     path: std::path::PathBuf,
     size: u64,
-    db: Option<(usize, &'m crate::archive::manifest::DatabaseEntry)>,
+    /// A database: its manifest index, its entry, and whether to run the check on it.
+    db: Option<(usize, &'m crate::archive::manifest::DatabaseEntry, bool)>,
 }
 
 /// What the workers found: the first error (sync or check), and each database's problems by its
@@ -114,9 +140,20 @@ pub(super) struct Aftercare<'scope, 'm> {
     shared: std::sync::Arc<AftercareShared>,
     batch: Vec<Unpacked<'m>>,
     batch_bytes: u64,
+    /// What each database is checked with.
+    pub(super) pragma: &'scope str,
 }
 
 impl<'scope, 'm: 'scope> Aftercare<'scope, 'm> {
+    /// A database whose check is implied (see [`implied`]) passes without being opened.
+    pub(super) fn passed(&self, index: usize) {
+        self.shared
+            .verdicts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((index, Vec::new()));
+    }
+
     pub(super) fn start<'env>(
         scope: &'scope std::thread::Scope<'scope, 'env>,
         pragma: &'scope str,
@@ -150,6 +187,7 @@ impl<'scope, 'm: 'scope> Aftercare<'scope, 'm> {
             shared,
             batch: Vec::with_capacity(BATCH_FILES),
             batch_bytes: 0,
+            pragma,
         }
     }
 
@@ -214,7 +252,15 @@ fn aftercare_one(file: Unpacked<'_>, pragma: &str, durable: bool, shared: &After
             return;
         }
     }
-    if let Some((index, db)) = file.db {
+    if let Some((index, _, false)) = file.db {
+        shared
+            .verdicts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((index, Vec::new()));
+        return;
+    }
+    if let Some((index, db, true)) = file.db {
         match crate::source::sqlite::check_file(&file.path, pragma)
             .with_context(|| format!("database {} ({})", db.source, file.path.display()))
         {
@@ -272,7 +318,7 @@ mod tests {
         let file = |path: &Path, db: Option<usize>| Unpacked {
             path: path.to_path_buf(),
             size: 1,
-            db: db.map(|i| (i, &dbs[i])),
+            db: db.map(|i| (i, &dbs[i], true)),
         };
         let outcome = std::thread::scope(|scope| {
             let mut pool = Aftercare::start(scope, "quick_check", true);

@@ -102,6 +102,7 @@ pub(super) fn run(
         pragma,
         true,
         progress,
+        super::Checks::UnlessSigned,
     )
     .map_err(|e| {
         if !crate::exit::local_trouble(&e) {
@@ -162,6 +163,13 @@ pub(super) fn run(
             .filter(|d| sources.contains(d))
             .collect(),
         check: pragma.to_string(),
+        check_implied: matches!(backup.trust, crate::trust::Verdict::Trusted(_))
+            && backup
+                .sidecar
+                .manifest
+                .databases
+                .iter()
+                .all(|d| super::aftercare::implied(true, d.check, pragma)),
         bytes: selected_size(&backup.sidecar.manifest, &sources),
         removed_stale,
         notes,

@@ -59,6 +59,7 @@ pub(super) fn run(
         "integrity_check",
         false,
         progress,
+        super::Checks::All,
     )?;
     check_space(settings, &targets, choices.safety_backup)?;
 

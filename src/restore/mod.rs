@@ -25,7 +25,7 @@ use crate::catalog::Backup;
 use crate::config::Settings;
 use crate::progress::Progress;
 
-pub use unpack::{unpack_chain_checked, unpack_checked};
+pub use unpack::{unpack_chain_checked, unpack_checked, Checks};
 
 /// What to restore, from where, and where to.
 pub struct Options {
@@ -77,6 +77,10 @@ pub struct Report {
     /// The backup of the state that was replaced (in-place only): restore it to undo.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub safety_backup: Option<String>,
+    /// The check was not run again: a trusted key signed the backup, and each database's
+    /// snapshot passed it (or `integrity_check`) when it was taken (see `aftercare::implied`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub check_implied: bool,
     /// Each database opened and checked again where it now lives (in-place only).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub after_checks: Vec<AfterCheck>,

@@ -11,8 +11,25 @@ use super::aftercare::{check_label, Aftercare, StoppedByAftercare, ToAftercare};
 use crate::catalog::{Backup, Standing};
 use crate::storage::Destination;
 
+/// Which databases a restore checks again after unpacking them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checks {
+    /// Every one (`verify`, and an in-place restore, which replaces live data).
+    All,
+    /// Those whose check is not implied by a trusted signature over the snapshot that passed it
+    /// (see `aftercare::implied`): a restore into a folder.
+    UnlessSigned,
+}
+
+impl Checks {
+    fn vouched(self, backup: &Backup) -> bool {
+        self == Checks::UnlessSigned && matches!(backup.trust, crate::trust::Verdict::Trusted(_))
+    }
+}
+
 /// Download `backup`, unpack it into `into` (an empty private folder) with every check, then run
 /// `pragma` (quick_check or integrity_check) on each database. Returns the databases checked.
+#[allow(clippy::too_many_arguments)]
 pub fn unpack_checked(
     dest: &Destination,
     backup: &Backup,
@@ -21,8 +38,10 @@ pub fn unpack_checked(
     pragma: &str,
     durable: bool,
     progress: &dyn crate::progress::Progress,
+    checks: Checks,
 ) -> Result<Vec<String>> {
     use anyhow::Context;
+    let vouched = checks.vouched(backup);
     // A foreign or future-dated backup is unpacked when named by its id (the caller warns);
     // damage and distrust never are.
     if let s @ (Standing::Damaged(_) | Standing::Untrusted(_) | Standing::BrokenChain(_)) =
@@ -46,6 +65,7 @@ pub fn unpack_checked(
             pragma,
             durable,
             progress,
+            vouched,
             &mut |_| {},
         );
     }
@@ -65,6 +85,7 @@ pub fn unpack_checked(
             into,
             databases,
             durable,
+            vouched,
         };
         let extracted = crate::archive::reader::extract(
             stored,
@@ -124,5 +145,7 @@ pub fn unpack_chain_checked(
     progress: &dyn crate::progress::Progress,
     on_link: &mut dyn FnMut(&Backup),
 ) -> Result<Vec<String>> {
-    super::rebuild::rebuild(dest, chain, opener, into, pragma, false, progress, on_link)
+    super::rebuild::rebuild(
+        dest, chain, opener, into, pragma, false, progress, false, on_link,
+    )
 }

@@ -36,6 +36,7 @@ mod readme;
 mod rekey;
 
 mod remote;
+mod restore_checks;
 mod restore_modes;
 mod roles;
 mod roots;
