@@ -11,18 +11,10 @@ use super::aftercare::{check_label, Aftercare, StoppedByAftercare, ToAftercare};
 use crate::catalog::{Backup, Standing};
 use crate::storage::Destination;
 
-/// Download `backup`, unpack it into `into` (an empty private folder) with every check, then run
-/// `pragma` (quick_check or integrity_check) on each database. Returns the databases checked.
-pub fn unpack_checked(
-    dest: &Destination,
-    backup: &Backup,
-    opener: Option<&crate::crypto::Opener>,
-    into: &Path,
-    pragma: &str,
-    durable: bool,
-    progress: &dyn crate::progress::Progress,
-) -> Result<Vec<String>> {
-    use anyhow::Context;
+/// The backups that restoring `backup` reads, its full backup first (just `backup` when it is
+/// full); refused when it or a link is damaged, untrusted or its chain broken. Sidecars and
+/// the listing only: what the dry run shows and the unpacking then reads.
+pub(super) fn chain_for(dest: &Destination, backup: &Backup) -> Result<Vec<Backup>> {
     // A foreign or future-dated backup is unpacked when named by its id (the caller warns);
     // damage and distrust never are.
     if let s @ (Standing::Damaged(_) | Standing::Untrusted(_) | Standing::BrokenChain(_)) =
@@ -36,8 +28,23 @@ pub fn unpack_checked(
             .hint(s.hint()),
         ));
     }
+    crate::catalog::chains::resolve(dest, backup)
+}
+
+/// Download `backup`, unpack it into `into` (an empty private folder) with every check, then run
+/// `pragma` (quick_check or integrity_check) on each database. Returns the databases checked.
+pub fn unpack_checked(
+    dest: &Destination,
+    backup: &Backup,
+    opener: Option<&crate::crypto::Opener>,
+    into: &Path,
+    pragma: &str,
+    durable: bool,
+    progress: &dyn crate::progress::Progress,
+) -> Result<Vec<String>> {
+    use anyhow::Context;
+    let chain = chain_for(dest, backup)?;
     if backup.sidecar.manifest.is_incremental() {
-        let chain = crate::catalog::chains::resolve(dest, backup)?;
         return super::rebuild::rebuild(dest, &chain, opener, into, pragma, durable, progress);
     }
     let stored = dest.reader(&backup.sidecar.archive.object)?;
