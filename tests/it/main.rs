@@ -37,6 +37,7 @@ mod rekey;
 
 mod remote;
 mod restore_modes;
+mod restore_plan;
 mod roles;
 mod roots;
 mod runs;
