@@ -224,12 +224,16 @@ fn find_noted<'d>(
     for dest in dests {
         if id == "latest" {
             let found = catalog::Listed::take(dest).map(|listed| {
-                if let Some((o, t)) = at.and_then(|_| listed.oldest()) {
-                    if oldest.as_ref().is_none_or(|(_, cur)| t < *cur) {
-                        oldest = Some((o, t));
+                let (found, over) = catalog::latest_at(&listed, at);
+                // Read only when nothing here is at or before `at`.
+                if let (Some(_), None, true) = (at, &found, over.is_empty()) {
+                    if let Some((o, t)) = listed.oldest() {
+                        if oldest.as_ref().is_none_or(|(_, cur)| t < *cur) {
+                            oldest = Some((o, t));
+                        }
                     }
                 }
-                catalog::latest_at(&listed, at)
+                (found, over)
             });
             match found {
                 Ok((found, over)) => {
@@ -311,6 +315,7 @@ fn find_noted<'d>(
         return Ok((dest, b, notes));
     }
     let names: Vec<&str> = dests.iter().map(|d| d.name.as_str()).collect();
+    // Every destination had only newer backups (or none): TIME is before the first.
     if let (Some(at), Some(oldest), true) = (at, &oldest, passed.is_empty()) {
         return Err(before_the_first(at, oldest, &names, &problems));
     }
