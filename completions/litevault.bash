@@ -823,12 +823,16 @@ _litevault() {
             return 0
             ;;
         litevault__subcmd__restore)
-            opts="-d -c -q -h --to --in-place --only --no-safety-backup --force --wait --dest --deep --same-owner --as-of --config --quiet --json --metrics-file --help"
+            opts="-d -c -q -h --at --dry-run --to --in-place --only --no-safety-backup --force --wait --dest --deep --same-owner --as-of --config --quiet --json --metrics-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --at)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --to)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

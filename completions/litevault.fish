@@ -73,13 +73,15 @@ complete -c litevault -n "__fish_litevault_using_subcommand ls" -l all-hosts -d 
 complete -c litevault -n "__fish_litevault_using_subcommand ls" -s q -l quiet -d 'Print nothing on success; errors still go to stderr'
 complete -c litevault -n "__fish_litevault_using_subcommand ls" -l json -d 'Print one JSON document on stdout instead of text'
 complete -c litevault -n "__fish_litevault_using_subcommand ls" -s h -l help -d 'Print help'
+complete -c litevault -n "__fish_litevault_using_subcommand restore" -l at -d 'Restore the newest good backup taken at or before TIME (RFC 3339, or a duration ago: 2h, 3d) instead of naming one' -r
 complete -c litevault -n "__fish_litevault_using_subcommand restore" -l to -d 'Folder to restore into; each source becomes DIR/<source name>' -r -F
 complete -c litevault -n "__fish_litevault_using_subcommand restore" -l only -d 'Restore only this source (repeat for several) [default: all in the backup]' -r
 complete -c litevault -n "__fish_litevault_using_subcommand restore" -l wait -d 'With --in-place: if another run holds the lock, wait this long for it' -r
 complete -c litevault -n "__fish_litevault_using_subcommand restore" -s d -l dest -d 'Destination to restore from [default: the first that holds the backup]' -r
-complete -c litevault -n "__fish_litevault_using_subcommand restore" -l as-of -d 'See the destinations as they were at TIME (RFC 3339, or a duration ago: 2h, 3d): backups deleted or overwritten since come back from the bucket\'s versions (S3 with versioning)' -r
+complete -c litevault -n "__fish_litevault_using_subcommand restore" -l as-of -d 'See the destinations as they were at TIME (RFC 3339, or a duration ago: 2h, 3d): backups deleted or overwritten since come back from the bucket\'s versions (S3 with versioning). Not --at: --as-of is the bucket\'s past, --at the backup chosen within it' -r
 complete -c litevault -n "__fish_litevault_using_subcommand restore" -s c -l config -d 'Configuration file [default: $LITEVAULT_CONFIG, else /etc/litevault/litevault.toml]' -r -F
 complete -c litevault -n "__fish_litevault_using_subcommand restore" -l metrics-file -d 'Write Prometheus metrics here after the run [default: metrics_file in the config]' -r -F
+complete -c litevault -n "__fish_litevault_using_subcommand restore" -l dry-run -d 'Show the plan (the backups read, the bytes downloaded, the space needed, the checks, an estimate of the time) without downloading any archive or changing anything'
 complete -c litevault -n "__fish_litevault_using_subcommand restore" -l in-place -d 'Put each source back at its configured path, on this server (see the README first)'
 complete -c litevault -n "__fish_litevault_using_subcommand restore" -l no-safety-backup -d 'With --in-place: do not back up the current state before replacing it'
 complete -c litevault -n "__fish_litevault_using_subcommand restore" -l force -d 'With --in-place: replace databases even if another process has them open'

@@ -40,6 +40,8 @@ fn dispatch(cli: &Cli, ui: &Ui) -> Result<Exit> {
         Command::Show(a) => run.reads(|s| show::run(s, &a.into())),
         Command::History(a) => run.reads(|s| history::run(s, &a.into())),
         Command::Stats(a) => run.reads(|s| stats::run(s, &a.into())),
+        // A plan changes nothing: not recorded, no hooks, no state_dir made.
+        Command::Restore(a) if a.dry_run => run.reads(|s| restore::plan(s, &a.into())),
         Command::Restore(a) => run.recorded(bar("restore"), |s, p, env| {
             restore::run(s, &a.into(), p, env)
         }),

@@ -173,6 +173,16 @@ pub struct RestoreArgs {
     #[arg(value_name = "ID", default_value = "latest")]
     pub id: String,
 
+    /// Restore the newest good backup taken at or before TIME (RFC 3339, or a duration ago:
+    /// 2h, 3d) instead of naming one
+    #[arg(long, value_name = "TIME", value_parser = parse_time, conflicts_with = "id")]
+    pub at: Option<std::time::SystemTime>,
+
+    /// Show the plan (the backups read, the bytes downloaded, the space needed, the checks, an
+    /// estimate of the time) without downloading any archive or changing anything
+    #[arg(long)]
+    pub dry_run: bool,
+
     /// Folder to restore into; each source becomes DIR/<source name>
     #[arg(
         long,
@@ -216,7 +226,8 @@ pub struct RestoreArgs {
     pub same_owner: bool,
 
     /// See the destinations as they were at TIME (RFC 3339, or a duration ago: 2h, 3d): backups
-    /// deleted or overwritten since come back from the bucket's versions (S3 with versioning)
+    /// deleted or overwritten since come back from the bucket's versions (S3 with versioning).
+    /// Not --at: --as-of is the bucket's past, --at the backup chosen within it
     #[arg(long, value_name = "TIME", value_parser = parse_time)]
     pub as_of: Option<std::time::SystemTime>,
 }
@@ -483,6 +494,18 @@ mod tests {
         assert!(Cli::try_parse_from(["litevault", "restore", "latest"]).is_err());
         assert!(Cli::try_parse_from(["litevault", "restore", "--to", "/x", "--in-place"]).is_err());
         assert!(Cli::try_parse_from(["litevault", "restore", "--to", "/x", "--force"]).is_err());
+    }
+
+    #[test]
+    fn restore_at_conflicts_with_an_id_but_not_with_as_of() {
+        let parse = |args: &[&str]| {
+            let mut all = vec!["litevault", "restore", "--to", "/x"];
+            all.extend_from_slice(args);
+            Cli::try_parse_from(all)
+        };
+        assert!(parse(&["--at", "2h"]).is_ok());
+        assert!(parse(&["--at", "2h", "--as-of", "1h", "--dry-run"]).is_ok());
+        assert!(parse(&["20261126T031500Z-3fa9", "--at", "2h"]).is_err());
     }
 
     #[test]

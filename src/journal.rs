@@ -51,6 +51,20 @@ pub struct Outcome {
     pub dry_run: bool,
 }
 
+/// Measured restoring: `bytes` restored in `seconds` over `runs` runs.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Speed {
+    pub runs: u64,
+    pub bytes: u64,
+    pub seconds: f64,
+}
+
+impl Speed {
+    pub fn bytes_per_second(&self) -> f64 {
+        self.bytes as f64 / self.seconds
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct Keep {
     pub runs: u32,
@@ -99,6 +113,50 @@ impl Journal {
         let journal = Journal { conn };
         journal.mark_interrupted()?;
         Ok(journal)
+    }
+
+    /// The store in `state_dir`, opened only to read (`restore --dry-run`): nothing is
+    /// created, upgraded or marked; `None` when there is no store yet.
+    pub fn open_to_read(state_dir: &Path) -> Result<Option<Journal>> {
+        let path = state_dir.join(FILE_NAME);
+        // A planted link is refused by NOFOLLOW below.
+        if std::fs::symlink_metadata(&path).is_err() {
+            return Ok(None);
+        }
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+            | rusqlite::OpenFlags::SQLITE_OPEN_NOFOLLOW
+            | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(&path, flags)
+            .with_context(|| format!("opening the execution store {}", path.display()))?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        Ok(Some(Journal { conn }))
+    }
+
+    /// How fast this host has restored: bytes restored per second over the last `limit`
+    /// successful runs of `commands` that recorded their bytes (restore, and verify, which
+    /// unpacks and checks as a restore does).
+    pub fn speed(&self, commands: &[&str], limit: u32) -> Result<Option<Speed>> {
+        let marks = vec!["?"; commands.len()].join(", ");
+        let sql = format!(
+            "SELECT count(*), sum(bytes), sum(ended_ms - started_ms) FROM (
+                 SELECT bytes, started_ms, ended_ms FROM runs
+                 WHERE command IN ({marks}) AND status = 'success' AND bytes > 0
+                   AND ended_ms > started_ms
+                 ORDER BY id DESC LIMIT {limit})"
+        );
+        let (runs, bytes, ms): (i64, Option<i64>, Option<i64>) =
+            self.conn
+                .query_row(&sql, rusqlite::params_from_iter(commands.iter()), |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })?;
+        Ok(match (runs, bytes, ms) {
+            (runs, Some(bytes), Some(ms)) if runs > 0 && bytes > 0 && ms > 0 => Some(Speed {
+                runs: runs as u64,
+                bytes: bytes as u64,
+                seconds: ms as f64 / 1000.0,
+            }),
+            _ => None,
+        })
     }
 
     /// Runs still `running` whose process is gone (or is another process with the same pid).

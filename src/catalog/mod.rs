@@ -302,6 +302,21 @@ impl<'d> Listed<'d> {
         self.by_name.contains_key(name)
     }
 
+    /// The oldest backup with a sidecar here, whatever its standing, and when it was taken:
+    /// among ids of the same second, the sidecars tell.
+    pub fn oldest(&self) -> Option<(String, SystemTime)> {
+        let ids = self.ids();
+        let first = id_time(ids.last()?);
+        ids.iter()
+            .rev()
+            .take_while(|id| id_time(id) == first)
+            .map(|id| match self.get(id) {
+                Ok(Some(b)) => (id.to_string(), b.created),
+                _ => (id.to_string(), first.unwrap_or(UNIX_EPOCH)),
+            })
+            .min_by_key(|(_, t)| *t)
+    }
+
     /// Ids with a sidecar, newest first (ids sort by time to the second).
     fn ids(&self) -> Vec<&str> {
         let mut ids: Vec<&str> = self
@@ -346,6 +361,12 @@ impl std::fmt::Display for Passed {
 /// [`latest`] within one listing; what it passed over is every backup newer than the one it
 /// found (all of them when it found none).
 pub fn latest_in(listed: &Listed<'_>) -> (Option<Backup>, Vec<Passed>) {
+    latest_at(listed, None)
+}
+
+/// [`latest_in`] among the backups taken at or before `at` (`restore --at`; `None`: all).
+/// Newer ones are not candidates, so they are neither read nor named as passed over.
+pub fn latest_at(listed: &Listed<'_>, at: Option<SystemTime>) -> (Option<Backup>, Vec<Passed>) {
     let dest = listed.dest();
     let mut best: Option<Backup> = None;
     let mut passed = Vec::new();
@@ -358,8 +379,12 @@ pub fn latest_in(listed: &Listed<'_>) -> (Option<Backup>, Vec<Passed>) {
         })
     };
     for id in listed.ids() {
-        // An id is its backup's time to the second: one from an earlier second than the best so
-        // far cannot be newer.
+        // An id is its backup's time to the second, never later than its `created`: one from
+        // a later second than `at` was taken after it.
+        if at.is_some_and(|at| id_time(id).is_some_and(|t| t > at)) {
+            continue;
+        }
+        // One from an earlier second than the best so far cannot be newer.
         if let Some(b) = &best {
             if id_time(id) < id_time(&b.id) {
                 break;
@@ -377,6 +402,9 @@ pub fn latest_in(listed: &Listed<'_>) -> (Option<Backup>, Vec<Passed>) {
                 continue;
             }
         };
+        if at.is_some_and(|at| b.created > at) {
+            continue;
+        }
         if let Some(standing) = b.refusal() {
             pass(&b.id, standing.to_string(), Some(standing.clone()));
             continue;

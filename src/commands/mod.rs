@@ -162,7 +162,17 @@ pub fn find_backup_noted<'d>(
     dests: &'d [Destination],
     id: &str,
 ) -> Result<(&'d Destination, Backup, Vec<String>)> {
-    find_noted(dests, id, true)
+    find_noted(dests, id, None, true)
+}
+
+/// The newest good backup taken at or before `at` across `dests` (`restore --at`), chosen as
+/// `latest` chooses, with notes on the ones passed over. A time before every backup is a
+/// failure that names the oldest.
+pub fn find_backup_at(
+    dests: &[Destination],
+    at: std::time::SystemTime,
+) -> Result<(&Destination, Backup, Vec<String>)> {
+    find_noted(dests, "latest", Some(at), true)
 }
 
 /// [`find_backup_noted`] for inspection (`show`): a backup named by its id is found even when
@@ -171,7 +181,7 @@ pub fn find_backup_to_inspect<'d>(
     dests: &'d [Destination],
     id: &str,
 ) -> Result<(&'d Destination, Backup, Vec<String>)> {
-    find_noted(dests, id, false)
+    find_noted(dests, id, None, false)
 }
 
 /// Up to `limit` names, joined, then how many more: "a, b, c and 12 more".
@@ -196,9 +206,11 @@ pub fn malformed_id(id: &str) -> anyhow::Error {
     )
 }
 
+/// `at`: only backups taken at or before it are candidates for `latest`.
 fn find_noted<'d>(
     dests: &'d [Destination],
     id: &str,
+    at: Option<std::time::SystemTime>,
     refuse_untrusted: bool,
 ) -> Result<(&'d Destination, Backup, Vec<String>)> {
     if id != "latest" && !catalog::is_id(id) {
@@ -207,9 +219,23 @@ fn find_noted<'d>(
     let mut best: Option<(&Destination, Backup)> = None;
     let mut problems = Vec::new();
     let mut passed: Vec<catalog::Passed> = Vec::new();
+    // The oldest backup seen anywhere, to name when `at` is before all of them.
+    let mut oldest: Option<(String, std::time::SystemTime)> = None;
     for dest in dests {
         if id == "latest" {
-            match catalog::latest(dest) {
+            let found = catalog::Listed::take(dest).map(|listed| {
+                let (found, over) = catalog::latest_at(&listed, at);
+                // Read only when nothing here is at or before `at`.
+                if let (Some(_), None, true) = (at, &found, over.is_empty()) {
+                    if let Some((o, t)) = listed.oldest() {
+                        if oldest.as_ref().is_none_or(|(_, cur)| t < *cur) {
+                            oldest = Some((o, t));
+                        }
+                    }
+                }
+                (found, over)
+            });
+            match found {
                 Ok((found, over)) => {
                     passed.extend(over);
                     if let Some(b) = found {
@@ -289,6 +315,10 @@ fn find_noted<'d>(
         return Ok((dest, b, notes));
     }
     let names: Vec<&str> = dests.iter().map(|d| d.name.as_str()).collect();
+    // Every destination had only newer backups (or none): TIME is before the first.
+    if let (Some(at), Some(oldest), true) = (at, &oldest, passed.is_empty()) {
+        return Err(before_the_first(at, oldest, &names, &problems));
+    }
     let (what, exit, hint) = if id == "latest" {
         none_good(&passed)
     } else {
@@ -306,6 +336,29 @@ fn find_noted<'d>(
     Err(anyhow::Error::new(
         crate::exit::Fault::new(exit, msg).hint(hint),
     ))
+}
+
+/// `--at` a time before every backup there is: exit 1, as for "no backup", naming the oldest.
+fn before_the_first(
+    at: std::time::SystemTime,
+    (oldest, taken): &(String, std::time::SystemTime),
+    names: &[&str],
+    problems: &[String],
+) -> anyhow::Error {
+    let taken = humantime::format_rfc3339_millis(*taken);
+    let mut msg = format!(
+        "no backup taken at or before {} on {}: the oldest, {oldest}, was taken at {taken}",
+        humantime::format_rfc3339_seconds(at),
+        names.join(", ")
+    );
+    if !problems.is_empty() {
+        msg.push_str(&format!(" ({})", problems.join("; ")));
+    }
+    anyhow::Error::new(
+        crate::exit::Fault::new(crate::exit::Exit::Failure, msg).hint(format!(
+            "name a time at or after {taken}, or see `litevault list`"
+        )),
+    )
 }
 
 /// The headline, exit and hint when `latest` found nothing good: the reason is named ("no

@@ -11,8 +11,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use super::{selected_size, selected_sources, unpack_checked, Options, Report, Restored};
-use crate::commands::{find_backup_noted, name_some, open_destinations_as_of, opener_for};
+use super::{
+    choose, selected_size, selected_sources, unpack_checked, Choice, Options, Report, Restored,
+};
+use crate::commands::{name_some, open_destinations_as_of, opener_for};
 use crate::config::Settings;
 use crate::exit::Fault;
 use crate::progress::Progress;
@@ -26,49 +28,17 @@ pub(super) fn run(
     same_owner: bool,
     progress: &dyn Progress,
 ) -> Result<Report> {
-    if same_owner && !crate::owner::is_root() {
-        return Err(anyhow::Error::new(
-            crate::exit::config(
-                "--same-owner gives restored files their recorded owners, which only root can do",
-            )
-            .hint("run the restore as root, or leave out --same-owner to get private files owned by you"),
-        ));
-    }
+    check_same_owner(same_owner)?;
     let names: Vec<String> = options.dest.iter().cloned().collect();
     let dests = open_destinations_as_of(settings, &names, options.as_of)?;
-    let (dest, backup, passed_over) = find_backup_noted(&dests, &options.id)?;
-    let to = std::path::absolute(to).with_context(|| format!("--to {}", to.display()))?;
+    let Choice {
+        dest,
+        backup,
+        notes: passed_over,
+        at,
+    } = choose(&dests, options)?;
     let sources = selected_sources(&backup, &options.only)?;
-
-    // Refuse before any download: restore never overwrites.
-    if let Ok(meta) = fs::metadata(&to) {
-        if !meta.is_dir() {
-            return Err(anyhow::Error::new(
-                crate::exit::config(format!("--to {} is not a folder", to.display()))
-                    .hint("name a folder to restore into (it is created when missing)"),
-            ));
-        }
-    }
-    let clashes: Vec<String> = sources
-        .iter()
-        .map(|name| to.join(name))
-        .filter(|target| fs::symlink_metadata(target).is_ok())
-        .map(|target| target.display().to_string())
-        .collect();
-    if !clashes.is_empty() {
-        return Err(anyhow::Error::new(
-            crate::exit::config(format!(
-                "{} already {}; restore never overwrites",
-                name_some(&clashes, 10),
-                if clashes.len() == 1 {
-                    "exists"
-                } else {
-                    "exist"
-                }
-            ))
-            .hint("restore into an empty folder, or move the existing files away first"),
-        ));
-    }
+    let to = check_to(to, &sources)?;
     let opener = opener_for(settings, &backup)?;
 
     // The private folder sits beside DIR so the final moves are renames on one filesystem.
@@ -173,8 +143,60 @@ pub(super) fn run(
         bytes: selected_size(&backup.sidecar.manifest, &sources),
         removed_stale,
         notes,
+        at,
         ..Report::default()
     })
+}
+
+/// `--same-owner` is root's alone.
+pub(super) fn check_same_owner(same_owner: bool) -> Result<()> {
+    if same_owner && !crate::owner::is_root() {
+        return Err(anyhow::Error::new(
+            crate::exit::config(
+                "--same-owner gives restored files their recorded owners, which only root can do",
+            )
+            .hint("run the restore as root, or leave out --same-owner to get private files owned by you"),
+        ));
+    }
+    Ok(())
+}
+
+/// `--to` made absolute, refused before any download when it is not a folder or already holds
+/// one of `sources`: restore never overwrites.
+pub(super) fn check_to(to: &Path, sources: &[String]) -> Result<PathBuf> {
+    let to = std::path::absolute(to).with_context(|| format!("--to {}", to.display()))?;
+    if to.parent().is_none() {
+        return Err(Fault::new(crate::exit::Exit::Usage, "--to cannot be /").into());
+    }
+    if let Ok(meta) = fs::metadata(&to) {
+        if !meta.is_dir() {
+            return Err(anyhow::Error::new(
+                crate::exit::config(format!("--to {} is not a folder", to.display()))
+                    .hint("name a folder to restore into (it is created when missing)"),
+            ));
+        }
+    }
+    let clashes: Vec<String> = sources
+        .iter()
+        .map(|name| to.join(name))
+        .filter(|target| fs::symlink_metadata(target).is_ok())
+        .map(|target| target.display().to_string())
+        .collect();
+    if !clashes.is_empty() {
+        return Err(anyhow::Error::new(
+            crate::exit::config(format!(
+                "{} already {}; restore never overwrites",
+                name_some(&clashes, 10),
+                if clashes.len() == 1 {
+                    "exists"
+                } else {
+                    "exist"
+                }
+            ))
+            .hint("restore into an empty folder, or move the existing files away first"),
+        ));
+    }
+    Ok(to)
 }
 
 pub fn sync_dir(dir: &Path) -> Result<()> {

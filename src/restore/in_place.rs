@@ -12,9 +12,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
-use super::{selected_sources, unpack_checked, AfterCheck, Options, Report, Restored};
+use super::{
+    choose, selected_sources, unpack_checked, AfterCheck, Choice, Options, Report, Restored,
+};
 use crate::catalog::Backup;
-use crate::commands::{find_backup_noted, open_destinations_as_of, opener_for};
+use crate::commands::{open_destinations_as_of, opener_for};
 use crate::config::{Settings, Source, SourceKind};
 use crate::exit::{config as config_error, integrity, Exit, Fault};
 use crate::place;
@@ -41,11 +43,15 @@ pub(super) fn run(
     let _lock = state.lock(choices.wait)?;
     let names: Vec<String> = options.dest.iter().cloned().collect();
     let dests = open_destinations_as_of(settings, &names, options.as_of)?;
-    let (dest, backup, passed_over) = find_backup_noted(&dests, &options.id)?;
+    let Choice {
+        dest,
+        backup,
+        notes: passed_over,
+        at,
+    } = choose(&dests, options)?;
 
     // 1. Everything that can be checked before the server is touched.
-    check_compatible(&backup)?;
-    let targets = targets(settings, &backup, &options.only)?;
+    let targets = prepare(settings, &backup, &options.only)?;
     for (source, _) in &targets {
         place::clean_staged(&source.path);
     }
@@ -101,6 +107,7 @@ pub(super) fn run(
     report.bytes = targets.iter().map(|(_, size)| size).sum();
     report.notes.extend(after);
     report.notes.extend(passed_over);
+    report.at = at;
     Ok(report)
 }
 
@@ -191,6 +198,17 @@ fn replace(
     Ok(report)
 }
 
+/// The checks on a backup before anything is downloaded: its format restorable here, its
+/// sources matched to the config's. Each source to restore with its restored size.
+pub(super) fn prepare(
+    settings: &Settings,
+    backup: &Backup,
+    only: &[String],
+) -> Result<Vec<(Source, u64)>> {
+    check_compatible(backup)?;
+    targets(settings, backup, only)
+}
+
 /// The format and the databases' geometry are ones this build can restore.
 fn check_compatible(backup: &Backup) -> Result<()> {
     for db in &backup.sidecar.manifest.databases {
@@ -267,14 +285,8 @@ fn targets(settings: &Settings, backup: &Backup, only: &[String]) -> Result<Vec<
             ))
             .into());
         }
-        let size = backup
-            .sidecar
-            .manifest
-            .files
-            .iter()
-            .filter(|f| f.source == name)
-            .map(|f| f.size)
-            .sum();
+        // Restored, not stored: an incremental stores only its databases' changed pages.
+        let size = super::selected_size(&backup.sidecar.manifest, std::slice::from_ref(&name));
         out.push((source.clone(), size));
     }
     Ok(out)
@@ -283,7 +295,26 @@ fn targets(settings: &Settings, backup: &Backup, only: &[String]) -> Result<Vec<
 /// Room for each staged copy beside its target and, where a file:// destination shares a
 /// filesystem, for the safety backup (at most the current sources' size). The scratch copy in
 /// `state_dir` is already made: unpacking would have failed for want of room.
-fn check_space(settings: &Settings, targets: &[(Source, u64)], safety: bool) -> Result<()> {
+pub(super) fn check_space(
+    settings: &Settings,
+    targets: &[(Source, u64)],
+    safety: bool,
+) -> Result<()> {
+    place::check_space(&space_needs(settings, targets, safety)).map_err(|e| {
+        anyhow::Error::new(
+            Fault::new(Exit::Failure, format!("{e:#}; nothing was changed"))
+                .hint("free some space, or restore fewer sources with --only"),
+        )
+    })
+}
+
+/// What [`check_space`] checks: each target's restored size beside it and, with a safety
+/// backup, the current sources' size on each file:// destination.
+pub(super) fn space_needs(
+    settings: &Settings,
+    targets: &[(Source, u64)],
+    safety: bool,
+) -> Vec<(PathBuf, u64)> {
     let mut needs: Vec<(PathBuf, u64)> = targets
         .iter()
         .map(|(s, size)| (s.path.clone(), *size))
@@ -296,12 +327,7 @@ fn check_space(settings: &Settings, targets: &[(Source, u64)], safety: bool) -> 
             }
         }
     }
-    place::check_space(&needs).map_err(|e| {
-        anyhow::Error::new(
-            Fault::new(Exit::Failure, format!("{e:#}; nothing was changed"))
-                .hint("free some space, or restore fewer sources with --only"),
-        )
-    })
+    needs
 }
 
 fn disk_size(path: &Path) -> u64 {

@@ -7,11 +7,16 @@
 //! - `rebuild`: an incremental's chain, oldest link first, into one private folder;
 //! - `aftercare`: the workers that sync and check each unpacked file while the next unpacks;
 //! - `folder`: `--to DIR`, never overwriting, folders made private as they are created;
-//! - `in_place`: the server's own files replaced, after a safety backup and with its hooks.
+//! - `in_place`: the server's own files replaced, after a safety backup and with its hooks;
+//! - `plan`: `--dry-run`, what a restore would read, need and check, from sidecars alone.
+//!
+//! Every restore, and its dry run, chooses its backup through [`choose`], so the two never
+//! disagree on which backup is meant or whether it is refused.
 
 mod aftercare;
 mod folder;
 mod in_place;
+pub mod plan;
 mod rebuild;
 mod unpack;
 
@@ -24,6 +29,7 @@ use serde::Serialize;
 use crate::catalog::Backup;
 use crate::config::Settings;
 use crate::progress::Progress;
+use crate::storage::Destination;
 
 pub use unpack::{unpack_chain_checked, unpack_checked, Checks};
 
@@ -38,6 +44,8 @@ pub struct Options {
     pub target: Target,
     /// `--as-of`: the destinations as they were then.
     pub as_of: Option<std::time::SystemTime>,
+    /// `--at`: the newest good backup taken at or before this time, instead of `id`.
+    pub at: Option<std::time::SystemTime>,
 }
 
 pub enum Target {
@@ -84,8 +92,33 @@ pub struct Report {
     /// Each database opened and checked again where it now lives (in-place only).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub after_checks: Vec<AfterCheck>,
+    /// `--at`: the time asked for and the backup it chose.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub at: Option<At>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+}
+
+/// What `--at TIME` chose: the newest good backup taken at or before TIME.
+#[derive(Debug, Clone, Serialize)]
+pub struct At {
+    /// TIME, RFC 3339.
+    pub time: String,
+    /// The backup chosen, and when it was taken.
+    pub chose: String,
+    pub created: String,
+    /// TIME is after now: it means the newest good backup, as `latest` does.
+    pub in_future: bool,
+}
+
+impl At {
+    /// The line that says what was chosen.
+    pub fn said(&self) -> String {
+        format!(
+            "--at {}: chose backup {}, taken at {}, the newest good backup taken at or before it",
+            self.time, self.chose, self.created
+        )
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -130,6 +163,47 @@ pub fn run(
             hook_env,
         ),
     }
+}
+
+/// The backup a restore (or its dry run) means, on `dests`: `--at`'s choice, or the id (or
+/// `latest`); with the notes on what was passed over. The one way a restore chooses.
+pub(crate) struct Choice<'d> {
+    pub dest: &'d Destination,
+    pub backup: Backup,
+    pub notes: Vec<String>,
+    pub at: Option<At>,
+}
+
+pub(crate) fn choose<'d>(dests: &'d [Destination], options: &Options) -> Result<Choice<'d>> {
+    let Some(time) = options.at else {
+        let (dest, backup, notes) = crate::commands::find_backup_noted(dests, &options.id)?;
+        return Ok(Choice {
+            dest,
+            backup,
+            notes,
+            at: None,
+        });
+    };
+    let (dest, backup, mut notes) = crate::commands::find_backup_at(dests, time)?;
+    let in_future = time > std::time::SystemTime::now();
+    let at = At {
+        time: humantime::format_rfc3339_seconds(time).to_string(),
+        chose: backup.id.clone(),
+        created: humantime::format_rfc3339_seconds(backup.created).to_string(),
+        in_future,
+    };
+    if in_future {
+        notes.push(format!(
+            "--at {} is in the future: that means the newest good backup, as `latest` does",
+            at.time
+        ));
+    }
+    Ok(Choice {
+        dest,
+        backup,
+        notes,
+        at: Some(at),
+    })
 }
 
 /// The sources to restore: all in the backup, or those named with `--only` (each must be in it).

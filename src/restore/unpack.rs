@@ -27,6 +27,26 @@ impl Checks {
     }
 }
 
+/// The backups that restoring `backup` reads, its full backup first (just `backup` when it is
+/// full); refused when it or a link is damaged, untrusted or its chain broken. Sidecars and
+/// the listing only: what the dry run shows and the unpacking then reads.
+pub(super) fn chain_for(dest: &Destination, backup: &Backup) -> Result<Vec<Backup>> {
+    // A foreign or future-dated backup is unpacked when named by its id (the caller warns);
+    // damage and distrust never are.
+    if let s @ (Standing::Damaged(_) | Standing::Untrusted(_) | Standing::BrokenChain(_)) =
+        &backup.standing
+    {
+        return Err(anyhow::Error::new(
+            crate::exit::Fault::new(
+                s.exit(),
+                format!("backup {} on {} is refused: {s}", backup.id, dest.name),
+            )
+            .hint(s.hint()),
+        ));
+    }
+    crate::catalog::chains::resolve(dest, backup)
+}
+
 /// Download `backup`, unpack it into `into` (an empty private folder) with every check, then run
 /// `pragma` (quick_check or integrity_check) on each database. Returns the databases checked.
 #[allow(clippy::too_many_arguments)]
@@ -42,21 +62,8 @@ pub fn unpack_checked(
 ) -> Result<Vec<String>> {
     use anyhow::Context;
     let vouched = checks.vouched(backup);
-    // A foreign or future-dated backup is unpacked when named by its id (the caller warns);
-    // damage and distrust never are.
-    if let s @ (Standing::Damaged(_) | Standing::Untrusted(_) | Standing::BrokenChain(_)) =
-        &backup.standing
-    {
-        return Err(anyhow::Error::new(
-            crate::exit::Fault::new(
-                s.exit(),
-                format!("backup {} on {} is refused: {s}", backup.id, dest.name),
-            )
-            .hint(s.hint()),
-        ));
-    }
+    let chain = chain_for(dest, backup)?;
     if backup.sidecar.manifest.is_incremental() {
-        let chain = crate::catalog::chains::resolve(dest, backup)?;
         return super::rebuild::rebuild(
             dest,
             &chain,

@@ -38,6 +38,7 @@ mod rekey;
 mod remote;
 mod restore_checks;
 mod restore_modes;
+mod restore_plan;
 mod roles;
 mod roots;
 mod runs;
