@@ -40,7 +40,7 @@ pub fn unpack_checked(
         let chain = crate::catalog::chains::resolve(dest, backup)?;
         return super::rebuild::rebuild(dest, &chain, opener, into, pragma, durable, progress);
     }
-    let stored = dest.reader(&backup.sidecar.archive.object)?;
+    let stored = dest.reader_sized(&backup.sidecar.archive.object, backup.sidecar.archive.bytes)?;
     progress.phase(
         &format!("download {} from {}", backup.id, dest.name),
         backup.sidecar.manifest.total_size(),
