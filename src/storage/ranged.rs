@@ -108,11 +108,14 @@ impl RangedReader {
         let want = self.range.min(self.size - start);
         let stream = &mut self.stream;
         let got = self.link.call_once("reading", &self.path, async {
-            std::future::poll_fn(|cx| {
+            let next = std::future::poll_fn(|cx| {
                 futures_core::Stream::poll_next(std::pin::Pin::new(&mut *stream), cx)
             })
-            .await
-            .transpose()
+            .await;
+            match next {
+                Some(Err(e)) if past_the_end(&e) => Ok(Some(Buffer::new())),
+                other => other.transpose(),
+            }
         })?;
         let mut buf = got.unwrap_or_default();
         // The size is known, so a short range is never the end of the object: it is asked for
@@ -145,10 +148,19 @@ impl RangedReader {
             if_match,
             ..Default::default()
         };
-        self.link.call("reading", &self.path, || {
-            self.op.read_options(&self.path, opts.clone())
+        self.link.call("reading", &self.path, || async {
+            match self.op.read_options(&self.path, opts.clone()).await {
+                Err(e) if past_the_end(&e) => Ok(Buffer::new()),
+                other => other,
+            }
         })
     }
+}
+
+/// A range past the object's end (S3's 416) is a range that came back short: the object is not
+/// the size it was when the read started.
+fn past_the_end(e: &opendal::Error) -> bool {
+    e.kind() == opendal::ErrorKind::RangeNotSatisfied
 }
 
 fn pin_options(pin: &Pin) -> (Option<String>, Option<String>) {
@@ -170,5 +182,72 @@ impl Read for RangedReader {
         let n = out.len().min(self.current.remaining());
         self.current.copy_to_slice(&mut out[..n]);
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::url::Location;
+
+    #[test]
+    fn ranges_share_the_budget_within_bounds() {
+        assert_eq!(range_size(1), 8 << 20);
+        assert_eq!(range_size(4), 8 << 20);
+        assert_eq!(range_size(8), 4 << 20);
+        assert_eq!(range_size(16), 2 << 20);
+        assert_eq!(range_size(64), 2 << 20);
+    }
+
+    fn memory_with(body: &[u8]) -> (Link, Operator) {
+        let handle = crate::storage::runtime::handle();
+        let _guard = handle.enter();
+        let op = Operator::new(opendal::services::Memory::default()).unwrap();
+        handle.block_on(op.write("a.tar", body.to_vec())).unwrap();
+        let link = Link {
+            name: "mem".into(),
+            display: "memory".into(),
+            location: Location::Other {
+                scheme: "memory".into(),
+                options: Default::default(),
+            },
+            timeout: std::time::Duration::from_secs(10),
+            retries: 1,
+            health: Default::default(),
+        };
+        (link, op)
+    }
+
+    fn body(len: usize) -> Vec<u8> {
+        let mut out = vec![0u8; len];
+        blake3::Hasher::new()
+            .update(b"ranged")
+            .finalize_xof()
+            .fill(&mut out);
+        out
+    }
+
+    #[test]
+    fn ranges_come_back_in_order_and_whole() {
+        // 2 MiB ranges at 16: five of them, the last one short by design.
+        let data = body((9 << 20) + 12345);
+        let (link, op) = memory_with(&data);
+        let mut r = RangedReader::open(&link, &op, "a.tar", Pin::Etag(None), data.len() as u64, 16)
+            .unwrap();
+        let mut got = Vec::new();
+        r.read_to_end(&mut got).unwrap();
+        assert!(got == data);
+    }
+
+    #[test]
+    fn a_range_shorter_than_asked_is_an_error_not_the_end() {
+        // The object is shorter than the size the caller knows: its last range comes back short,
+        // is read again alone, and fails rather than ending the stream early.
+        let data = body(5 << 20);
+        let (link, op) = memory_with(&data);
+        let mut r = RangedReader::open(&link, &op, "a.tar", Pin::Etag(None), 6 << 20, 16).unwrap();
+        let mut got = Vec::new();
+        let e = r.read_to_end(&mut got).unwrap_err();
+        assert!(e.to_string().contains("changed while it was read"), "{e}");
     }
 }
