@@ -307,3 +307,64 @@ fn parallel_restore_of_256_mib_at_16_connections_stays_in_bounded_memory() {
         "peak RSS {peak} KiB for a 256 MiB archive at 16 connections"
     );
 }
+
+#[test]
+fn as_of_reads_every_range_from_the_same_version() {
+    let moto = MotoServer::start();
+    moto.boto3(
+        "s3.create_bucket(Bucket='ver')\n\
+         s3.put_bucket_versioning(Bucket='ver', VersioningConfiguration={'Status': 'Enabled'})",
+    );
+    let proxy = FaultProxy::http(moto.port);
+    let mut env = Env::new();
+    let db = env.add_sqlite("big.db");
+    create_bulk(&db, 10);
+    env.with_age_key();
+    let url = format!(
+        "s3://ver/backups?endpoint={}&region=us-east-1",
+        proxy.endpoint()
+    );
+    env.destinations = vec![format!(
+        "{}concurrency = 8\nparallel_download_threshold = \"1MiB\"\n",
+        dest("remote", &url)
+    )];
+    env.vars = vec![
+        ("AWS_ACCESS_KEY_ID".into(), "k".into()),
+        ("AWS_SECRET_ACCESS_KEY".into(), "s".into()),
+    ];
+    env.backup();
+    let genuine = env.path("genuine");
+    env.run(&["restore", "latest", "--to", genuine.to_str().unwrap()])
+        .ok();
+    std::thread::sleep(Duration::from_millis(1500));
+    let before = jiff::Timestamp::now().to_string();
+    std::thread::sleep(Duration::from_millis(1500));
+    // The archive overwritten with as many bytes of garbage: only its older version is genuine.
+    moto.boto3(
+        "k = [o['Key'] for o in s3.list_objects_v2(Bucket='ver', Prefix='backups/')['Contents'] if '.tar' in o['Key']][0]\n\
+         n = s3.head_object(Bucket='ver', Key=k)['ContentLength']\n\
+         s3.put_object(Bucket='ver', Key=k, Body=b'\\x01' * n)",
+    );
+    let from = proxy.range_log().len();
+    let out = env.path("out");
+    env.run(&[
+        "restore",
+        "latest",
+        "--as-of",
+        &before,
+        "--to",
+        out.to_str().unwrap(),
+    ])
+    .ok();
+    let ranges: Vec<_> = proxy.range_log()[from..]
+        .iter()
+        .filter(|(line, _)| line.starts_with("GET ") && line.contains(".tar"))
+        .cloned()
+        .collect();
+    assert!(ranges.len() >= 2, "{ranges:#?}");
+    assert!(
+        ranges.iter().all(|(line, _)| line.contains("versionId=")),
+        "a range read the current object, not the version: {ranges:#?}"
+    );
+    assert!(read(out.join("big.db")) == read(genuine.join("big.db")));
+}
