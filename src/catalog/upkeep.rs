@@ -214,7 +214,7 @@ fn finish_one(dest: &Destination, id: &str, voucher: &crate::trust::Verifier) ->
 /// Read a stored object whole and confirm it is `bytes` long with BLAKE3 `blake3`: an
 /// integrity fault naming it when it is not.
 pub fn check_stored(dest: &Destination, object: &str, bytes: u64, blake3: &str) -> Result<()> {
-    let mut tap = crate::archive::layers::Hashing::new(dest.reader(object)?);
+    let mut tap = crate::archive::layers::Hashing::new(dest.reader_sized(object, bytes)?);
     crate::archive::layers::drain(&mut tap)
         .map_err(|e| anyhow::anyhow!("reading {object} on {}: {e}", dest.name))?;
     let (_, count, hash) = tap.finish();

@@ -362,7 +362,7 @@ fn copy_one(
         info.bytes,
     );
     let mut reader = from
-        .reader(&info.object)
+        .reader_sized(&info.object, info.bytes)
         .with_context(|| format!("backup {} on {}", b.id, from.name))?;
     let mut upload = to.upload_new(&info.object)?.writer();
     let mut hasher = blake3::Hasher::new();

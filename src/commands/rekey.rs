@@ -352,7 +352,10 @@ fn rekey_one(
 
     // 1. The new archive, from the old one's age payload, under a new name.
     let upload = dest.upload(&object).with_context(context)?;
-    let mut tap = Hashing::new(dest.reader(&old.object).with_context(context)?);
+    let mut tap = Hashing::new(
+        dest.reader_sized(&old.object, old.bytes)
+            .with_context(context)?,
+    );
     let mut written = Hashing::new(upload.writer());
     let streamed = (|| -> Result<()> {
         let mut plain = opener.open(&mut tap).with_context(context)?;

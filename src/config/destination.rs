@@ -22,6 +22,7 @@ pub(super) struct RawDestination {
     retries: Option<usize>,
     timeout: Option<String>,
     concurrency: Option<usize>,
+    parallel_download_threshold: Option<String>,
     bandwidth_limit: Option<String>,
     retention: Option<RawRetention>,
     // file:// and sftp://: create the folder when it does not exist (else that is an error: an
@@ -51,13 +52,23 @@ pub struct DestinationConfig {
     pub retries: usize,
     /// Connect and I/O timeout of one request.
     pub timeout: Duration,
-    /// Parts of one upload in flight at once (S3 multipart).
+    /// Requests in flight at once for one object: parts of an upload (S3 multipart), ranges of
+    /// a large download (S3).
     pub concurrency: usize,
+    /// S3: archives of at least this many bytes are downloaded as `concurrency` ranged reads at
+    /// once; smaller ones in one stream, where the ranges' own requests would cost more than they
+    /// buy.
+    pub parallel_download_threshold: u64,
     /// Bytes per second, when limited.
     pub bandwidth_limit: Option<u64>,
     /// This destination's own policy, when it overrides the top-level `[retention]`.
     pub retention: Option<Policy>,
 }
+
+/// See [`DestinationConfig::parallel_download_threshold`]: a restore of this size is where one
+/// connection's throughput starts to show (seconds at a typical per-connection rate), while a
+/// range's request costs milliseconds.
+pub const DEFAULT_PARALLEL_DOWNLOAD_THRESHOLD: u64 = 64 << 20;
 
 /// Between an error's text and its hint, in the `why` of a (key, why) error.
 pub(super) const HINT: &str = "\u{1f}hint\u{1f}";
@@ -108,6 +119,15 @@ pub(super) fn validate(
             )
         })?),
     };
+    let parallel_download_threshold = match &d.parallel_download_threshold {
+        None => DEFAULT_PARALLEL_DOWNLOAD_THRESHOLD,
+        Some(b) => parse_rate(b).filter(|_| !b.contains('/')).ok_or_else(|| {
+            (
+                key("parallel_download_threshold"),
+                format!("is {b:?}; write a size such as \"64MiB\""),
+            )
+        })?,
+    };
     if d.concurrency == Some(0) {
         return Err((key("concurrency"), "must be at least 1".into()));
     }
@@ -121,6 +141,7 @@ pub(super) fn validate(
         retries: d.retries.unwrap_or(5),
         timeout,
         concurrency: d.concurrency.unwrap_or(4),
+        parallel_download_threshold,
         bandwidth_limit,
         retention,
     })

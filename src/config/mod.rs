@@ -19,7 +19,7 @@ use crate::retention::Policy;
 mod destination;
 mod keys;
 mod paths;
-pub use destination::DestinationConfig;
+pub use destination::{DestinationConfig, DEFAULT_PARALLEL_DOWNLOAD_THRESHOLD};
 pub use keys::{Encryption, Signing, Trust};
 use paths::Paths;
 

@@ -83,7 +83,7 @@ pub fn rebuild(
             return Err(integrity(format!("{}: damaged: {damage}", context())).into());
         }
         let stored = dest
-            .reader(&link.sidecar.archive.object)
+            .reader_sized(&link.sidecar.archive.object, link.sidecar.archive.bytes)
             .with_context(context)?;
         let mut entries = Links {
             k,
@@ -100,7 +100,7 @@ pub fn rebuild(
     // The backup itself: its own files and whole databases through the usual workers, its
     // deltas onto the databases rebuilt so far.
     let databases = &target.sidecar.manifest.databases;
-    let stored = dest.reader(&target.sidecar.archive.object)?;
+    let stored = dest.reader_sized(&target.sidecar.archive.object, target.sidecar.archive.bytes)?;
     let (extracted, aftercare) = std::thread::scope(|scope| {
         let mut pool = Aftercare::start(scope, pragma, durable);
         let mut entries = Links {

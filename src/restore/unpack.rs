@@ -76,7 +76,7 @@ pub fn unpack_checked(
             &mut |_| {},
         );
     }
-    let stored = dest.reader(&backup.sidecar.archive.object)?;
+    let stored = dest.reader_sized(&backup.sidecar.archive.object, backup.sidecar.archive.bytes)?;
     progress.phase(
         &format!("download {} from {}", backup.id, dest.name),
         backup.sidecar.manifest.total_size(),

@@ -29,6 +29,8 @@ pub struct Destination {
     pub(super) can_rename: bool,
     pub(super) chunk: Option<usize>,
     pub(super) concurrency: usize,
+    /// Archives of at least this many bytes are downloaded in ranges (see `ranged`).
+    pub(super) parallel_download_threshold: u64,
     /// Whose signatures make a backup here trusted: read by the catalogue on every listing.
     pub(super) trust: crate::trust::Verifier,
     /// Sidecars and signatures already seen (see `cache`); none without a state folder.
@@ -317,6 +319,41 @@ impl Destination {
             stream,
             chunk: Bytes::new(),
         })
+    }
+
+    /// Stream an archive whose size the caller knows (its sidecar's): on S3, one of at least
+    /// `parallel_download_threshold` bytes comes as ranged reads over `concurrency` connections
+    /// (see `ranged`); anything else as [`Self::reader`]. SFTP stays one stream: OpenDAL's SFTP
+    /// service carries every request over one SSH connection, so ranges would add no connection.
+    pub fn reader_sized(&self, path: &str, size: u64) -> Result<Box<dyn Read + Send>> {
+        let parallel = matches!(self.link.location, super::url::Location::S3(_))
+            && self.concurrency > 1
+            && size >= self.parallel_download_threshold.max(1);
+        if !parallel {
+            return Ok(Box::new(self.reader(path)?));
+        }
+        let pin = match self.version(path) {
+            Some(v) => super::ranged::Pin::Version(v.to_string()),
+            None => {
+                self.ready()?;
+                let meta = self.call("reading", path, || self.op.stat(path))?;
+                if meta.content_length() != size {
+                    // Not the object the sidecar describes: one stream, so that the usual checks
+                    // judge it and say so as they always do.
+                    return Ok(Box::new(self.reader(path)?));
+                }
+                super::ranged::Pin::Etag(meta.etag().map(str::to_string))
+            }
+        };
+        self.ready()?;
+        Ok(Box::new(super::ranged::RangedReader::open(
+            &self.link,
+            &self.op,
+            path,
+            pin,
+            size,
+            self.concurrency,
+        )?))
     }
 
     pub fn size(&self, path: &str) -> Result<Option<u64>> {

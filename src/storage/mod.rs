@@ -11,6 +11,7 @@ pub mod fanout;
 pub mod link;
 pub mod object;
 mod open;
+pub mod ranged;
 pub mod root;
 pub mod runtime;
 pub mod sftp_session;

@@ -35,11 +35,17 @@
 //!   counting only requests whose request line contains `pattern` (e.g. `"partNumber="`: S3
 //!   multipart parts fail, while the abort, a `DELETE ...?uploadId=`, goes through).
 //!
+//! - [`limit_rate`](FaultProxy::limit_rate) `(n)`: each connection carries at most `n` bytes per
+//!   second in each direction (a link whose per-connection throughput is capped, as object
+//!   stores' often is); off by default, and cleared by `pass`.
+//!
 //! Counters: [`connections`](FaultProxy::connections) accepted,
 //! [`requests`](FaultProxy::requests) (HTTP request heads read),
 //! [`http_faults`](FaultProxy::http_faults) (requests answered by the proxy),
 //! [`resets`](FaultProxy::resets) and [`stalls`](FaultProxy::stalls) (connections cut or frozen
-//! by a byte fault), [`bytes`](FaultProxy::bytes) forwarded per direction.
+//! by a byte fault), [`bytes`](FaultProxy::bytes) forwarded per direction,
+//! [`peak_open`](FaultProxy::peak_open) (most connections open at once), and
+//! [`range_log`](FaultProxy::range_log) (HTTP requests that carried a `Range` header).
 //!
 //! Dropping the proxy stops it: the stop flag is seen within a tick by every thread, every socket
 //! is closed (so a client still connected sees the connection end), and every thread is joined.
@@ -97,6 +103,8 @@ struct Rules {
     reset_after: Option<ByteFault>,
     stall_after: Option<ByteFault>,
     http: Option<HttpFault>,
+    /// Bytes per second per connection and direction.
+    rate: Option<u64>,
 }
 
 #[derive(Default)]
@@ -112,6 +120,10 @@ struct Shared {
     stalls: AtomicU64,
     to_server: AtomicU64,
     to_client: AtomicU64,
+    open: AtomicU64,
+    peak_open: AtomicU64,
+    /// (request line, Range header) of ranged requests, in order (the first 1000).
+    ranges: Mutex<Vec<(String, String)>>,
     /// Request lines seen, in order (the first 1000), with `-> status` when faulted.
     log: Mutex<Vec<String>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
@@ -316,6 +328,27 @@ impl FaultProxy {
         }
     }
 
+    /// Cap each connection, from now on, to `bytes_per_sec` in each direction.
+    pub fn limit_rate(&self, bytes_per_sec: u64) {
+        assert!(bytes_per_sec > 0);
+        self.set(|r| r.rate = Some(bytes_per_sec));
+    }
+
+    /// The most connections that were open at once.
+    pub fn peak_open(&self) -> u64 {
+        self.shared.peak_open.load(Ordering::SeqCst)
+    }
+
+    /// The HTTP requests that carried a `Range` header, in order (the first 1000): the request
+    /// line (as in [`request_log`](Self::request_log)) and the header's value (`bytes=0-99`).
+    pub fn range_log(&self) -> Vec<(String, String)> {
+        self.shared
+            .ranges
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// Accept new connections (counted) and close them at once, before any byte is forwarded.
     pub fn hang_up(&self) {
         self.set(|r| r.hang_up = true);
@@ -484,7 +517,25 @@ fn accept_loop(listener: TcpListener, port: u16, upstream: u16, http: bool, shar
     }
 }
 
+/// Counts a connection as open while it lives.
+struct Open<'s>(&'s Shared);
+
+impl<'s> Open<'s> {
+    fn new(shared: &'s Shared) -> Open<'s> {
+        let now = shared.open.fetch_add(1, Ordering::SeqCst) + 1;
+        shared.peak_open.fetch_max(now, Ordering::SeqCst);
+        Open(shared)
+    }
+}
+
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 fn serve(client: TcpStream, upstream: u16, http: bool, shared: Arc<Shared>) {
+    let _open = Open::new(&shared);
     let _ = client.set_nonblocking(false);
     let _ = client.set_nodelay(true);
     let _ = client.set_read_timeout(Some(TICK));
@@ -520,6 +571,13 @@ fn serve(client: TcpStream, upstream: u16, http: bool, shared: Arc<Shared>) {
                     Some(status) => format!("{line} -> {status}"),
                     None => line.to_string(),
                 });
+            }
+        }
+        if let Some(range) = header(&head, "range") {
+            let mut ranges = shared.ranges.lock().unwrap_or_else(|e| e.into_inner());
+            if ranges.len() < 1000 {
+                let line = request_line.split("?X-Amz").next().unwrap_or("");
+                ranges.push((line.to_string(), range.to_string()));
             }
         }
         if let Some(status) = fault {
@@ -576,6 +634,7 @@ fn pump(
         Dir::ToClient => &shared.to_client,
     };
     let mut sent: u64 = 0;
+    let began = Instant::now();
     let mut pending = first;
     let mut buf = vec![0u8; 64 << 10];
     loop {
@@ -619,6 +678,7 @@ fn pump(
         }
         sent += go;
         counter.fetch_add(go, Ordering::SeqCst);
+        hold_to_rate(began, sent, shared, conn);
         match then {
             Some(Which::Reset) => {
                 shared.resets.fetch_add(1, Ordering::SeqCst);
@@ -631,6 +691,18 @@ fn pump(
             }
             None => {}
         }
+    }
+}
+
+/// With a rate limit: wait until `sent` bytes since `began` are within it (a tick at a time, so a
+/// cut or a stop is still seen).
+fn hold_to_rate(began: Instant, sent: u64, shared: &Shared, conn: &Conn) {
+    let Some(rate) = shared.rules().rate else {
+        return;
+    };
+    let due = began + Duration::from_secs_f64(sent as f64 / rate as f64);
+    while Instant::now() < due && !shared.stopped() && !conn.cut.load(Ordering::SeqCst) {
+        std::thread::sleep(due.saturating_duration_since(Instant::now()).min(TICK));
     }
 }
 

@@ -30,6 +30,7 @@ mod object_lock;
 mod output;
 mod owners;
 mod package;
+mod parallel_download;
 mod plugin;
 mod prune;
 mod readme;
