@@ -482,7 +482,7 @@ fn validate(raw: RawConfig, path: &Path, paths: &Paths) -> Result<Settings> {
 
 /// `[incremental] max_chain_size` by default, in percent: measured so that restoring the
 /// newest backup of a chain costs at most 1.25x restoring a full one (BENCHMARKS.md).
-pub const DEFAULT_MAX_CHAIN_SIZE: u32 = 50;
+pub const DEFAULT_MAX_CHAIN_SIZE: u32 = 20;
 
 fn incremental(raw: RawIncremental) -> std::result::Result<Incremental, (String, String)> {
     let full_every = match &raw.full_every {

@@ -24,12 +24,13 @@ use opendal::{options, Buffer, Operator};
 
 use super::link::Link;
 
-/// The bytes all ranges in flight may hold together, whatever `concurrency` is. 32 MiB keeps a
-/// restore at 16 connections within a few tens of MiB, as a one-stream restore is.
-const IN_FLIGHT_BUDGET: u64 = 32 << 20;
-/// The smallest range: below about 2 MiB, a request's own latency starts to cost more than the
+/// The bytes all ranges in flight may hold together, whatever `concurrency` is. OpenDAL and the
+/// HTTP client hold about as much again while a range is handed over, so 16 MiB keeps a restore
+/// at 16 connections within 64 MiB of memory (32 MiB measured 77 MiB: BENCHMARKS.md).
+const IN_FLIGHT_BUDGET: u64 = 16 << 20;
+/// The smallest range: below about 1 MiB, a request's own latency starts to cost more than the
 /// parallelism buys (object stores answer the first byte in tens of milliseconds).
-const MIN_RANGE: u64 = 2 << 20;
+const MIN_RANGE: u64 = 1 << 20;
 /// The largest range: one range must arrive within one request's `timeout` (a range is one
 /// request), so it stays small enough for slow links.
 const MAX_RANGE: u64 = 8 << 20;
@@ -193,10 +194,10 @@ mod tests {
     #[test]
     fn ranges_share_the_budget_within_bounds() {
         assert_eq!(range_size(1), 8 << 20);
-        assert_eq!(range_size(4), 8 << 20);
-        assert_eq!(range_size(8), 4 << 20);
-        assert_eq!(range_size(16), 2 << 20);
-        assert_eq!(range_size(64), 2 << 20);
+        assert_eq!(range_size(4), 4 << 20);
+        assert_eq!(range_size(8), 2 << 20);
+        assert_eq!(range_size(16), 1 << 20);
+        assert_eq!(range_size(64), 1 << 20);
     }
 
     fn memory_with(body: &[u8]) -> (Link, Operator) {

@@ -130,7 +130,7 @@ fn parallel_restore_is_byte_identical_over_several_ranged_connections() {
     let out = rig.env.path("out");
     rig.restore_to(&out).ok();
     let ranges = rig.archive_ranges(0);
-    // 12 MiB in 4 MiB ranges (32 MiB shared by 8 connections): at least three, each once.
+    // 12 MiB in 2 MiB ranges (16 MiB shared by 8 connections): at least three, each once.
     assert!(ranges.len() >= 3, "{}", rig.context());
     let distinct: std::collections::BTreeSet<_> = ranges.iter().map(|(_, r)| r).collect();
     assert_eq!(distinct.len(), ranges.len(), "{}", rig.context());
@@ -179,7 +179,7 @@ fn parallel_restore_retries_a_range_cut_mid_way_and_only_that_range() {
 
 #[test]
 fn parallel_restore_survives_the_server_dropping_connections() {
-    // 40 MiB in 8 MiB ranges at 4 connections: the fifth range starts on a new connection while
+    // 40 MiB in 4 MiB ranges at 4 connections: the fifth range starts on a new connection while
     // the first four are still in flight.
     let mut rig = Rig::new(40, 4);
     rig.proxy.limit_rate(4 * MIB);
@@ -295,7 +295,7 @@ fn parallel_restore_of_256_mib_at_16_connections_stays_in_bounded_memory() {
     let (peak, code) = peak_rss_kib(child);
     assert_eq!(code, 0, "{}", rig.context());
     let ranges = rig.archive_ranges(before);
-    // 2 MiB ranges (32 MiB shared by 16 connections) over 256 MiB.
+    // 1 MiB ranges (16 MiB shared by 16 connections) over 256 MiB.
     assert!(ranges.len() >= 128, "{}", rig.context());
     assert!(rig.proxy.peak_open() >= 8, "{}", rig.context());
     eprintln!("peak RSS {} MiB", peak / 1024);
