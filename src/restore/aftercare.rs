@@ -46,6 +46,26 @@ pub(super) fn implied(vouched: bool, passed: crate::config::Check, pragma: &str)
     vouched && (passed == crate::config::Check::Integrity || pragma == "quick_check")
 }
 
+impl<'scope, 'm: 'scope> ToAftercare<'_, 'scope, 'm> {
+    /// A database rebuilt from a chain, final and settled (its BLAKE3 the one the backup
+    /// records): synced and checked like one restored whole.
+    pub(super) fn rebuilt(&mut self, path: &str, index: usize) -> Result<()> {
+        let db = &self.databases[index];
+        let check = !implied(self.vouched, db.check, self.pool.pragma);
+        if !self.durable && !check {
+            self.pool.passed(index);
+            return Ok(());
+        }
+        let full = self.into.join(path);
+        let size = std::fs::metadata(&full).map(|m| m.len()).unwrap_or(0);
+        self.pool.add(Unpacked {
+            path: full,
+            size,
+            db: Some((index, db, check)),
+        })
+    }
+}
+
 impl<'scope, 'm: 'scope> crate::archive::reader::Entries for ToAftercare<'_, 'scope, 'm> {
     fn done(&mut self, path: &str, size: u64, route: Route) -> Result<()> {
         if route != Route::Write {

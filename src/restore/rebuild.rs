@@ -40,6 +40,9 @@ struct Rebuilt {
     blake3: Option<String>,
     whole: Option<PageHasher>,
     wal: Option<WalApplier>,
+    /// Settled by the last link as soon as its delta was applied, and handed to the aftercare
+    /// workers to be checked while the rest of that link unpacks.
+    handed: bool,
 }
 
 /// Rebuild `chain` (full first, the backup to restore last) into `into`, then check each
@@ -148,7 +151,7 @@ pub fn rebuild(
     let checked: Vec<Result<(String, Vec<String>)>> = std::thread::scope(|scope| {
         let workers: Vec<_> = rebuilt
             .iter_mut()
-            .filter(|r| r.base < last)
+            .filter(|r| r.base < last && !r.handed)
             .map(|r| {
                 let file = r.file.take();
                 let path = into.join(&r.path);
@@ -255,6 +258,7 @@ fn plan(chain: &[Backup]) -> Result<Vec<Rebuilt>> {
             blake3: None,
             whole: None,
             wal: None,
+            handed: false,
         });
     }
     Ok(out)
@@ -324,6 +328,28 @@ impl<'scope, 'm: 'scope> Entries for Links<'_, '_, 'scope, 'm> {
     fn done(&mut self, path: &str, size: u64, route: Route) -> Result<()> {
         match (&mut self.last, route) {
             (Some(last), Route::Write) => last.done(path, size, route),
+            // The last link's delta of a database: once applied, that database is final, so it
+            // is settled now and checked while the rest of the archive unpacks, as a database
+            // restored whole is (instead of after the whole archive, one after the other).
+            (Some(_), Route::Feed) => {
+                let Some((i, true)) = self.find(path) else {
+                    return Ok(());
+                };
+                let last = self.last.as_mut().expect("matched above");
+                let r = &mut self.rebuilt[i];
+                let Some((index, db)) = last
+                    .databases
+                    .iter()
+                    .enumerate()
+                    .find(|(_, d)| d.source == r.source && d.blake3.is_some())
+                else {
+                    return Ok(()); // settled with the rest of the link
+                };
+                settle_one(r, db, db.blake3.clone(), self.k, self.into, self.k)?;
+                r.handed = true;
+                r.file = None;
+                last.rebuilt(&r.path, index)
+            }
             _ => Ok(()),
         }
     }
@@ -358,15 +384,29 @@ fn settle(
     last: usize,
 ) -> Result<()> {
     let m = &link.sidecar.manifest;
-    for r in rebuilt.iter_mut().filter(|r| r.base <= k) {
+    for r in rebuilt.iter_mut().filter(|r| r.base <= k && !r.handed) {
         let Some(db) = m.databases.iter().find(|d| d.source == r.source) else {
             continue;
         };
-        let want = m.database_blake3(db);
+        settle_one(r, db, m.database_blake3(db), k, into, last)?;
+    }
+    Ok(())
+}
+
+/// [`settle`] for one database.
+fn settle_one(
+    r: &mut Rebuilt,
+    db: &DatabaseEntry,
+    want: Option<String>,
+    k: usize,
+    into: &Path,
+    last: usize,
+) -> Result<()> {
+    {
         if r.base == k {
             if k == last {
                 // Held whole by the last link: written and checked as any restored file.
-                continue;
+                return Ok(());
             }
             if r.file.is_none() {
                 // An empty database: no bytes came, but it is still a file to build on.

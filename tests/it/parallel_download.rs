@@ -150,8 +150,9 @@ fn parallel_restore_is_byte_identical_over_several_ranged_connections() {
 fn parallel_restore_retries_a_range_cut_mid_way_and_only_that_range() {
     let rig = Rig::new(12, 8);
     let before = rig.proxy.range_log().len();
-    // The first response to carry 3 MiB is a range's (every other answer is a few KiB): cut.
-    rig.proxy.reset_once_after(Dir::ToClient, 3 * MIB);
+    // The first response to carry 1.5 MiB is a range's (2 MiB ranges at 8 connections; every
+    // other answer is a few KiB): cut.
+    rig.proxy.reset_once_after(Dir::ToClient, 3 * MIB / 2);
     let out = rig.env.path("out");
     rig.restore_to(&out).ok();
     assert_eq!(rig.proxy.resets(), 1, "{}", rig.context());
