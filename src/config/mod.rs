@@ -481,7 +481,8 @@ fn validate(raw: RawConfig, path: &Path, paths: &Paths) -> Result<Settings> {
 }
 
 /// `[incremental] max_chain_size` by default, in percent: measured so that restoring the
-/// newest backup of a chain costs at most 1.25x restoring a full one (BENCHMARKS.md).
+/// newest backup of a chain costs about 1.33x restoring a full one at worst (50% gave 1.50x;
+/// BENCHMARKS.md).
 pub const DEFAULT_MAX_CHAIN_SIZE: u32 = 20;
 
 fn incremental(raw: RawIncremental) -> std::result::Result<Incremental, (String, String)> {
