@@ -58,9 +58,14 @@ pub fn run(settings: &Settings, args: &Options) -> Result<Report> {
     let mut copies: Vec<Copy> = Vec::new();
     let mut problems = Vec::new();
     for dest in &dests {
-        // Backups missing from the destination are worth knowing whichever one is shown.
+        // Backups missing from the destination are worth knowing whichever one is shown (a
+        // view of the past has no present line to judge: no listing for it).
         let now = SystemTime::now();
-        if let Ok(listing) = catalog::list_at(dest, now) {
+        let listing = match dest.seen_at() {
+            None => catalog::list_at(dest, now).ok(),
+            Some(_) => None,
+        };
+        if let Some(listing) = listing {
             let (line, more) = super::watch_line(settings, dest, &listing.backups, now);
             notes.extend(more);
             notes.extend(
