@@ -5,6 +5,7 @@
 //! holds each source under its name, then `manifest.json` and `BLAKE3SUMS` (in `b3sum --check`
 //! format) last, because their hashes are known only once the data has streamed past.
 
+pub mod gather;
 pub mod layers;
 pub mod manifest;
 pub mod reader;

@@ -439,7 +439,7 @@ fn unpack<P: Read>(
 }
 
 /// A relative path of plain names: no root, no `..`, no `.`, nothing empty.
-fn check_path(path: &str) -> Result<()> {
+pub(crate) fn check_path(path: &str) -> Result<()> {
     let p = Path::new(path);
     let plain = !path.is_empty()
         && !path.contains('\\')

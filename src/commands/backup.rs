@@ -5,11 +5,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result};
 
-use crate::archive::manifest::{
-    archive_extension, compression_name, ArchiveInfo, Manifest, Sequence, Sidecar, FORMAT_VERSION,
-    FULL_VERSION,
-};
-use crate::archive::writer::{add_sources, ArchiveWriter, Pages};
+use crate::archive::manifest::{archive_extension, compression_name, Sequence};
 use crate::catalog;
 use crate::cli::BackupArgs;
 use crate::commands::report::Attempts;
@@ -18,12 +14,16 @@ use crate::crypto::Sealer;
 use crate::incremental::pageindex::PageIndex;
 use crate::incremental::plan::Plan;
 use crate::progress::Progress;
+use crate::source::discover::Inventory;
 use crate::state::StateDir;
 use crate::storage::fanout::{Completion, FanOut};
 use crate::storage::Destination;
 use crate::trust::Signer;
 
+mod build;
+mod found;
 mod report;
+use build::{build, estimate, Meta};
 pub use report::{DestinationResult, Report};
 
 #[derive(Debug, Clone, Default)]
@@ -212,19 +212,35 @@ pub fn run_locked(
         .iter()
         .map(|l| l.as_ref().map(|l| l.next.clone()))
         .collect();
-    let plan =
-        crate::incremental::plan::plan(settings, state, &dests, args.full, SystemTime::now());
-    let stored = store(
-        settings,
-        state,
-        &dests,
-        keys,
-        &plan,
-        progress,
-        tags,
-        state_id.as_deref(),
-        &sequences,
-    );
+    // What the sources hold is found after before_backup (which may prepare them), and a
+    // source that cannot be read is this run's failure, which after_backup is told of.
+    let mut found = None;
+    let stored = crate::source::discover::take(settings).and_then(|mut inventory| {
+        warnings.append(&mut inventory.warnings);
+        let now_found = inventory.found();
+        warnings.extend(found::gone(state, &now_found));
+        found = Some(now_found);
+        let plan = crate::incremental::plan::plan(
+            settings,
+            state,
+            &dests,
+            &inventory.databases,
+            args.full,
+            SystemTime::now(),
+        );
+        store(
+            settings,
+            state,
+            &dests,
+            keys,
+            &plan,
+            inventory,
+            progress,
+            tags,
+            state_id.as_deref(),
+            &sequences,
+        )
+    });
     if let (Some(hook), Some(hook_env)) = (&settings.hooks.after_backup, hook_env) {
         let mut env = hook_env.to_vec();
         env.push((
@@ -236,6 +252,9 @@ pub fn run_locked(
         }
     }
     let mut report = stored?;
+    if let Some(found) = &found {
+        found::remember(state, found, &mut warnings);
+    }
     remember_stored(state, &dests, lines, &report, &mut warnings);
     // After the pipeline, not before: reading sidecars leaves OpenDAL's read buffers allocated,
     // and the backup's peak memory should not carry them (+11 MiB measured).
@@ -395,6 +414,7 @@ fn store(
     dests: &[Destination],
     keys: Keys<'_>,
     plan: &Plan,
+    inventory: Inventory<'_>,
     progress: &dyn Progress,
     tags: &[String],
     state_id: Option<&str>,
@@ -424,6 +444,7 @@ fn store(
             },
             sealer,
             plan,
+            inventory,
             &mut fan,
             progress,
         );
@@ -512,7 +533,7 @@ fn store(
         .map(|d| {
             format!(
                 "database {} is empty (0 bytes): stored as it is; if the server should have data there, it is new or was truncated",
-                d.source
+                d.path
             )
         }))
         .collect();
@@ -566,122 +587,4 @@ fn store(
         unencrypted_by_choice: settings.unencrypted_by_choice,
         ..Report::default()
     })
-}
-
-/// What names and marks a backup.
-struct Meta<'a> {
-    id: &'a str,
-    created: SystemTime,
-    object: &'a str,
-    compression: &'a str,
-    tags: &'a [String],
-    state_id: Option<&'a str>,
-}
-
-/// Stream every source through the archive layers into the fan-out; returns the sidecar to
-/// commit, what was skipped, the bytes read from sources, and (with `[incremental]`) the pages
-/// for the next page index.
-#[allow(clippy::type_complexity)]
-fn build(
-    settings: &Settings,
-    meta: Meta<'_>,
-    sealer: Option<&Sealer>,
-    plan: &Plan,
-    fan: &mut FanOut<'_>,
-    progress: &dyn Progress,
-) -> Result<(
-    Sidecar,
-    Vec<String>,
-    u64,
-    Option<Vec<crate::incremental::pageindex::DbPages>>,
-)> {
-    let mut writer = ArchiveWriter::new(
-        fan,
-        settings.compression,
-        sealer,
-        settings.workers,
-        meta.created,
-    )?;
-    let parent = match plan {
-        Plan::Incremental { index } => Some(index),
-        Plan::Full { .. } => None,
-    };
-    let keep = settings.incremental.is_some();
-    let added = add_sources(&mut writer, settings, progress, Pages { keep, parent })?;
-    let version = if parent.is_some() {
-        FORMAT_VERSION
-    } else {
-        FULL_VERSION
-    };
-    let manifest = Manifest {
-        format: "litevault".into(),
-        format_version: version,
-        backup_id: meta.id.to_string(),
-        created: humantime::format_rfc3339_millis(meta.created).to_string(),
-        host: settings.name.clone(),
-        hostname: hostname(),
-        tool_version: env!("CARGO_PKG_VERSION").to_string(),
-        kind: if parent.is_some() {
-            "incremental"
-        } else {
-            "full"
-        }
-        .into(),
-        parent: parent.map(|p| p.backup_id.clone()),
-        full: parent.map(|p| p.full_id.clone()),
-        tags: meta.tags.to_vec(),
-        state_id: meta.state_id.map(str::to_string),
-        sources: added.sources,
-        files: Vec::new(),
-        databases: added.databases,
-        dirs: added.dirs,
-    };
-    let written = writer.finish(manifest)?;
-    let source_bytes = written.manifest.total_size();
-    let sidecar = Sidecar {
-        format: "litevault-sidecar".into(),
-        format_version: version,
-        archive: ArchiveInfo {
-            object: meta.object.to_string(),
-            bytes: written.bytes,
-            blake3: written.blake3,
-            compression: meta.compression.to_string(),
-            encryption: if sealer.is_some() {
-                "age".into()
-            } else {
-                "none".into()
-            },
-            recipients: sealer.map(|s| s.public.clone()).unwrap_or_default(),
-        },
-        manifest: written.manifest,
-        sequence: None,
-    };
-    Ok((
-        sidecar,
-        added.skipped.0,
-        source_bytes,
-        keep.then_some(added.pages),
-    ))
-}
-
-/// The sources' size on disk: for the progress bar, and an upper bound of the archive's size
-/// (compression only shrinks SQLite pages and config files) for the spool.
-fn estimate(settings: &Settings) -> u64 {
-    fn size(path: &std::path::Path, depth: u32) -> u64 {
-        match std::fs::symlink_metadata(path) {
-            Ok(m) if m.is_file() => m.len(),
-            Ok(m) if m.is_dir() && depth < 64 => std::fs::read_dir(path)
-                .map(|entries| entries.flatten().map(|e| size(&e.path(), depth + 1)).sum())
-                .unwrap_or(0),
-            _ => 0,
-        }
-    }
-    settings.sources.iter().map(|s| size(&s.path, 0)).sum()
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "unknown".into())
 }

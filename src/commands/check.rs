@@ -10,7 +10,7 @@ mod bucket;
 
 use std::time::Instant;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use serde_json::json;
 
@@ -144,7 +144,12 @@ pub fn run(settings: &Settings, args: &Options) -> Result<Report> {
     let state_dir = timed("state_dir", || state_dir(settings));
     let sources = match args.role {
         Some(Role::Restore) | Some(Role::Maintenance) => Vec::new(),
-        _ => settings.sources.iter().map(source).collect(),
+        _ => settings
+            .sources
+            .iter()
+            .enumerate()
+            .map(|(i, s)| source(s, i))
+            .collect(),
     };
     let mut destinations = Vec::new();
     let mut buckets = Vec::new();
@@ -226,7 +231,7 @@ fn state_dir(settings: &Settings) -> Result<String> {
 
 /// One source, read as a backup reads it: a database opened and its read transaction begun
 /// (then rolled back), a file opened, a folder walked and each file in it opened.
-fn source(s: &Source) -> Probe {
+fn source(s: &Source, index: usize) -> Probe {
     let label = format!("source {}", s.name);
     let missing = matches!(
         std::fs::symlink_metadata(&s.path),
@@ -238,6 +243,10 @@ fn source(s: &Source) -> Probe {
                 crate::exit::config(format!("{} does not exist", s.path.display()))
                 .hint("check source.path in the config (a typo, or a service that keeps its data elsewhere)"),
             ));
+        }
+        let found = crate::source::discover::of_source(s, index)?;
+        if found.databases.iter().any(|d| d.path != s.name) {
+            return probe_found(s, &found);
         }
         match s.kind {
             SourceKind::Sqlite => {
@@ -303,6 +312,33 @@ fn source(s: &Source) -> Probe {
     }
     probe.missing = missing;
     probe
+}
+
+/// A source that holds several databases (found below a folder): each opened as a backup opens
+/// it, the first that cannot be is the probe's error.
+fn probe_found(s: &Source, found: &crate::source::discover::Inventory<'_>) -> Result<String> {
+    for db in &found.databases {
+        crate::source::sqlite::probe(&db.fs_path, &db.path)
+            .with_context(|| format!("database {} ({})", db.path, db.fs_path.display()))?;
+    }
+    for item in found.plain.iter().flat_map(|p| &p.files) {
+        std::fs::File::open(&item.fs_path).with_context(|| {
+            format!("source {}: cannot read {}", s.name, item.fs_path.display())
+        })?;
+    }
+    let files: usize = found.plain.iter().map(|p| p.files.len()).sum();
+    let mut detail = format!(
+        "{}: {} readable as a backup reads them",
+        s.path.display(),
+        crate::ui::plural(found.databases.len(), "SQLite database")
+    );
+    if files > 0 {
+        detail.push_str(&format!(", and {}", crate::ui::plural(files, "other file")));
+    }
+    for w in &found.warnings {
+        detail.push_str(&format!("; {w}"));
+    }
+    Ok(detail)
 }
 
 fn timed(name: &str, f: impl FnOnce() -> Result<String>) -> Probe {

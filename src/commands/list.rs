@@ -16,6 +16,9 @@ pub struct Item {
     pub bytes: u64,
     pub destination: String,
     pub sources: Vec<String>,
+    /// Each database by its path in the backup: a `sqlite` source's name, or `NAME/path` for
+    /// one found below a folder.
+    pub databases: Vec<String>,
     pub source_bytes: u64,
     pub compression: String,
     pub encrypted: bool,
@@ -178,6 +181,13 @@ pub fn run(settings: &Settings, args: &Options) -> Result<Report> {
                 .sources
                 .iter()
                 .map(|s| s.name.clone())
+                .collect(),
+            databases: b
+                .sidecar
+                .manifest
+                .databases
+                .iter()
+                .map(|d| d.path.clone())
                 .collect(),
             source_bytes: b.sidecar.manifest.total_size(),
             compression: b.sidecar.archive.compression.clone(),

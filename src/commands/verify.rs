@@ -154,7 +154,7 @@ fn restore_test(backup: &Backup, dir: &std::path::Path) -> Result<Vec<DrillResul
             }
         }
         out.push(DrillResult {
-            database: db.source.clone(),
+            database: db.path.clone(),
             integrity_check: "ok".into(),
             foreign_key_violations: violations,
             ok: violations == 0 && mismatches.is_empty(),
@@ -456,7 +456,7 @@ fn verify_chain(
             .manifest
             .databases
             .iter()
-            .map(|d| d.source.clone())
+            .map(|d| d.path.clone())
             .collect();
         covered.insert((dest.name.clone(), link.id.clone()), ok(link, dbs));
     }

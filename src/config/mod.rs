@@ -19,6 +19,7 @@ use crate::retention::Policy;
 mod destination;
 mod keys;
 mod paths;
+mod sources;
 pub use destination::{DestinationConfig, DEFAULT_PARALLEL_DOWNLOAD_THRESHOLD};
 pub use keys::{Encryption, Signing, Trust};
 use paths::Paths;
@@ -35,7 +36,7 @@ struct RawConfig {
     state_dir: Option<PathBuf>,
     workers: Option<usize>,
     #[serde(default, rename = "source")]
-    sources: Vec<RawSource>,
+    sources: Vec<sources::RawSource>,
     #[serde(default)]
     compression: RawCompression,
     encryption: Option<keys::RawEncryption>,
@@ -93,15 +94,6 @@ struct RawHistory {
     keep_days: Option<u32>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawSource {
-    name: String,
-    path: PathBuf,
-    kind: SourceKind,
-    check: Option<Check>,
-}
-
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawCompression {
@@ -123,15 +115,8 @@ pub struct RawRetention {
     prune_after_backup: bool,
 }
 
-#[derive(Debug, Clone)]
-pub struct Source {
-    pub name: String,
-    pub path: PathBuf,
-    pub kind: SourceKind,
-    pub check: Check,
-}
-
-pub use crate::vocabulary::{Check, Compression, SourceKind};
+pub use crate::vocabulary::Compression;
+pub use sources::{Check, Discover, Source, SourceKind, MATCH};
 
 /// A validated configuration: every field has been checked and every path made absolute.
 #[derive(Debug, Clone)]
@@ -302,45 +287,7 @@ fn validate(raw: RawConfig, path: &Path, paths: &Paths) -> Result<Settings> {
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
 
-    if raw.sources.is_empty() {
-        return Err(fail(
-            "source",
-            "is missing: add at least one [[source]] table".into(),
-        ));
-    }
-    let mut seen = HashSet::new();
-    let mut sources = Vec::new();
-    for (i, s) in raw.sources.into_iter().enumerate() {
-        let key = format!("source[{i}].name");
-        if !is_safe_name(&s.name) || RESERVED_NAMES.contains(&s.name.as_str()) {
-            return Err(fail(
-                &key,
-                format!(
-                    "is {:?}; it must be 1-64 letters, digits, '.', '-' or '_', not '.' or '..', \
-                     and not manifest.json or BLAKE3SUMS",
-                    s.name
-                ),
-            ));
-        }
-        if !seen.insert(s.name.clone()) {
-            return Err(fail(
-                &key,
-                format!("{:?} is used twice; source names must be unique", s.name),
-            ));
-        }
-        if s.check.is_some() && s.kind != SourceKind::Sqlite {
-            return Err(fail(
-                &format!("source[{i}].check"),
-                "applies only to kind = \"sqlite\"".into(),
-            ));
-        }
-        sources.push(Source {
-            name: s.name,
-            path: resolve(&format!("source[{i}].path"), &s.path)?,
-            kind: s.kind,
-            check: s.check.unwrap_or(Check::Quick),
-        });
-    }
+    let sources = sources::validate(raw.sources, &resolve, &fail)?;
 
     let compression = match raw.compression.algorithm.as_deref().unwrap_or("zstd") {
         "zstd" => {

@@ -7,6 +7,7 @@ use std::time::SystemTime;
 use crate::catalog::{self, chains::resolve_in};
 use crate::config::Settings;
 use crate::incremental::pageindex::PageIndex;
+use crate::source::discover::DbFile;
 use crate::state::StateDir;
 use crate::storage::Destination;
 
@@ -27,6 +28,7 @@ pub fn plan(
     settings: &Settings,
     state: &StateDir,
     dests: &[Destination],
+    databases: &[DbFile<'_>],
     force_full: bool,
     now: SystemTime,
 ) -> Plan {
@@ -62,18 +64,12 @@ pub fn plan(
             crate::ui::duration(inc.full_every)
         ));
     }
-    for source in settings
-        .sources
-        .iter()
-        .filter(|s| s.kind == crate::config::SourceKind::Sqlite)
-    {
-        if let (Some(was), Some(now)) =
-            (index.database(&source.name), header_page_size(&source.path))
-        {
+    for db in databases {
+        if let (Some(was), Some(now)) = (index.database(&db.path), header_page_size(&db.fs_path)) {
             if was.page_size != now {
                 return full(format!(
                     "database {} changed its page size ({} to {now} bytes)",
-                    source.name, was.page_size
+                    db.path, was.page_size
                 ));
             }
         }
@@ -134,7 +130,7 @@ fn parent_problem(
         let stored = m
             .databases
             .iter()
-            .find(|d| d.source == db.source)
+            .find(|d| d.path == db.source)
             .and_then(|d| m.database_blake3(d));
         if stored.as_deref() != Some(db.blake3.as_str()) {
             return Some(format!(

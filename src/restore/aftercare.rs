@@ -282,7 +282,7 @@ fn aftercare_one(file: Unpacked<'_>, pragma: &str, durable: bool, shared: &After
     }
     if let Some((index, db, true)) = file.db {
         match crate::source::sqlite::check_file(&file.path, pragma)
-            .with_context(|| format!("database {} ({})", db.source, file.path.display()))
+            .with_context(|| format!("database {} ({})", db.path, file.path.display()))
         {
             Ok(problems) => shared
                 .verdicts

@@ -11,9 +11,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use super::{
-    choose, selected_size, selected_sources, unpack_checked, Choice, Options, Report, Restored,
-};
+use super::{choose, selected_size, selection, unpack_checked, Choice, Options, Report, Restored};
 use crate::commands::{name_some, open_destinations_as_of, opener_for};
 use crate::config::Settings;
 use crate::exit::Fault;
@@ -37,8 +35,9 @@ pub(super) fn run(
         notes: passed_over,
         at,
     } = choose(&dests, options)?;
-    let sources = selected_sources(&backup, &options.only)?;
-    let to = check_to(to, &sources)?;
+    let selection = selection(&backup, &options.only)?;
+    let items = &selection.items;
+    let to = check_to(to, items)?;
     let opener = opener_for(settings, &backup)?;
 
     // The private folder sits beside DIR so the final moves are renames on one filesystem.
@@ -90,7 +89,7 @@ pub(super) fn run(
         // In the private unpack folder, before anything is moved into DIR: only what this
         // restore wrote is changed.
         let recorded = crate::owner::Recorded::new(&backup.sidecar.manifest);
-        for name in &sources {
+        for name in items {
             let from = scratch.0.join(name);
             if fs::symlink_metadata(&from).is_ok() {
                 crate::owner::apply_recorded_tree(&from, name, &recorded)?;
@@ -100,12 +99,16 @@ pub(super) fn run(
     let made_to = created.dir(&to)?;
     let mut removed_stale = Vec::new();
     let mut restored = Vec::new();
-    for name in &sources {
+    for name in items {
         let from = scratch.0.join(name);
         let target = to.join(name);
         if !from.exists() {
             // A dir source with no files has nothing to restore.
             continue;
+        }
+        if let Some(folder) = target.parent().filter(|p| *p != to) {
+            // One database or file of a source (`--only NAME/path`): its folders are made.
+            created.dir_all(folder)?;
         }
         // A leftover journal next to the target would be replayed onto the restored database.
         removed_stale.extend(crate::place::remove_journals(&target)?);
@@ -130,7 +133,7 @@ pub(super) fn run(
         restored,
         databases_checked: checked
             .into_iter()
-            .filter(|d| sources.contains(d))
+            .filter(|d| selection.covers(d))
             .collect(),
         check: pragma.to_string(),
         check_implied: matches!(backup.trust, crate::trust::Verdict::Trusted(_))
@@ -140,7 +143,7 @@ pub(super) fn run(
                 .databases
                 .iter()
                 .all(|d| super::aftercare::implied(true, d.check, pragma)),
-        bytes: selected_size(&backup.sidecar.manifest, &sources),
+        bytes: selected_size(&backup.sidecar.manifest, &selection),
         removed_stale,
         notes,
         at,

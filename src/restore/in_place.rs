@@ -12,9 +12,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
-use super::{
-    choose, selected_sources, unpack_checked, AfterCheck, Choice, Options, Report, Restored,
-};
+use super::Selection;
+use super::{choose, selection, unpack_checked, AfterCheck, Choice, Options, Report, Restored};
 use crate::catalog::Backup;
 use crate::commands::{open_destinations_as_of, opener_for};
 use crate::config::{Settings, Source, SourceKind};
@@ -102,7 +101,9 @@ pub(super) fn run(
     report.destination = dest.name.clone();
     report.databases_checked = checked
         .into_iter()
-        .filter(|d| targets.iter().any(|(s, _)| &s.name == d))
+        .filter(|d| {
+            Selection::of_sources(targets.iter().map(|(s, _)| s.name.clone()).collect()).covers(d)
+        })
         .collect();
     report.bytes = targets.iter().map(|(_, size)| size).sum();
     report.notes.extend(after);
@@ -126,7 +127,26 @@ fn replace(
         ..Report::default()
     };
     if !choices.force {
-        for (source, _) in targets.iter().filter(|(s, _)| s.kind == SourceKind::Sqlite) {
+        // A folder's databases are in use as much as a database source is.
+        let inside: Vec<Source> = targets
+            .iter()
+            .filter(|(s, _)| s.kind == SourceKind::Dir)
+            .flat_map(|(s, _)| {
+                backup
+                    .sidecar
+                    .manifest
+                    .databases
+                    .iter()
+                    .filter(move |d| d.source == s.name)
+                    .map(move |d| found_target(s, &d.path))
+            })
+            .collect();
+        let databases = targets
+            .iter()
+            .map(|(s, _)| s)
+            .filter(|s| s.kind == SourceKind::Sqlite)
+            .chain(&inside);
+        for source in databases {
             if let Some(why) = place::in_use(&source.path) {
                 return Err(anyhow::Error::new(
                     Fault::new(Exit::Failure, format!("database {} ({}) is in use: {why}; nothing was changed", source.name, source.path.display()))
@@ -262,18 +282,21 @@ fn targets(settings: &Settings, backup: &Backup, only: &[String]) -> Result<Vec<
             ));
         }
     }
-    let names = selected_sources(backup, only)?;
+    let selection = selection(backup, only)?;
+    let m = &backup.sidecar.manifest;
     let mut out = Vec::new();
-    for name in names {
+    for item in &selection.items {
+        let (name, below) = match item.split_once('/') {
+            Some((name, below)) => (name, Some(below)),
+            None => (item.as_str(), None),
+        };
         let Some(source) = settings.sources.iter().find(|s| s.name == name) else {
             return Err(config_error(format!(
                 "the config has no source {name:?}; an in-place restore puts each source at its configured path"
             ))
             .into());
         };
-        let entry = backup
-            .sidecar
-            .manifest
+        let entry = m
             .sources
             .iter()
             .find(|s| s.name == name)
@@ -285,11 +308,52 @@ fn targets(settings: &Settings, backup: &Backup, only: &[String]) -> Result<Vec<
             ))
             .into());
         }
+        // A source that finds its databases below a folder is restored database by database,
+        // each at its place: the folder also holds what is not the source's.
+        let found: Vec<&crate::archive::manifest::DatabaseEntry> = m
+            .databases
+            .iter()
+            .filter(|d| d.source == name && d.path != name && selection.covers(&d.path))
+            .collect();
+        if source.kind == SourceKind::Sqlite && !found.is_empty() {
+            for db in found {
+                let one = Selection::of_sources(vec![db.path.clone()]);
+                out.push((
+                    found_target(source, &db.path),
+                    super::selected_size(m, &one),
+                ));
+            }
+            continue;
+        }
+        if below.is_some() {
+            return Err(config_error(format!(
+                "{item:?} is one file of source {name:?}; an in-place restore puts back whole sources (or single databases of a source with a pattern)"
+            ))
+            .hint(format!("restore it into a folder with --to DIR --only {item:?} and move it into place, or restore source {name:?} whole"))
+            .into());
+        }
         // Restored, not stored: an incremental stores only its databases' changed pages.
-        let size = super::selected_size(&backup.sidecar.manifest, std::slice::from_ref(&name));
+        let size = super::selected_size(m, &Selection::of_sources(vec![name.to_string()]));
         out.push((source.clone(), size));
     }
     Ok(out)
+}
+
+/// One database of a source that finds its databases: restored as if it were a source of its
+/// own, named by its path in the backup, at its place below the source's folder.
+fn found_target(source: &Source, path: &str) -> Source {
+    let below = path
+        .strip_prefix(&source.name)
+        .map(|r| r.trim_start_matches('/'))
+        .unwrap_or(path);
+    Source {
+        name: path.to_string(),
+        path: source.path.join(below),
+        kind: SourceKind::Sqlite,
+        check: source.check,
+        discover: None,
+        as_bytes: Vec::new(),
+    }
 }
 
 /// Room for each staged copy beside its target and, where a file:// destination shares a

@@ -206,44 +206,116 @@ pub(crate) fn choose<'d>(dests: &'d [Destination], options: &Options) -> Result<
     })
 }
 
-/// The sources to restore: all in the backup, or those named with `--only` (each must be in it).
-pub fn selected_sources(backup: &Backup, only: &[String]) -> Result<Vec<String>> {
-    let names: Vec<String> = backup
-        .sidecar
-        .manifest
-        .sources
-        .iter()
-        .map(|s| s.name.clone())
-        .collect();
-    if only.is_empty() {
-        return Ok(names);
+/// What a restore puts in place: whole sources, or single databases and files by their path in
+/// the backup (`--only NAME`, `--only tenants/a.db`, `--only 'tenants/*.db'`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selection {
+    /// Paths in the backup, none below another: a source's name, or a path below it.
+    pub items: Vec<String>,
+}
+
+impl Selection {
+    /// Whether the file or database at `path` in the backup is restored.
+    pub fn covers(&self, path: &str) -> bool {
+        self.items.iter().any(|i| {
+            path == i
+                || path
+                    .strip_prefix(i.as_str())
+                    .is_some_and(|rest| rest.starts_with('/'))
+        })
     }
-    for name in only {
-        if !names.contains(name) {
+
+    /// Whether it restores each source it touches whole.
+    pub fn whole_sources(&self) -> bool {
+        self.items.iter().all(|i| !i.contains('/'))
+    }
+
+    pub fn of_sources(names: Vec<String>) -> Selection {
+        Selection { items: names }
+    }
+}
+
+/// What `--only` selects: everything in the backup when empty; otherwise each name must be a
+/// source, or a database or file in the backup, or a pattern matching at least one of them.
+pub fn selection(backup: &Backup, only: &[String]) -> Result<Selection> {
+    let m = &backup.sidecar.manifest;
+    let names: Vec<String> = m.sources.iter().map(|s| s.name.clone()).collect();
+    if only.is_empty() {
+        return Ok(Selection::of_sources(names));
+    }
+    let deltas: std::collections::HashSet<&str> = m
+        .databases
+        .iter()
+        .filter_map(|d| match &d.stored {
+            Some(crate::archive::manifest::Stored::Wal { wal, .. }) => Some(wal.as_str()),
+            _ => None,
+        })
+        .collect();
+    let paths: Vec<&str> = m
+        .databases
+        .iter()
+        .map(|d| d.path.as_str())
+        .chain(m.files.iter().map(|f| f.path.as_str()))
+        .filter(|p| !deltas.contains(p))
+        .collect();
+    let mut items: Vec<String> = Vec::new();
+    for wanted in only {
+        let before = items.len();
+        if names.contains(wanted) || paths.contains(&wanted.as_str()) {
+            items.push(wanted.clone());
+        } else if wanted.contains(['*', '?', '[']) {
+            if let Ok(pattern) = glob::Pattern::new(wanted) {
+                let hit = |p: &str| pattern.matches_with(p, crate::config::MATCH);
+                items.extend(names.iter().filter(|n| hit(n)).cloned());
+                items.extend(paths.iter().filter(|p| hit(p)).map(|p| p.to_string()));
+            }
+        }
+        if items.len() == before {
             return Err(crate::exit::config(format!(
-                "backup {} has no source {name:?} (it has: {})",
+                "backup {} has no source, database or file {wanted:?} (its sources: {})",
                 backup.id,
                 names.join(", ")
             ))
             .hint(format!(
-                "--only takes a source name as the backup stores it: one of {} (`litevault show {}` lists them)",
-                names.join(", "),
+                "--only takes a source name, or the path of a database or file as the backup stores it, or a pattern such as 'NAME/*.db' (`litevault show {}` lists them)",
                 backup.id
             ))
             .into());
         }
     }
-    Ok(names.into_iter().filter(|n| only.contains(n)).collect())
+    items.sort();
+    items.dedup();
+    let all = Selection {
+        items: items.clone(),
+    };
+    // A path below another selected item is restored with it.
+    items.retain(|i| {
+        !all.items.iter().any(|o| {
+            o != i
+                && i.strip_prefix(o.as_str())
+                    .is_some_and(|r| r.starts_with('/'))
+        })
+    });
+    Ok(Selection { items })
 }
 
-/// The bytes that restoring `sources` writes: the whole backup's restored size, counted over
-/// the selected sources only (`--only`).
+/// The bytes that restoring `selection` writes: the whole backup's restored size, counted over
+/// what is selected only (`--only`).
 pub(crate) fn selected_size(
     manifest: &crate::archive::manifest::Manifest,
-    sources: &[String],
+    selection: &Selection,
 ) -> u64 {
     let mut only = manifest.clone();
-    only.files.retain(|f| sources.contains(&f.source));
-    only.databases.retain(|d| sources.contains(&d.source));
+    only.databases.retain(|d| selection.covers(&d.path));
+    let deltas: std::collections::HashSet<String> = only
+        .databases
+        .iter()
+        .filter_map(|d| match &d.stored {
+            Some(crate::archive::manifest::Stored::Wal { wal, .. }) => Some(wal.clone()),
+            _ => None,
+        })
+        .collect();
+    only.files
+        .retain(|f| selection.covers(&f.path) || deltas.contains(&f.path));
     only.restored_size()
 }

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use serde::Serialize;
 
-use super::{choose, selected_size, selected_sources, At, Choice, Options, Target};
+use super::{choose, selected_size, selection, At, Choice, Options, Selection, Target};
 use crate::catalog::Backup;
 use crate::commands::{open_destinations_as_of, opener_for};
 use crate::config::Settings;
@@ -110,8 +110,8 @@ pub fn plan(settings: &Settings, options: &Options) -> Result<Plan> {
     let mut in_place = None;
     let (mode, to, sources, needs) = match &options.target {
         Target::Folder { dir, .. } => {
-            let sources = selected_sources(&backup, &options.only)?;
-            let to = super::folder::check_to(dir, &sources)?;
+            let sources = selection(&backup, &options.only)?;
+            let to = super::folder::check_to(dir, &sources.items)?;
             let need = Need {
                 path: to.clone(),
                 bytes: selected_size(manifest, &sources),
@@ -121,7 +121,8 @@ pub fn plan(settings: &Settings, options: &Options) -> Result<Plan> {
         }
         Target::InPlace { safety_backup, .. } => {
             let targets = super::in_place::prepare(settings, &backup, &options.only)?;
-            let sources: Vec<String> = targets.iter().map(|(s, _)| s.name.clone()).collect();
+            let sources =
+                Selection::of_sources(targets.iter().map(|(s, _)| s.name.clone()).collect());
             let mut needs = vec![Need {
                 path: settings.state_dir.clone(),
                 bytes: selected_size(manifest, &sources),
@@ -159,7 +160,7 @@ pub fn plan(settings: &Settings, options: &Options) -> Result<Plan> {
             destination: dest.name.clone(),
         },
         chain: chain.iter().map(link).collect(),
-        sources,
+        sources: sources.items,
         at,
         space: Space {
             restored_bytes,
@@ -181,13 +182,13 @@ fn link(b: &Backup) -> Link {
 }
 
 /// The checks the restore runs, in the order it runs them.
-fn checks(backup: &Backup, chain: &[Backup], sources: &[String], target: &Target) -> Vec<String> {
+fn checks(backup: &Backup, chain: &[Backup], sources: &Selection, target: &Target) -> Vec<String> {
     let databases = backup
         .sidecar
         .manifest
         .databases
         .iter()
-        .filter(|d| sources.contains(&d.source))
+        .filter(|d| sources.covers(&d.path))
         .count();
     let archives = if chain.len() == 1 {
         "the archive".to_string()

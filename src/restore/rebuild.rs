@@ -146,7 +146,7 @@ pub fn rebuild(
     let mut verdicts: HashMap<String, Vec<String>> = aftercare
         .verdicts
         .into_iter()
-        .map(|(i, problems)| (databases[i].source.clone(), problems))
+        .map(|(i, problems)| (databases[i].path.clone(), problems))
         .collect();
     let checked: Vec<Result<(String, Vec<String>)>> = std::thread::scope(|scope| {
         let workers: Vec<_> = rebuilt
@@ -155,11 +155,11 @@ pub fn rebuild(
             .map(|r| {
                 let file = r.file.take();
                 let path = into.join(&r.path);
-                let source = r.source.clone();
+                let source = r.path.clone();
                 // Its final BLAKE3 was just checked against the one the newest link records.
                 let check = databases
                     .iter()
-                    .find(|d| d.source == source)
+                    .find(|d| d.path == source)
                     .is_none_or(|d| !super::aftercare::implied(vouched, d.check, pragma));
                 scope.spawn(move || -> Result<(String, Vec<String>)> {
                     if durable {
@@ -192,18 +192,18 @@ pub fn rebuild(
     }
     let mut out = Vec::new();
     for db in databases {
-        let problems = verdicts.remove(&db.source).unwrap_or_default();
+        let problems = verdicts.remove(&db.path).unwrap_or_default();
         if !problems.is_empty() {
             return Err(integrity(format!(
                 "backup {} on {}: database {} fails {pragma}: {}",
                 target.id,
                 dest.name,
-                db.source,
+                db.path,
                 problems.join("; ")
             ))
             .into());
         }
-        out.push(db.source.clone());
+        out.push(db.path.clone());
     }
     Ok(out)
 }
@@ -213,43 +213,44 @@ pub fn rebuild(
 fn plan(chain: &[Backup]) -> Result<Vec<Rebuilt>> {
     let last = chain.len() - 1;
     let target = &chain[last];
-    let entry = |k: usize, source: &str| -> Option<&DatabaseEntry> {
+    let entry = |k: usize, path: &str| -> Option<&DatabaseEntry> {
         chain[k]
             .sidecar
             .manifest
             .databases
             .iter()
-            .find(|d| d.source == source)
+            .find(|d| d.path == path)
     };
     let mut out = Vec::new();
     for db in &target.sidecar.manifest.databases {
+        crate::archive::reader::check_path(&db.path)?;
         let Some(base) = (0..=last)
             .rev()
-            .find(|&k| entry(k, &db.source).is_some_and(DatabaseEntry::is_whole))
+            .find(|&k| entry(k, &db.path).is_some_and(DatabaseEntry::is_whole))
         else {
             return Err(integrity(format!(
                 "backup {}: no backup in its chain holds database {} whole",
-                target.id, db.source
+                target.id, db.path
             ))
             .into());
         };
-        if let Some(gap) = (base + 1..=last).find(|&k| entry(k, &db.source).is_none()) {
+        if let Some(gap) = (base + 1..=last).find(|&k| entry(k, &db.path).is_none()) {
             return Err(integrity(format!(
                 "backup {}: its chain lacks database {} in backup {}",
-                target.id, db.source, chain[gap].id
+                target.id, db.path, chain[gap].id
             ))
             .into());
         }
-        let page_size = entry(base, &db.source).map(|d| d.page_size).unwrap_or(0);
+        let page_size = entry(base, &db.path).map(|d| d.page_size).unwrap_or(0);
         if base < last && !supported(page_size) {
             return Err(integrity(format!(
                 "backup {}: database {} has {page_size}-byte pages, which are never stored as deltas",
-                target.id, db.source
+                target.id, db.path
             ))
             .into());
         }
         out.push(Rebuilt {
-            source: db.source.clone(),
+            source: db.path.clone(),
             path: db.path.clone(),
             base,
             page_size,
@@ -341,7 +342,7 @@ impl<'scope, 'm: 'scope> Entries for Links<'_, '_, 'scope, 'm> {
                     .databases
                     .iter()
                     .enumerate()
-                    .find(|(_, d)| d.source == r.source && d.blake3.is_some())
+                    .find(|(_, d)| d.path == r.path && d.blake3.is_some())
                 else {
                     return Ok(()); // settled with the rest of the link
                 };
@@ -385,7 +386,7 @@ fn settle(
 ) -> Result<()> {
     let m = &link.sidecar.manifest;
     for r in rebuilt.iter_mut().filter(|r| r.base <= k && !r.handed) {
-        let Some(db) = m.databases.iter().find(|d| d.source == r.source) else {
+        let Some(db) = m.databases.iter().find(|d| d.path == r.path) else {
             continue;
         };
         settle_one(r, db, m.database_blake3(db), k, into, last)?;

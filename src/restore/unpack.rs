@@ -126,12 +126,12 @@ pub fn unpack_checked(
                 "backup {} on {}: database {} fails {pragma}: {}",
                 backup.id,
                 dest.name,
-                db.source,
+                db.path,
                 problems.join("; ")
             ))
             .into());
         }
-        checked.push(db.source.clone());
+        checked.push(db.path.clone());
     }
     Ok(checked)
 }

@@ -1,5 +1,6 @@
 //! What is backed up: consistent snapshots of SQLite databases, and plain files and folders.
 
+pub mod discover;
 pub mod files;
 mod pages;
 pub mod sqlite;

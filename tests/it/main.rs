@@ -47,6 +47,7 @@ mod sequence;
 mod servers;
 mod show;
 mod signals;
+mod sources;
 mod spool;
 mod state_dir;
 mod stats;

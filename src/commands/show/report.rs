@@ -292,7 +292,7 @@ impl CommandReport for Report {
         for d in &r.databases {
             lines.push(format!(
                 "  {}: SQLite {}, {} pages of {} bytes ({}), journal_mode {}, user_version {}, passed {}",
-                Escaped(&d.source),
+                Escaped(&d.path),
                 Escaped(&d.sqlite_version),
                 d.page_count,
                 d.page_size,
