@@ -75,7 +75,7 @@ complete -c litevault -n "__fish_litevault_using_subcommand ls" -l json -d 'Prin
 complete -c litevault -n "__fish_litevault_using_subcommand ls" -s h -l help -d 'Print help'
 complete -c litevault -n "__fish_litevault_using_subcommand restore" -l at -d 'Restore the newest good backup taken at or before TIME (RFC 3339, or a duration ago: 2h, 3d) instead of naming one' -r
 complete -c litevault -n "__fish_litevault_using_subcommand restore" -l to -d 'Folder to restore into; each source becomes DIR/<source name>' -r -F
-complete -c litevault -n "__fish_litevault_using_subcommand restore" -l only -d 'Restore only this source (repeat for several) [default: all in the backup]' -r
+complete -c litevault -n "__fish_litevault_using_subcommand restore" -l only -d 'Restore only this source, or one database or file by its path in the backup (tenants/a.db), or all that a pattern matches (\'tenants/*.db\'); repeat for several [default: all in the backup]' -r
 complete -c litevault -n "__fish_litevault_using_subcommand restore" -l wait -d 'With --in-place: if another run holds the lock, wait this long for it' -r
 complete -c litevault -n "__fish_litevault_using_subcommand restore" -s d -l dest -d 'Destination to restore from [default: the first that holds the backup]' -r
 complete -c litevault -n "__fish_litevault_using_subcommand restore" -l as-of -d 'See the destinations as they were at TIME (RFC 3339, or a duration ago: 2h, 3d): backups deleted or overwritten since come back from the bucket\'s versions (S3 with versioning). Not --at: --as-of is the bucket\'s past, --at the backup chosen within it' -r

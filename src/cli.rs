@@ -196,7 +196,9 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub in_place: bool,
 
-    /// Restore only this source (repeat for several) [default: all in the backup]
+    /// Restore only this source, or one database or file by its path in the backup
+    /// (tenants/a.db), or all that a pattern matches ('tenants/*.db'); repeat for several
+    /// [default: all in the backup]
     #[arg(long, value_name = "SOURCE")]
     pub only: Vec<String>,
 

@@ -21,6 +21,9 @@ use crate::source::discover::{DbFile, Inventory};
 use crate::source::files::{self, Skipped};
 use crate::source::sqlite::{Checked, Compare, DbInfo, Form, PendingCheck, Snapshot};
 
+/// The most snapshots streaming or checking at once, whatever `workers` says.
+const MAX_OPEN: usize = 32;
+
 /// How databases are taken: whether to keep their page hashes (for the next incremental), and
 /// the parent's pages to compare with (an incremental backup).
 #[derive(Clone, Copy, Default)]
@@ -75,7 +78,9 @@ pub fn add_sources<W: Write>(
         .unwrap_or_default();
     // One core: each snapshot is checked before the next starts. More: a few ahead, a few
     // checking, never all of them.
-    let workers = settings.workers.max(1);
+    // Each open snapshot holds three descriptors (the database, its -wal and -shm): capped so
+    // that a machine with many cores stays far below the default limit of 1,024.
+    let workers = settings.workers.clamp(1, MAX_OPEN);
     let ahead = if workers == 1 { 1 } else { workers };
     let mut pending: VecDeque<Snapshot> = VecDeque::new();
     let mut started = 0;
@@ -293,7 +298,7 @@ fn settle<W: Write>(
             sqlite_version: info.sqlite_version,
             user_version: info.user_version,
             journal_mode: info.journal_mode,
-            check: db.source.check,
+            check: checked.check,
             row_counts: checked.row_counts,
             blake3: Some(checked.blake3),
             stored,

@@ -43,7 +43,20 @@ fn metadata_limit(expected: &Manifest) -> u64 {
         .iter()
         .map(|d| 256 + 6 * d.path.len() as u64)
         .sum();
-    METADATA_LIMIT + listed + folders
+    // And each database's own entry, whose row counts grow with its tables (one stored unchanged
+    // has no file at all).
+    let databases: u64 = expected
+        .databases
+        .iter()
+        .map(|d| {
+            1024 + 6 * d.path.len() as u64
+                + d.row_counts
+                    .keys()
+                    .map(|t| 64 + 6 * t.len() as u64)
+                    .sum::<u64>()
+        })
+        .sum();
+    METADATA_LIMIT + listed + folders + databases
 }
 
 /// Where an archive entry goes.

@@ -345,3 +345,55 @@ fn other_variables_in_paths_are_config_errors() {
         Path::new("/etc/litevault/st$ate")
     );
 }
+
+#[test]
+fn a_sqlite_path_with_a_pattern_splits_into_its_folder_and_the_pattern() {
+    let text = GOOD.replace(
+        "path = \"/srv/data/auth.db\"",
+        "path = \"/srv/app/tenants/**/*.db\"\nexclude = [\"old/**\"]",
+    );
+    let s = parse_str(&text).unwrap();
+    assert_eq!(s.sources[0].path, Path::new("/srv/app/tenants"));
+    let d = s.sources[0].discover.as_ref().unwrap();
+    assert!(d.matches("acme.db") && d.matches("eu/acme.db"));
+    assert!(!d.matches("acme.db-wal") && !d.matches("notes.txt"));
+    assert!(!d.matches("old/gone.db"), "exclude is ignored");
+    assert!(d.strict());
+    // `*` stays within a folder; `**` crosses them.
+    let text = GOOD.replace(
+        "path = \"/srv/data/auth.db\"",
+        "path = \"/srv/app\"\npattern = \"*.db\"",
+    );
+    let s = parse_str(&text).unwrap();
+    let d = s.sources[0].discover.as_ref().unwrap();
+    assert!(d.matches("a.db") && !d.matches("sub/a.db"));
+}
+
+#[test]
+fn source_patterns_that_climb_out_or_do_not_fit_the_kind_name_their_key() {
+    for (edit, key) in [
+        ("pattern = \"../other/*.db\"", "source[0].pattern"),
+        ("pattern = \"/etc/*.db\"", "source[0].pattern"),
+        ("exclude = [\"a\", \"../x\"]", "source[0].exclude[1]"),
+        ("pattern = \"[\"", "source[0].pattern"),
+        ("as_bytes = [\"x.db\"]", "source[0].as_bytes"),
+    ] {
+        let text = GOOD.replace(
+            "path = \"/srv/data/auth.db\"",
+            &format!("path = \"/srv/data\"\n{edit}"),
+        );
+        let msg = err_of(&text);
+        assert!(msg.contains(&format!("`{key}`")), "{edit}: {msg}");
+    }
+    let text = GOOD.replace("path = \"etc\"", "path = \"etc\"\npattern = \"*.db\"");
+    let msg = err_of(&text);
+    assert!(
+        msg.contains("`source[1].pattern`") && msg.contains("sqlite"),
+        "{msg}"
+    );
+    let text = GOOD.replace(
+        "path = \"/srv/data/auth.db\"",
+        "path = \"/srv/*/x.db\"\npattern = \"*.db\"",
+    );
+    assert!(err_of(&text).contains("`source[0].pattern`"));
+}

@@ -47,6 +47,16 @@ pub struct DbPages {
     pub blake3: String,
     /// One per page; empty when the page size has no per-page values (512 bytes).
     pub hashes: Vec<PageHash>,
+    /// The check these exact bytes passed, and their row counts (absent in older indexes): a
+    /// database found unchanged needs neither again.
+    pub passed: Option<Passed>,
+}
+
+/// What a database's check found, as the backup that stored it records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Passed {
+    pub check: crate::vocabulary::Check,
+    pub row_counts: std::collections::BTreeMap<String, u64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -65,6 +75,8 @@ struct DbHeader {
     page_count: u64,
     blake3: String,
     hashes: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    passed: Option<Passed>,
 }
 
 impl PageIndex {
@@ -106,6 +118,7 @@ impl PageIndex {
                     page_count: d.page_count,
                     blake3: d.blake3.clone(),
                     hashes: d.hashes.len() as u64,
+                    passed: d.passed.clone(),
                 })
                 .collect(),
         };
@@ -157,6 +170,7 @@ fn decode(body: &[u8]) -> Result<PageIndex> {
                 .chunks_exact(16)
                 .map(|c| c.try_into().expect("16 bytes"))
                 .collect(),
+            passed: d.passed,
         });
     }
     if !rest.is_empty() {
@@ -189,6 +203,10 @@ mod tests {
                     page_count: 3,
                     blake3: "00".repeat(32),
                     hashes: vec![[1; 16], [2; 16], [3; 16]],
+                    passed: Some(Passed {
+                        check: crate::vocabulary::Check::Integrity,
+                        row_counts: [("t".to_string(), 7)].into(),
+                    }),
                 },
                 DbPages {
                     source: "b".into(),
@@ -196,6 +214,7 @@ mod tests {
                     page_count: 9,
                     blake3: "11".repeat(32),
                     hashes: vec![],
+                    passed: None,
                 },
             ],
         };

@@ -127,12 +127,14 @@ fn parent_problem(
     // The index must describe exactly this backup's databases.
     let m = &parent.sidecar.manifest;
     for db in &index.databases {
-        let stored = m
-            .databases
-            .iter()
-            .find(|d| d.path == db.source)
-            .and_then(|d| m.database_blake3(d));
-        if stored.as_deref() != Some(db.blake3.as_str()) {
+        let entry = m.databases.iter().find(|d| d.path == db.source);
+        let stored = entry.and_then(|d| m.database_blake3(d));
+        // What the index says the database passed is what the backup says, or nothing.
+        let passed_differs = match (&db.passed, entry) {
+            (Some(p), Some(d)) => p.check != d.check || p.row_counts != d.row_counts,
+            _ => false,
+        };
+        if stored.as_deref() != Some(db.blake3.as_str()) || passed_differs {
             return Some(format!(
                 "the page index does not match backup {id} on destination {} (database {}), so it cannot be compared with",
                 dest.name, db.source

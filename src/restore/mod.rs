@@ -272,12 +272,12 @@ pub fn selection(backup: &Backup, only: &[String]) -> Result<Selection> {
         }
         if items.len() == before {
             return Err(crate::exit::config(format!(
-                "backup {} has no source, database or file {wanted:?} (its sources: {})",
-                backup.id,
-                names.join(", ")
+                "backup {} has no source {wanted:?}, nor a database or file by that path",
+                backup.id
             ))
             .hint(format!(
-                "--only takes a source name, or the path of a database or file as the backup stores it, or a pattern such as 'NAME/*.db' (`litevault show {}` lists them)",
+                "--only takes a source name as the backup stores it: one of {}; or the path of a database or file below one (NAME/app.db), or a pattern such as 'NAME/*.db' (`litevault show {}` lists them)",
+                names.join(", "),
                 backup.id
             ))
             .into());

@@ -4,8 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::incremental::pageindex::{DbPages, PageHash};
+use crate::incremental::pageindex::{DbPages, PageHash, Passed};
 use crate::incremental::wal::wal_size;
+use crate::vocabulary::Check;
 
 /// Pages are handed over in chunks of about this size.
 pub(super) const CHUNK: usize = 256 << 10;
@@ -59,16 +60,23 @@ pub struct Checked {
     /// Each page's short hash, for the next backup's comparison (when asked for, and the page
     /// size allows it).
     pub pages: Vec<PageHash>,
+    /// The check these bytes passed: the one configured, or a stronger one that the parent's
+    /// identical bytes passed.
+    pub check: Check,
 }
 
 impl Checked {
-    pub fn index_entry(&self, source: &str, info: &DbInfo) -> DbPages {
+    pub fn index_entry(&self, path: &str, info: &DbInfo) -> DbPages {
         DbPages {
-            source: source.to_string(),
+            source: path.to_string(),
             page_size: info.page_size,
             page_count: info.page_count,
             blake3: self.blake3.clone(),
             hashes: self.pages.clone(),
+            passed: Some(Passed {
+                check: self.check,
+                row_counts: self.row_counts.clone(),
+            }),
         }
     }
 }

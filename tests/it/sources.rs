@@ -372,6 +372,13 @@ fn two_thousand_databases_take_bounded_threads_and_descriptors() {
         "{forms:?}"
     );
     assert_eq!(forms.iter().filter(|f| **f == "unchanged").count(), N - 10);
+    // An unchanged database's check and row counts are its parent's (the same bytes passed
+    // them), recorded as for any other.
+    for d in shown["databases"].as_array().unwrap() {
+        let rows = if d["stored"]["as"] == "wal" { 2 } else { 1 };
+        assert_eq!(d["row_counts"]["t"], rows, "{d}");
+        assert_eq!(d["check"], "quick", "{d}");
+    }
     let out = env.path("out");
     env.run(&["restore", &newest, "--to", out.to_str().unwrap()])
         .ok();

@@ -355,14 +355,32 @@ fn the_readme_stock_tools_recovery_of_a_chain_runs_and_exits_0() {
     let mut env = Env::new();
     let db = env.add_sqlite("auth.db");
     create_ledger(&db, "WAL", 200);
+    // A folder with a database in it, and databases found by pattern: their deltas sit below
+    // the top folder, where the recipe must find them too.
+    let app = env.add_source("app", "dir", "");
+    fs::create_dir_all(&app).unwrap();
+    create_ledger(&app.join("main.db"), "WAL", 100);
+    fs::write(app.join("app.conf"), "x = 1\n").unwrap();
+    let tenants = env.path("data/tenants");
+    fs::create_dir_all(tenants.join("eu")).unwrap();
+    create_ledger(&tenants.join("eu/t1.db"), "WAL", 50);
+    env.sources.push(format!(
+        "[[source]]\nname = \"tenants\"\npath = \"{}\"\nkind = \"sqlite\"\npattern = \"**/*.db\"\n",
+        tenants.display()
+    ));
     let key = env.with_age_key();
     env.incremental = Some("max_chain = 10\n".into());
     let full = env.backup();
-    let conn = rusqlite::Connection::open(&db).unwrap();
-    for k in 201..=260 {
-        ledger_step(&conn, k);
+    for (path, from) in [
+        (&db, 201),
+        (&app.join("main.db"), 101),
+        (&tenants.join("eu/t1.db"), 51),
+    ] {
+        let conn = rusqlite::Connection::open(path).unwrap();
+        for k in from..from + 60 {
+            ledger_step(&conn, k);
+        }
     }
-    drop(conn);
     let changed = env.backup();
     // The last link changes no database: it brings no -wal, which the loop must take in stride.
     let unchanged = env.backup();
@@ -386,6 +404,9 @@ fn the_readme_stock_tools_recovery_of_a_chain_runs_and_exits_0() {
     assert!(script.contains(&ours), "{script}");
     run_block(&script, &work, None);
     assert_eq!(check_ledger(&work.join("rebuilt/auth.db")), rows);
+    assert_eq!(check_ledger(&work.join("rebuilt/app/main.db")), 160);
+    assert_eq!(check_ledger(&work.join("rebuilt/tenants/eu/t1.db")), 110);
+    assert!(!work.join("rebuilt/app/main.db-wal").exists());
 }
 
 #[test]
