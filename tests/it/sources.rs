@@ -171,6 +171,10 @@ fn a_pattern_source_follows_tenants_across_runs_and_restores_each() {
     let first = env.backup();
     let (databases, _, _) = contents(&env, &first);
     assert_eq!(databases, ["tenants/a.db", "tenants/b.db"]);
+    // `check` opens each as a backup does.
+    env.run(&["check"])
+        .ok()
+        .stdout_has("2 SQLite databases readable as a backup reads them");
 
     // A tenant added, one removed, one written to.
     create_ledger(&tenants.join("d.db"), "WAL", 300);
@@ -441,4 +445,33 @@ fn in_place_restore_puts_each_found_database_back_and_leaves_the_rest_of_the_fol
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(check_ledger(&tenants.join("a.db")), 100);
     assert_eq!(check_ledger(&tenants.join("b.db")), 201);
+}
+
+#[test]
+fn in_place_restore_of_a_folder_waits_for_no_one_holding_a_database_in_it() {
+    let mut env = Env::new();
+    let app = env.add_source("app", "dir", "");
+    fs::create_dir_all(&app).unwrap();
+    create_ledger(&app.join("main.db"), "WAL", 10);
+    fs::write(app.join("app.conf"), "a\n").unwrap();
+    let id = env.backup();
+    let conn = rusqlite::Connection::open(app.join("main.db")).unwrap();
+    ledger_step(&conn, 11);
+
+    let r = env.run(&["restore", &id, "--in-place", "--no-safety-backup"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("app/main.db") && r.stderr.contains("in use"),
+        "{}",
+        r.stderr
+    );
+    drop(conn);
+    assert_eq!(
+        check_ledger(&app.join("main.db")),
+        11,
+        "a refused restore changed it"
+    );
+    env.run(&["restore", &id, "--in-place", "--no-safety-backup"])
+        .ok();
+    assert_eq!(check_ledger(&app.join("main.db")), 10);
 }
