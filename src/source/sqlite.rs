@@ -44,6 +44,11 @@ use crate::incremental::pageindex::DbPages;
 /// The channel holds a few chunks.
 const CHANNEL_DEPTH: usize = 2;
 
+/// Below this size a database's snapshot keeps a small page cache (`SMALL_CACHE_KIB`).
+const SMALL_DATABASE: u64 = 16 << 20;
+/// SQLite's `cache_size` in KiB when negative.
+const SMALL_CACHE_KIB: i64 = -256;
+
 /// How long to wait for a writer's lock before giving up on a database.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -360,6 +365,12 @@ fn open_snapshot(path: &Path, label: &str) -> Result<(Connection, DbInfo)> {
     )
     .context("cannot open the database")?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
+    if meta.len() < SMALL_DATABASE {
+        // A source of thousands of small databases has a few open at a time, each on a thread
+        // whose allocator arena keeps its peak: SQLite's default 2 MiB page cache each would add
+        // up. Its check reads the pages again from the kernel's cache instead.
+        conn.pragma_update(None, "cache_size", SMALL_CACHE_KIB)?;
+    }
     // A backup only reads. Left alone, SQLite would checkpoint the WAL into the database when
     // this (if last) connection closes: a burst of writes on the live server, and time.
     conn.set_db_config(
