@@ -41,4 +41,5 @@ pub mod state;
 pub mod storage;
 pub mod trust;
 pub mod ui;
+pub mod verified;
 pub mod vocabulary;
