@@ -519,8 +519,12 @@ mod tests {
     #[test]
     fn example_invocations_parse() {
         let crontab = include_str!("../examples/crontab");
-        let service = include_str!("../examples/systemd/litevault-backup.service");
+        let services = [
+            include_str!("../examples/systemd/litevault-backup.service"),
+            include_str!("../examples/systemd/litevault-verify.service"),
+        ];
         // A job commented out for another host (`# 11 5 * * 0  litevault verify ...`) counts.
+        // cron reads `\%` as `%`, and systemd reads `%%` so.
         let lines = crontab
             .lines()
             .map(|l| match l.strip_prefix("# ") {
@@ -528,19 +532,22 @@ mod tests {
                 _ => l,
             })
             .filter(|l| !l.starts_with('#'))
-            .filter_map(|l| l.split_once("litevault ").map(|(_, rest)| rest))
-            .chain(
-                service
-                    .lines()
-                    .filter_map(|l| l.strip_prefix("ExecStart=/usr/local/bin/litevault ")),
-            );
+            .filter_map(|l| {
+                l.split_once("litevault ")
+                    .map(|(_, rest)| rest.replace("\\%", "%"))
+            })
+            .chain(services.iter().flat_map(|s| {
+                s.lines()
+                    .filter_map(|l| l.strip_prefix("ExecStart=/usr/bin/litevault "))
+                    .map(|rest| rest.replace("%%", "%"))
+            }));
         let mut n = 0;
         for rest in lines {
             let args = std::iter::once("litevault").chain(rest.split_whitespace());
             Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{rest}: {e}"));
             n += 1;
         }
-        assert_eq!(n, 4);
+        assert_eq!(n, 7);
     }
 
     #[test]

@@ -223,7 +223,13 @@ fn without_the_identity_a_sample_checks_the_stored_bytes_and_says_it_did_not_dec
     let r = env.run(&["verify", "--sample", "100%"]);
     r.ok()
         .stdout_has("content not decrypted")
-        .stderr_has("content was NOT decrypted");
+        .stdout_has("content was NOT decrypted");
+    // Under cron (--quiet) a sound sample mails nothing.
+    let quiet = env.run(&["--quiet", "verify", "--sample", "100%"]);
+    assert_eq!(
+        (quiet.code, quiet.stdout.as_str(), quiet.stderr.as_str()),
+        (0, "", "")
+    );
     for id in &ids {
         r.stdout_has(&format!("ok {id} on local: the stored bytes match"));
     }
