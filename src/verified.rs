@@ -261,6 +261,8 @@ pub struct Coverage {
     /// The age of the oldest stored backup not verified yet (or last found damaged); zero when
     /// every one has been.
     pub oldest_unverified: Duration,
+    /// How many stored backups are not verified yet (or were last found damaged).
+    pub unverified: usize,
 }
 
 /// The coverage of what is stored now. Every stored backup is inside the retention window (prune
@@ -277,6 +279,7 @@ pub fn coverage(stored: &[Stored], seen: &HashMap<String, Seen>, now: SystemTime
         .max()
         .unwrap_or_default();
     Coverage {
+        unverified: stored.iter().filter(|s| !good(s)).count(),
         fraction: if total == 0 {
             1.0
         } else {
@@ -417,6 +420,7 @@ mod tests {
         let c = coverage(&stored, &seen, t(500));
         assert_eq!(c.fraction, 1.0);
         assert_eq!(c.oldest_unverified, Duration::ZERO);
+        assert_eq!(c.unverified, 0);
     }
 
     #[test]
@@ -430,6 +434,7 @@ mod tests {
         assert!((c.fraction - 0.3).abs() < 1e-9, "{c:?}");
         // b (damaged, made at 10) is older than c (never verified, made at 20).
         assert_eq!(c.oldest_unverified, Duration::from_secs(90));
+        assert_eq!(c.unverified, 2);
         assert_eq!(coverage(&[], &seen, t(0)).fraction, 1.0);
     }
 

@@ -83,6 +83,7 @@ fn repeated_samples_reach_every_archive_and_every_chain_link_and_the_metrics_fol
     let mut reached = BTreeSet::new();
     let mut last_fraction = -1.0;
     let mut last_made = 0.0;
+    let mut last_unverified = u64::MAX;
     let mut runs = 0;
     while reached.len() < ids.len() {
         runs += 1;
@@ -135,6 +136,13 @@ fn repeated_samples_reach_every_archive_and_every_chain_link_and_the_metrics_fol
             (fraction - sample["verified_fraction"].as_f64().unwrap()).abs() < 1e-9,
             "{text}"
         );
+        // And the count of backups not verified yet only goes down.
+        let unverified = sample["unverified"].as_u64().unwrap();
+        assert!(
+            unverified < last_unverified,
+            "{unverified} after {last_unverified}"
+        );
+        last_unverified = unverified;
         last_fraction = fraction;
         last_made = made;
     }
@@ -153,10 +161,16 @@ fn repeated_samples_reach_every_archive_and_every_chain_link_and_the_metrics_fol
     // A new backup comes first, and until then it is the one unverified.
     let conn = Connection::open(env.path("data/auth.db")).unwrap();
     ledger_step(&conn, 5000);
-    let newest = env.backup();
+    let r = env.run(&["--json", "--metrics-file", m, "backup"]);
+    let newest = r.ok().json()["id"].as_str().unwrap().to_string();
+    let text = fs::read_to_string(&metrics).unwrap();
+    assert!(metric(&text, "litevault_verified_fraction") < 1.0, "{text}");
     env.run(&["--metrics-file", m, "verify", "--sample", "1%"])
         .ok()
-        .stdout_has(&format!("ok {newest} on local"));
+        .stdout_has(&format!("ok {newest} on local"))
+        .stdout_has("none unverified");
+    let text = fs::read_to_string(&metrics).unwrap();
+    assert_eq!(metric(&text, "litevault_verified_fraction"), 1.0, "{text}");
 
     // Then the rotation goes back to what was verified longest ago: the first run's backups.
     let r = env.run(&["--json", "verify", "--sample", "1%"]);

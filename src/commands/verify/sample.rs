@@ -33,12 +33,15 @@ pub struct Sampled {
     pub backups: usize,
     pub stored_bytes: u64,
     pub budget_bytes: u64,
-    /// The stored bytes this run read on this destination: every archive read, each time.
+    /// The stored bytes this run read on this destination: every archive read, each time (a
+    /// rebuild that fails may stop before its end, and is counted whole).
     pub read_bytes: u64,
     /// The backups this run verified (chosen, and the links their rebuilds went through).
     pub verified: Vec<String>,
     /// The share of the stored bytes whose latest verification passed, after this run.
     pub verified_fraction: f64,
+    /// Stored backups not verified yet (or last found damaged), after this run.
+    pub unverified: usize,
     pub oldest_unverified_seconds: u64,
 }
 
@@ -59,11 +62,12 @@ impl Sampled {
                 "decrypted and checked"
             },
             self.verified_fraction * 100.0,
-            if self.oldest_unverified_seconds == 0 {
+            if self.unverified == 0 {
                 "none unverified".to_string()
             } else {
                 format!(
-                    "the oldest unverified made {} ago",
+                    "{} unverified, the oldest made {} ago",
+                    self.unverified,
                     ui::duration(std::time::Duration::from_secs(self.oldest_unverified_seconds))
                 )
             }
@@ -190,6 +194,7 @@ pub(super) fn run(
             read_bytes: read,
             verified: noted.into_iter().map(|(id, _, _)| id).collect(),
             verified_fraction: coverage.fraction,
+            unverified: coverage.unverified,
             oldest_unverified_seconds: coverage.oldest_unverified.as_secs(),
         });
     }
