@@ -128,8 +128,9 @@ pub(super) fn run(
             let target = by_id[pick.target.as_str()];
             let mut out = Vec::new();
             if stored_only(target) {
-                read += target.bytes();
-                out.push(check_stored(dest, target)?);
+                let (r, n) = check_stored(dest, target)?;
+                read += n;
+                out.push(r);
             } else if pick.links.len() == 1 {
                 read += target.bytes();
                 let (r, n) = super::verify_one(settings, state, dest, target, false, progress)?;
@@ -208,20 +209,23 @@ pub(super) fn run(
 
 /// The stored bytes of `backup` against its signed sidecar: all a host without the identity
 /// can prove. A backup the listing already judged damaged, or whose chain is broken, is not
-/// restorable whatever its bytes are, so it fails without a read.
-fn check_stored(dest: &Destination, backup: &Backup) -> Result<BackupResult> {
+/// restorable whatever its bytes are, so it fails without a read. With the bytes read.
+fn check_stored(dest: &Destination, backup: &Backup) -> Result<(BackupResult, u64)> {
     let failed = |exit, error| BackupResult {
         stored_only: true,
         ..BackupResult::failed(&backup.id, dest, exit, error)
     };
     if let s @ (Standing::Damaged(_) | Standing::BrokenChain(_)) = &backup.standing {
-        return Ok(failed(
-            s.exit(),
-            format!("backup {} on {}: {s}", backup.id, dest.name),
+        return Ok((
+            failed(
+                s.exit(),
+                format!("backup {} on {}: {s}", backup.id, dest.name),
+            ),
+            0,
         ));
     }
     let a = &backup.sidecar.archive;
-    Ok(
+    Ok((
         match catalog::check_stored(dest, &a.object, a.bytes, &a.blake3) {
             Ok(()) => BackupResult {
                 ok: true,
@@ -232,5 +236,6 @@ fn check_stored(dest: &Destination, backup: &Backup) -> Result<BackupResult> {
             Err(e) if crate::exit::classify(&e) == Exit::Interrupted => return Err(e),
             Err(e) => failed(crate::exit::classify(&e), crate::exit::describe(&e)),
         },
-    )
+        a.bytes,
+    ))
 }
