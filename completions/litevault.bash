@@ -949,12 +949,16 @@ _litevault() {
             return 0
             ;;
         litevault__subcmd__verify)
-            opts="-d -c -q -h --all --dest --restore-test --as-of --config --quiet --json --metrics-file --help"
+            opts="-d -c -q -h --all --sample --dest --restore-test --as-of --config --quiet --json --metrics-file --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --sample)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --dest)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -103,6 +103,7 @@ complete -c litevault -n "__fish_litevault_using_subcommand stats" -l metrics-fi
 complete -c litevault -n "__fish_litevault_using_subcommand stats" -s q -l quiet -d 'Print nothing on success; errors still go to stderr'
 complete -c litevault -n "__fish_litevault_using_subcommand stats" -l json -d 'Print one JSON document on stdout instead of text'
 complete -c litevault -n "__fish_litevault_using_subcommand stats" -s h -l help -d 'Print help'
+complete -c litevault -n "__fish_litevault_using_subcommand verify" -l sample -d 'Verify a rotating share of each destination\'s stored bytes (5%) or an amount (2GiB): the backups never verified first, then those verified longest ago' -r
 complete -c litevault -n "__fish_litevault_using_subcommand verify" -s d -l dest -d 'Verify on this destination only [default: all]' -r
 complete -c litevault -n "__fish_litevault_using_subcommand verify" -l as-of -d 'See the destinations as they were at TIME (RFC 3339, or a duration ago: 2h, 3d): backups deleted or overwritten since come back from the bucket\'s versions (S3 with versioning)' -r
 complete -c litevault -n "__fish_litevault_using_subcommand verify" -s c -l config -d 'Configuration file [default: $LITEVAULT_CONFIG, else /etc/litevault/litevault.toml]' -r -F

@@ -244,6 +244,11 @@ pub struct VerifyArgs {
     #[arg(long)]
     pub all: bool,
 
+    /// Verify a rotating share of each destination's stored bytes (5%) or an amount (2GiB): the
+    /// backups never verified first, then those verified longest ago
+    #[arg(long, value_name = "PERCENT|SIZE", value_parser = parse_sample, conflicts_with_all = ["id", "all", "restore_test"])]
+    pub sample: Option<Sample>,
+
     /// Verify on this destination only [default: all]
     #[arg(long = "dest", short = 'd', value_name = "NAME")]
     pub dest: Option<String>,
@@ -388,6 +393,53 @@ pub fn parse_time(s: &str) -> Result<std::time::SystemTime, String> {
     }
 }
 
+/// How much of each destination `verify --sample` reads in one run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Sample {
+    /// A share of the stored bytes, in percent (0 < p <= 100).
+    Percent(f64),
+    Bytes(u64),
+}
+
+/// `5%`, `0.5%`, or a size: `2GiB`, `500MB`, `1000000`.
+pub fn parse_sample(s: &str) -> Result<Sample, String> {
+    let bad = || {
+        format!("{s:?} is not a sample: write a share of the stored bytes (5%, 0.5%) or a size (2GiB, 500MB)")
+    };
+    let t = s.trim();
+    if let Some(p) = t.strip_suffix('%') {
+        let p: f64 = p.trim().parse().map_err(|_| bad())?;
+        return if p > 0.0 && p <= 100.0 {
+            Ok(Sample::Percent(p))
+        } else {
+            Err(format!(
+                "{s:?}: a share must be more than 0% and at most 100%"
+            ))
+        };
+    }
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let num: f64 = num.parse().map_err(|_| bad())?;
+    let mult: f64 = match unit.trim() {
+        "" | "B" => 1.0,
+        "KB" => 1e3,
+        "KiB" => 1024.0,
+        "MB" => 1e6,
+        "MiB" => 1024.0 * 1024.0,
+        "GB" => 1e9,
+        "GiB" => 1024.0 * 1024.0 * 1024.0,
+        "TB" => 1e12,
+        "TiB" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        _ => return Err(bad()),
+    };
+    match (num * mult) as u64 {
+        0 => Err(bad()),
+        n => Ok(Sample::Bytes(n)),
+    }
+}
+
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s)
         .map_err(|e| format!("{e} (write durations like 90s, 10m, 24h, 7d)"))
@@ -436,6 +488,8 @@ mod tests {
                 "--force",
             ],
             &["litevault", "verify", "--all", "--restore-test"],
+            &["litevault", "verify", "--sample", "5%", "--dest", "a"],
+            &["litevault", "verify", "--sample", "2GiB"],
             &[
                 "litevault",
                 "backup",
@@ -467,8 +521,12 @@ mod tests {
     #[test]
     fn example_invocations_parse() {
         let crontab = include_str!("../examples/crontab");
-        let service = include_str!("../examples/systemd/litevault-backup.service");
+        let services = [
+            include_str!("../examples/systemd/litevault-backup.service"),
+            include_str!("../examples/systemd/litevault-verify.service"),
+        ];
         // A job commented out for another host (`# 11 5 * * 0  litevault verify ...`) counts.
+        // cron reads `\%` as `%`, and systemd reads `%%` so.
         let lines = crontab
             .lines()
             .map(|l| match l.strip_prefix("# ") {
@@ -476,19 +534,22 @@ mod tests {
                 _ => l,
             })
             .filter(|l| !l.starts_with('#'))
-            .filter_map(|l| l.split_once("litevault ").map(|(_, rest)| rest))
-            .chain(
-                service
-                    .lines()
-                    .filter_map(|l| l.strip_prefix("ExecStart=/usr/local/bin/litevault ")),
-            );
+            .filter_map(|l| {
+                l.split_once("litevault ")
+                    .map(|(_, rest)| rest.replace("\\%", "%"))
+            })
+            .chain(services.iter().flat_map(|s| {
+                s.lines()
+                    .filter_map(|l| l.strip_prefix("ExecStart=/usr/bin/litevault "))
+                    .map(|rest| rest.replace("%%", "%"))
+            }));
         let mut n = 0;
         for rest in lines {
             let args = std::iter::once("litevault").chain(rest.split_whitespace());
             Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{rest}: {e}"));
             n += 1;
         }
-        assert_eq!(n, 4);
+        assert_eq!(n, 7);
     }
 
     #[test]
@@ -508,6 +569,25 @@ mod tests {
         assert!(parse(&["--at", "2h"]).is_ok());
         assert!(parse(&["--at", "2h", "--as-of", "1h", "--dry-run"]).is_ok());
         assert!(parse(&["20261126T031500Z-3fa9", "--at", "2h"]).is_err());
+    }
+
+    #[test]
+    fn sample_sizes_parse_and_nonsense_is_refused() {
+        for (text, want) in [
+            ("5%", Sample::Percent(5.0)),
+            ("0.5%", Sample::Percent(0.5)),
+            ("100%", Sample::Percent(100.0)),
+            ("2GiB", Sample::Bytes(2 << 30)),
+            ("500MB", Sample::Bytes(500_000_000)),
+            ("1000", Sample::Bytes(1000)),
+        ] {
+            assert_eq!(parse_sample(text), Ok(want), "{text}");
+        }
+        for bad in ["0%", "101%", "-5%", "five%", "2XB", "0", "", "%"] {
+            assert!(parse_sample(bad).is_err(), "{bad}");
+        }
+        assert!(Cli::try_parse_from(["litevault", "verify", "--sample", "5%", "--all"]).is_err());
+        assert!(Cli::try_parse_from(["litevault", "verify", "latest", "--sample", "5%"]).is_err());
     }
 
     #[test]

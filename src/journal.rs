@@ -314,6 +314,9 @@ pub struct DestinationFacts {
     /// (rolled back or deleted out of turn); `None` when not judged.
     pub sequence: Option<u64>,
     pub missing: Option<u64>,
+    /// The share of the stored bytes verified, and the age of the oldest backup not verified
+    /// yet (zero: none); `None` when not known.
+    pub verified: Option<(f64, Duration)>,
 }
 
 /// One host's backups on one destination, as the fleet view (`list --all-hosts`) counts them.
@@ -429,51 +432,46 @@ impl Metrics {
             "Bytes stored by the last successful backup (per destination).",
             last_bytes,
         );
-        metric(
-            "litevault_backups",
-            "Complete backups on each destination.",
+        let per_dest = |value: &dyn Fn(&DestinationFacts) -> Option<f64>| -> Vec<(String, f64)> {
             destinations
                 .iter()
-                .map(|d| (format!(",destination=\"{}\"", d.name), d.backups as f64))
-                .collect(),
-        );
-        metric(
-            "litevault_newest_backup_age_seconds",
-            "Age of the newest complete backup on each destination.",
-            destinations
-                .iter()
-                .filter_map(|d| {
-                    d.newest_age.map(|a| {
-                        (
-                            format!(",destination=\"{}\"", d.name),
-                            a.as_secs_f64().round(),
-                        )
-                    })
-                })
-                .collect(),
-        );
-        metric(
-            "litevault_backup_sequence",
-            "The newest signed sequence number on each destination: a decrease means backups were deleted or rolled back.",
-            destinations
-                .iter()
-                .filter_map(|d| {
-                    d.sequence
-                        .map(|n| (format!(",destination=\"{}\"", d.name), n as f64))
-                })
-                .collect(),
-        );
-        metric(
-            "litevault_backups_missing",
-            "Numbered backups missing from each destination that nobody should have deleted (rolled back, or deleted out of turn).",
-            destinations
-                .iter()
-                .filter_map(|d| {
-                    d.missing
-                        .map(|n| (format!(",destination=\"{}\"", d.name), n as f64))
-                })
-                .collect(),
-        );
+                .filter_map(|d| Some((format!(",destination=\"{}\"", d.name), value(d)?)))
+                .collect()
+        };
+        for (name, help, samples) in [
+            (
+                "litevault_backups",
+                "Complete backups on each destination.",
+                per_dest(&|d| Some(d.backups as f64)),
+            ),
+            (
+                "litevault_newest_backup_age_seconds",
+                "Age of the newest complete backup on each destination.",
+                per_dest(&|d| d.newest_age.map(|a| a.as_secs_f64().round())),
+            ),
+            (
+                "litevault_backup_sequence",
+                "The newest signed sequence number on each destination: a decrease means backups were deleted or rolled back.",
+                per_dest(&|d| d.sequence.map(|n| n as f64)),
+            ),
+            (
+                "litevault_backups_missing",
+                "Numbered backups missing from each destination that nobody should have deleted (rolled back, or deleted out of turn).",
+                per_dest(&|d| d.missing.map(|n| n as f64)),
+            ),
+            (
+                "litevault_verified_fraction",
+                "Share of the stored bytes on each destination whose backup's latest verification passed (verify, verify --sample).",
+                per_dest(&|d| d.verified.map(|(share, _)| share)),
+            ),
+            (
+                "litevault_oldest_unverified_seconds",
+                "Age of the oldest backup on each destination not verified yet, or whose latest verification failed (0: none).",
+                per_dest(&|d| d.verified.map(|(_, age)| age.as_secs() as f64)),
+            ),
+        ] {
+            metric(name, help, samples);
+        }
         self.replace(&out)
     }
 

@@ -15,6 +15,7 @@
 //! - `runner`: a run's life around any command: config, journal, retries, hooks, metrics, and
 //!   its report through `ui`.
 //! - `trust`: signing sidecars (SSHSIG) and judging them against the trusted signers.
+//! - `verified`: each backup's latest verification, what `verify --sample` reads next, coverage.
 
 pub mod app;
 pub mod archive;
@@ -41,4 +42,5 @@ pub mod state;
 pub mod storage;
 pub mod trust;
 pub mod ui;
+pub mod verified;
 pub mod vocabulary;

@@ -19,6 +19,7 @@ use crate::exit::{self, Exit};
 use crate::journal::{DestinationFacts, Journal, Metrics, Outcome};
 use crate::progress::{Progress, Silent};
 use crate::ui::Ui;
+use crate::verified::{Record, Stored};
 
 /// One invocation of litevault: where its config and metrics file are, and its `ui`.
 pub struct Runner<'a> {
@@ -301,6 +302,14 @@ impl<'s> Recorder<'s> {
             return;
         };
         let mut facts = Vec::new();
+        // The journal is open, so the state folder is there.
+        let record = crate::state::StateDir::open(&self.settings.state_dir)
+            .and_then(|s| Record::open(&s))
+            .map_err(|e| {
+                self.warnings
+                    .push(format!("metrics: no verification record: {e:#}"))
+            })
+            .ok();
         for cfg in &self.settings.destinations {
             if let crate::storage::url::Location::File { root, create: true } = &cfg.location {
                 // Not made yet (the first backup makes it): nothing stored, and a metrics file
@@ -312,6 +321,7 @@ impl<'s> Recorder<'s> {
                         newest_age: None,
                         sequence: None,
                         missing: None,
+                        verified: None,
                     });
                     continue;
                 }
@@ -320,10 +330,25 @@ impl<'s> Recorder<'s> {
             let looked = commands::open_destination(self.settings, cfg).and_then(|d| {
                 let listing = catalog::list_at(&d, now)?;
                 let (line, notes) = commands::watch_line(self.settings, &d, &listing.backups, now);
-                Ok((catalog::summarize(&listing, &d.name, now), line, notes))
+                let stored: Vec<Stored> = listing
+                    .backups
+                    .iter()
+                    .map(|b| Stored::of(b, false))
+                    .collect();
+                let verified = record
+                    .as_ref()
+                    .and_then(|r| r.seen(&d.name).ok())
+                    .map(|seen| crate::verified::coverage(&stored, &seen, now))
+                    .map(|c| (c.fraction, c.oldest_unverified));
+                Ok((
+                    catalog::summarize(&listing, &d.name, now),
+                    line,
+                    notes,
+                    verified,
+                ))
             });
             match looked {
-                Ok((s, line, notes)) => {
+                Ok((s, line, notes, verified)) => {
                     self.warnings.extend(notes);
                     facts.push(DestinationFacts {
                         name: cfg.name.clone(),
@@ -331,6 +356,7 @@ impl<'s> Recorder<'s> {
                         newest_age: s.newest_age,
                         sequence: line.as_ref().and_then(|l| l.newest),
                         missing: line.as_ref().map(|l| l.missing()),
+                        verified,
                     })
                 }
                 Err(e) => self.warnings.push(format!(

@@ -31,6 +31,41 @@ pub fn run(settings: &Settings, args: &Options) -> Result<Report> {
     Ok(Report { runs })
 }
 
+/// What a `verify --sample` run read, one line per destination under the run's line.
+fn sampled(run: &Run) -> Vec<String> {
+    let Some(serde_json::Value::Array(dests)) = &run.destinations else {
+        return Vec::new();
+    };
+    dests
+        .iter()
+        .filter_map(|d| {
+            let s = d.get("sample")?;
+            let ids: Vec<&str> = s["verified"]
+                .as_array()?
+                .iter()
+                .filter_map(|v| v.as_str())
+                .collect();
+            Some(format!(
+                "{:>7}sampled {}: {} read of {}{}: {}",
+                "",
+                Escaped(s["destination"].as_str().unwrap_or("?")),
+                ui::bytes(s["read_bytes"].as_u64().unwrap_or(0)),
+                ui::bytes(s["stored_bytes"].as_u64().unwrap_or(0)),
+                if s["depth"] == "stored" {
+                    ", stored bytes only (not decrypted)"
+                } else {
+                    ""
+                },
+                if ids.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    Escaped(&ids.join(", ")).to_string()
+                }
+            ))
+        })
+        .collect()
+}
+
 impl CommandReport for Report {
     fn render(&self, ui: &Ui) -> Result<()> {
         let runs = &self.runs;
@@ -71,6 +106,7 @@ impl CommandReport for Report {
                 line.push_str(&format!("  error: {}", Escaped(e)));
             }
             lines.push(line);
+            lines.extend(sampled(r));
         }
         ui.say_all(&lines)?;
         Ok(())

@@ -18,6 +18,8 @@ use crate::state::StateDir;
 use crate::storage::Destination;
 use crate::ui::{plural, Escaped, Ui};
 
+mod sample;
+
 #[derive(Debug, Serialize)]
 pub struct Report {
     pub results: Vec<BackupResult>,
@@ -28,6 +30,9 @@ pub struct Report {
     /// restores (`restore --dry-run`'s estimate).
     #[serde(skip)]
     pub bytes: u64,
+    /// With --sample: what each destination's sample read, and its coverage after it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub samples: Vec<sample::Sampled>,
 }
 
 #[derive(Debug, Serialize)]
@@ -55,6 +60,10 @@ pub struct BackupResult {
     /// Encrypted to none of this host's identities: not checked, and not known to be damaged.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub cannot_open: bool,
+    /// Only the stored bytes were checked (size and BLAKE3 against the signed sidecar): this
+    /// host has no identity, so the content was not decrypted.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub stored_only: bool,
     #[serde(skip)]
     pub exit: Exit,
 }
@@ -69,10 +78,13 @@ impl CommandReport for Report {
         Outcome {
             bytes: (self.bytes > 0).then_some(self.bytes),
             backup_id: self.results.first().map(|r| r.id.clone()),
+            // A sample's summary per destination has no "ok": the hooks' lists of destinations
+            // that passed and failed count the results only.
             destinations: Some(json!(self
                 .results
                 .iter()
                 .map(|r| json!({"name": r.destination, "ok": r.ok, "id": r.id}))
+                .chain(self.samples.iter().map(sample::Sampled::summary))
                 .collect::<Vec<_>>())),
             error: report::errors(
                 self.results
@@ -90,7 +102,13 @@ impl CommandReport for Report {
             ui.warn(n);
         }
         for r in &self.results {
-            if r.ok {
+            if r.ok && r.stored_only {
+                ui.say(&format!(
+                    "ok {} on {}: the stored bytes match the signed sidecar (size and BLAKE3); content not decrypted",
+                    Escaped(&r.id),
+                    Escaped(&r.destination),
+                ));
+            } else if r.ok {
                 ui.say(&format!(
                     "ok {} on {}: every hash matches, {} passed integrity_check",
                     Escaped(&r.id),
@@ -126,6 +144,17 @@ impl CommandReport for Report {
                     } else {
                         format!("differ: {}", Escaped(&d.row_count_mismatches.join(", ")))
                     }
+                ));
+            }
+        }
+        for s in &self.samples {
+            ui.say(&s.line());
+            if s.depth == crate::verified::Depth::Stored.as_str() {
+                // Said with the results, not as a warning: a backup host runs this every
+                // night under cron, where a warning would mail the same words each day.
+                ui.say(&format!(
+                    "on {}: content was NOT decrypted: this host has no identity (encryption.identity_file), so only the stored bytes' size and BLAKE3 were checked against the signed sidecars; verify on a host that holds the identity to prove the content",
+                    Escaped(&s.destination)
                 ));
             }
         }
@@ -178,6 +207,8 @@ pub struct Options {
     pub restore_test: bool,
     /// `--as-of`: the destinations as they were then.
     pub as_of: Option<std::time::SystemTime>,
+    /// `--sample`: a rotating share of each destination, chosen from the verification record.
+    pub sample: Option<crate::cli::Sample>,
 }
 
 impl From<&VerifyArgs> for Options {
@@ -188,6 +219,7 @@ impl From<&VerifyArgs> for Options {
             dest: args.dest.clone(),
             restore_test: args.restore_test,
             as_of: args.as_of,
+            sample: args.sample,
         }
     }
 }
@@ -202,60 +234,16 @@ pub fn run(settings: &Settings, args: &Options, progress: &dyn Progress) -> Resu
     let mut results = Vec::new();
     let mut bytes = 0;
     let mut notes = Vec::new();
+    if args.sample.is_some() {
+        return sample::run(settings, &state, &dests, args, progress);
+    }
     if args.all {
         let holder = state.lock_holder_since();
         for dest in &dests {
-            let now = std::time::SystemTime::now();
-            let listing = catalog::list_at(dest, now)?;
-            // Backups deleted out of turn or rolled back cannot be verified, and that is the
-            // worst finding of all: it is one.
-            let (line, more) = super::watch_line(settings, dest, &listing.backups, now);
-            notes.extend(more);
-            for finding in line.iter().flat_map(|l| l.findings.iter()) {
-                let missing = match finding {
-                    catalog::sequence::Finding::RolledBack { missing, .. }
-                    | catalog::sequence::Finding::OutOfTurn { missing, .. } => missing.first(),
-                };
-                let id = missing
-                    .map(|m| m.id.clone().unwrap_or_else(|| format!("#{}", m.sequence)))
-                    .unwrap_or_default();
-                results.push(BackupResult::failed(
-                    &id,
-                    dest,
-                    Exit::Integrity,
-                    finding.to_string(),
-                ));
-            }
-            for b in listing.backups {
-                match &b.standing {
-                    // Read to find (and name) what is wrong, or that a clock is.
-                    Standing::Good
-                    | Standing::Damaged(_)
-                    | Standing::BrokenChain(_)
-                    | Standing::FutureDated(_) => targets.push((dest, b)),
-                    s @ (Standing::Untrusted(_) | Standing::Foreign { .. }) => {
-                        results.push(BackupResult::failed(
-                            &b.id,
-                            dest,
-                            s.exit(),
-                            format!("backup {} on {} is refused: {s}", b.id, dest.name),
-                        ))
-                    }
-                }
-            }
-            // Damaged metadata is a finding of its own: a backup that cannot be listed is
-            // still a backup that cannot be restored.
-            for p in &listing.problems {
-                results.push(BackupResult::failed(&p.id, dest, p.exit, p.to_string()));
-            }
-            for o in listing.orphans.iter().filter(|o| o.settled(holder)) {
-                results.push(BackupResult::failed(
-                    &o.id,
-                    dest,
-                    Exit::Integrity,
-                    o.to_string(),
-                ));
-            }
+            let (t, r, n) = survey(settings, dest, holder, std::time::SystemTime::now())?;
+            targets.extend(t);
+            results.extend(r);
+            notes.extend(n);
         }
     } else {
         let id = args.id.as_deref().unwrap_or("latest");
@@ -297,101 +285,190 @@ pub fn run(settings: &Settings, args: &Options, progress: &dyn Progress) -> Resu
             results.push(done);
             continue;
         }
-        // The unpacking labels its own phases (download, check) with the id.
-        let mut drill = Vec::new();
-        let outcome = (|| {
-            let opener = super::opener_for(settings, &backup)?;
-            let scratch = state.scratch("verify")?;
-            let checked = crate::restore::unpack_checked(
-                dest,
-                &backup,
-                opener.as_ref(),
-                &scratch.path,
-                "integrity_check",
-                false,
-                progress,
-                crate::restore::Checks::All,
-            )?;
-            if args.restore_test {
-                drill = restore_test(&backup, &scratch.path)?;
-                if let Some(bad) = drill.iter().find(|d| !d.ok) {
-                    return Err(anyhow::Error::new(crate::exit::integrity(format!(
-                        "backup {} on {}: restore drill failed for {}: {} foreign key violation(s), row counts: {}",
-                        backup.id,
-                        dest.name,
-                        bad.database,
-                        bad.foreign_key_violations,
-                        if bad.row_count_mismatches.is_empty() { "match".to_string() } else { bad.row_count_mismatches.join(", ") }
-                    ))));
-                }
-            }
-            Ok(checked)
-        })();
-        results.push(match outcome {
-            Ok(checked) => {
-                bytes += backup.sidecar.manifest.restored_size();
-                BackupResult {
-                id: backup.id.clone(),
-                destination: dest.name.clone(),
-                ok: true,
-                databases_checked: checked,
-                drill,
-                error: None,
-                cannot_open: false,
-                exit: Exit::Success,
-            }
-            }
-            // A stop that was asked for ends the run; it says nothing about the backup.
-            Err(e) if crate::exit::classify(&e) == Exit::Interrupted => return Err(e),
-            // Neither does a config that cannot open it (a missing identity, a loose key
-            // file): that is this host's problem, said as such, exit 2, never FAILED.
-            Err(e) if crate::exit::classify(&e) == Exit::Usage => {
-                return Err(e.context(format!(
-                    "cannot verify backup {} on {}: the keys to open it cannot be loaded; nothing is known about the backup",
-                    backup.id, dest.name
-                )))
-            }
-            // Not the backup's fault: the state folder (where it is unpacked) is full or
-            // unwritable. Saying FAILED would blame a backup that may be perfect.
-            Err(e) if crate::exit::local_trouble(&e) => {
-                return Err(e.context(format!(
-                    "cannot verify backup {} on {}: the state folder {} has no room or cannot be written; nothing is known about the backup",
-                    backup.id,
-                    dest.name,
-                    settings.state_dir.display()
-                )))
-            }
-            // Made for other recipients: this host's keys cannot tell whether it is intact, so
-            // it is not called FAILED, and the other backups are still checked. Exit 4, as
-            // restore gives for it ("cannot be decrypted" in the README's exit codes).
-            Err(e) if crate::crypto::no_matching_keys(&e) => BackupResult {
-                cannot_open: true,
-                ..BackupResult::failed(
-                    &backup.id,
-                    dest,
-                    Exit::Integrity,
-                    format!(
-                        "cannot be opened with this host's identity: none of the configured identities ({}) can decrypt it, so whether it is intact is not known (hint: add the secret key of a recipient it was made for to encryption.identity_file, or verify it on a host that holds one)",
-                        configured_keys(settings)
-                    ),
-                )
-            },
-            Err(e) => BackupResult {
-                drill,
-                ..BackupResult::failed(
-                    &backup.id,
-                    dest,
-                    crate::exit::classify(&e),
-                    crate::exit::describe(&e),
-                )
-            },
-        });
+        let (result, restored) =
+            verify_one(settings, &state, dest, &backup, args.restore_test, progress)?;
+        bytes += restored;
+        results.push(result);
     }
     Ok(Report {
         results,
         notes,
         bytes,
+        samples: Vec::new(),
     })
+}
+
+/// Verify one backup in depth (an incremental by rebuilding its chain): its result, and the
+/// bytes it restores to when it passed. An error ends the run: a stop that was asked for, or
+/// trouble of this host's that says nothing about the backup.
+fn verify_one(
+    settings: &Settings,
+    state: &StateDir,
+    dest: &Destination,
+    backup: &Backup,
+    drill_too: bool,
+    progress: &dyn Progress,
+) -> Result<(BackupResult, u64)> {
+    // The unpacking labels its own phases (download, check) with the id.
+    let mut drill = Vec::new();
+    let outcome = (|| {
+        let opener = super::opener_for(settings, backup)?;
+        let scratch = state.scratch("verify")?;
+        let checked = crate::restore::unpack_checked(
+            dest,
+            backup,
+            opener.as_ref(),
+            &scratch.path,
+            "integrity_check",
+            false,
+            progress,
+            crate::restore::Checks::All,
+        )?;
+        if drill_too {
+            drill = restore_test(backup, &scratch.path)?;
+            if let Some(bad) = drill.iter().find(|d| !d.ok) {
+                return Err(anyhow::Error::new(crate::exit::integrity(format!(
+                    "backup {} on {}: restore drill failed for {}: {} foreign key violation(s), row counts: {}",
+                    backup.id,
+                    dest.name,
+                    bad.database,
+                    bad.foreign_key_violations,
+                    if bad.row_count_mismatches.is_empty() { "match".to_string() } else { bad.row_count_mismatches.join(", ") }
+                ))));
+            }
+        }
+        Ok(checked)
+    })();
+    Ok(match outcome {
+        Ok(checked) => (
+            BackupResult {
+            id: backup.id.clone(),
+            destination: dest.name.clone(),
+            ok: true,
+            databases_checked: checked,
+            drill,
+            error: None,
+            cannot_open: false,
+            stored_only: false,
+            exit: Exit::Success,
+            },
+            backup.sidecar.manifest.restored_size(),
+        ),
+        // A stop that was asked for ends the run; it says nothing about the backup.
+        Err(e) if crate::exit::classify(&e) == Exit::Interrupted => return Err(e),
+        // Neither does a config that cannot open it (a missing identity, a loose key
+        // file): that is this host's problem, said as such, exit 2, never FAILED.
+        Err(e) if crate::exit::classify(&e) == Exit::Usage => {
+            return Err(e.context(format!(
+                "cannot verify backup {} on {}: the keys to open it cannot be loaded; nothing is known about the backup",
+                backup.id, dest.name
+            )))
+        }
+        // Not the backup's fault: the state folder (where it is unpacked) is full or
+        // unwritable. Saying FAILED would blame a backup that may be perfect.
+        Err(e) if crate::exit::local_trouble(&e) => {
+            return Err(e.context(format!(
+                "cannot verify backup {} on {}: the state folder {} has no room or cannot be written; nothing is known about the backup",
+                backup.id,
+                dest.name,
+                settings.state_dir.display()
+            )))
+        }
+        // Made for other recipients: this host's keys cannot tell whether it is intact, so
+        // it is not called FAILED, and the other backups are still checked. Exit 4, as
+        // restore gives for it ("cannot be decrypted" in the README's exit codes).
+        Err(e) if crate::crypto::no_matching_keys(&e) => (BackupResult {
+            cannot_open: true,
+            ..BackupResult::failed(
+                &backup.id,
+                dest,
+                Exit::Integrity,
+                format!(
+                    "cannot be opened with this host's identity: none of the configured identities ({}) can decrypt it, so whether it is intact is not known (hint: add the secret key of a recipient it was made for to encryption.identity_file, or verify it on a host that holds one)",
+                    configured_keys(settings)
+                ),
+            )
+        }, 0),
+        Err(e) => (BackupResult {
+            drill,
+            ..BackupResult::failed(
+                &backup.id,
+                dest,
+                crate::exit::classify(&e),
+                crate::exit::describe(&e),
+            )
+        }, 0),
+    })
+}
+
+/// What `verify --all` and `verify --sample` find on one destination before reading any
+/// archive: the backups to read, the findings that need no read (a refused backup, damaged
+/// metadata, a settled orphan, a broken line of sequence numbers), and notes.
+#[allow(clippy::type_complexity)]
+fn survey<'d>(
+    settings: &Settings,
+    dest: &'d Destination,
+    holder: Option<std::time::SystemTime>,
+    now: std::time::SystemTime,
+) -> Result<(
+    Vec<(&'d Destination, Backup)>,
+    Vec<BackupResult>,
+    Vec<String>,
+)> {
+    let mut targets = Vec::new();
+    let mut results = Vec::new();
+    let mut notes = Vec::new();
+    let listing = catalog::list_at(dest, now)?;
+    // Backups deleted out of turn or rolled back cannot be verified, and that is the
+    // worst finding of all: it is one.
+    let (line, more) = super::watch_line(settings, dest, &listing.backups, now);
+    notes.extend(more);
+    for finding in line.iter().flat_map(|l| l.findings.iter()) {
+        let missing = match finding {
+            catalog::sequence::Finding::RolledBack { missing, .. }
+            | catalog::sequence::Finding::OutOfTurn { missing, .. } => missing.first(),
+        };
+        let id = missing
+            .map(|m| m.id.clone().unwrap_or_else(|| format!("#{}", m.sequence)))
+            .unwrap_or_default();
+        results.push(BackupResult::failed(
+            &id,
+            dest,
+            Exit::Integrity,
+            finding.to_string(),
+        ));
+    }
+    for b in listing.backups {
+        match &b.standing {
+            // Read to find (and name) what is wrong, or that a clock is.
+            Standing::Good
+            | Standing::Damaged(_)
+            | Standing::BrokenChain(_)
+            | Standing::FutureDated(_) => targets.push((dest, b)),
+            s @ (Standing::Untrusted(_) | Standing::Foreign { .. }) => {
+                results.push(BackupResult::failed(
+                    &b.id,
+                    dest,
+                    s.exit(),
+                    format!("backup {} on {} is refused: {s}", b.id, dest.name),
+                ))
+            }
+        }
+    }
+    // Damaged metadata is a finding of its own: a backup that cannot be listed is
+    // still a backup that cannot be restored.
+    for p in &listing.problems {
+        results.push(BackupResult::failed(&p.id, dest, p.exit, p.to_string()));
+    }
+    for o in listing.orphans.iter().filter(|o| o.settled(holder)) {
+        results.push(BackupResult::failed(
+            &o.id,
+            dest,
+            Exit::Integrity,
+            o.to_string(),
+        ));
+    }
+    Ok((targets, results, notes))
 }
 
 /// The good incrementals that no other listed backup builds on: the newest of each chain.
@@ -448,6 +525,7 @@ fn verify_chain(
         drill: Vec::new(),
         error: None,
         cannot_open: false,
+        stored_only: false,
         exit: Exit::Success,
     };
     for link in chain.iter().filter(|l| passed.contains(&l.id)) {
@@ -481,6 +559,7 @@ impl BackupResult {
             exit,
             error: Some(error),
             cannot_open: false,
+            stored_only: false,
         }
     }
 }

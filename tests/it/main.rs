@@ -55,3 +55,4 @@ mod tmpfs;
 mod trust;
 mod verify_all;
 mod verify_keys;
+mod verify_sample;
