@@ -10,7 +10,12 @@ use std::process::Command;
 
 use crate::harness::*;
 
-const UNITS: [&str; 2] = ["litevault-backup.service", "litevault-backup.timer"];
+const UNITS: [&str; 4] = [
+    "litevault-backup.service",
+    "litevault-backup.timer",
+    "litevault-verify.service",
+    "litevault-verify.timer",
+];
 const STATE: &str = "/var/lib/litevault";
 
 fn cargo_deb() -> PathBuf {
@@ -201,7 +206,10 @@ fn the_debian_package_installs_the_binary_docs_and_units_and_removes_cleanly() {
     for unit in &units {
         assert!(Path::new(unit).is_file(), "{unit} is missing");
     }
-    let verify = tool(&analyze, &["verify", units[0].as_str(), units[1].as_str()]);
+    let unit_args: Vec<&str> = std::iter::once("verify")
+        .chain(units.iter().map(String::as_str))
+        .collect();
+    let verify = tool(&analyze, &unit_args);
     verify.ok();
     assert!(
         verify.stderr.trim().is_empty() && verify.stdout.trim().is_empty(),
@@ -209,14 +217,16 @@ fn the_debian_package_installs_the_binary_docs_and_units_and_removes_cleanly() {
         verify.stdout,
         verify.stderr
     );
-    let enabled = tool(
-        &require_tool("systemctl"),
-        &["--root=/", "is-enabled", UNITS[1]],
-    );
-    assert_eq!(enabled.stdout.trim(), "disabled", "{}", enabled.stderr);
-    assert!(!Path::new("/etc/systemd/system/timers.target.wants")
-        .join(UNITS[1])
-        .exists());
+    for timer in [UNITS[1], UNITS[3]] {
+        let enabled = tool(
+            &require_tool("systemctl"),
+            &["--root=/", "is-enabled", timer],
+        );
+        assert_eq!(enabled.stdout.trim(), "disabled", "{}", enabled.stderr);
+        assert!(!Path::new("/etc/systemd/system/timers.target.wants")
+            .join(timer)
+            .exists());
+    }
 
     // The state folder: root's alone.
     let meta = fs::metadata(STATE).unwrap();
