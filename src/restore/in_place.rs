@@ -296,11 +296,13 @@ fn targets(settings: &Settings, backup: &Backup, only: &[String]) -> Result<Vec<
             ))
             .into());
         };
-        let entry = m
-            .sources
-            .iter()
-            .find(|s| s.name == name)
-            .expect("selected from the backup");
+        let Some(entry) = m.sources.iter().find(|s| s.name == name) else {
+            return Err(integrity(format!(
+                "backup {} holds {item:?} but no source {name:?} for it",
+                backup.id
+            ))
+            .into());
+        };
         if entry.kind != source.kind {
             return Err(config_error(format!(
                 "source {name:?} is a {:?} in the backup but a {:?} in the config",
@@ -416,11 +418,20 @@ fn safety_backup(
     notes: &mut Vec<String>,
 ) -> Result<Option<String>> {
     let mut subset = settings.clone();
-    subset.sources = targets
-        .iter()
-        .map(|(s, _)| s.clone())
-        .filter(|s| s.path.exists())
-        .collect();
+    // One database of a source that finds its own is saved with that source's others: the
+    // safety backup is an ordinary backup of whole configured sources.
+    subset.sources = Vec::new();
+    for (s, _) in targets {
+        let configured = match s.name.split_once('/') {
+            Some((name, _)) => settings.sources.iter().find(|c| c.name == name),
+            None => Some(s),
+        };
+        if let Some(c) = configured.filter(|c| c.path.exists()) {
+            if !subset.sources.iter().any(|have| have.name == c.name) {
+                subset.sources.push(c.clone());
+            }
+        }
+    }
     subset.prune_after_backup = false;
     // Whole, and without moving the page index: a copy of some sources is no parent for the
     // next regular backup, which builds on the last one as before.

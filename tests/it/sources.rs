@@ -225,6 +225,12 @@ fn a_pattern_source_follows_tenants_across_runs_and_restores_each() {
     let third = r.json()["id"].as_str().unwrap().to_string();
     let (databases, _, _) = contents(&env, &third);
     assert_eq!(databases, ["tenants/d.db", "tenants/e.db"]);
+    let listed = env.list();
+    let newest = listed.iter().find(|b| b["id"] == third.as_str()).unwrap();
+    assert_eq!(
+        newest["databases"],
+        serde_json::json!(["tenants/d.db", "tenants/e.db"])
+    );
 
     // Each id restores what it held; the removed tenant lives on in the older backups.
     let out = env.path("r1");
@@ -416,10 +422,17 @@ fn in_place_restore_puts_each_found_database_back_and_leaves_the_rest_of_the_fol
     fs::write(tenants.join("notes.txt"), "changed since\n").unwrap();
     create_ledger(&tenants.join("new.db"), "WAL", 5);
 
-    let r = env.run(&["--json", "restore", &id, "--in-place", "--no-safety-backup"]);
+    let r = env.run(&["--json", "restore", &id, "--in-place"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
+    let safety = r.json()["safety_backup"].as_str().unwrap().to_string();
     assert_eq!(check_ledger(&tenants.join("a.db")), 100);
     assert_eq!(check_ledger(&tenants.join("b.db")), 200);
+    // The safety backup holds the tenants as they were just before: a.db at 130 and new.db.
+    let before = env.path("before");
+    env.run(&["restore", &safety, "--to", before.to_str().unwrap()])
+        .ok();
+    assert_eq!(check_ledger(&before.join("tenants/a.db")), 130);
+    assert_eq!(check_ledger(&before.join("tenants/new.db")), 5);
     // Not the source's: the folder's other files, and a database the backup does not hold.
     assert_eq!(
         fs::read_to_string(tenants.join("notes.txt")).unwrap(),
