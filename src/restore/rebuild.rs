@@ -62,6 +62,7 @@ pub fn rebuild(
     let last = chain.len() - 1;
     let target = &chain[last];
     let mut rebuilt = plan(chain)?;
+    let names = Names::of(&rebuilt);
     progress.phase(
         &format!(
             "download {} from {} (a chain of {})",
@@ -91,6 +92,7 @@ pub fn rebuild(
         let mut entries = Links {
             k,
             rebuilt: &mut rebuilt,
+            names: &names,
             into,
             last: None,
         };
@@ -109,6 +111,7 @@ pub fn rebuild(
         let mut entries = Links {
             k: last,
             rebuilt: &mut rebuilt,
+            names: &names,
             into,
             last: Some(ToAftercare {
                 pool: &mut pool,
@@ -213,14 +216,17 @@ pub fn rebuild(
 fn plan(chain: &[Backup]) -> Result<Vec<Rebuilt>> {
     let last = chain.len() - 1;
     let target = &chain[last];
-    let entry = |k: usize, path: &str| -> Option<&DatabaseEntry> {
-        chain[k]
-            .sidecar
-            .manifest
-            .databases
-            .iter()
-            .find(|d| d.path == path)
-    };
+    let links: Vec<HashMap<&str, &DatabaseEntry>> = chain
+        .iter()
+        .map(|l| {
+            let mut by_path = HashMap::new();
+            for d in &l.sidecar.manifest.databases {
+                by_path.entry(d.path.as_str()).or_insert(d);
+            }
+            by_path
+        })
+        .collect();
+    let entry = |k: usize, path: &str| -> Option<&DatabaseEntry> { links[k].get(path).copied() };
     let mut out = Vec::new();
     for db in &target.sidecar.manifest.databases {
         crate::archive::reader::check_path(&db.path)?;
@@ -271,22 +277,47 @@ fn plan(chain: &[Backup]) -> Result<Vec<Rebuilt>> {
 struct Links<'r, 'a, 'scope, 'm> {
     k: usize,
     rebuilt: &'r mut [Rebuilt],
+    names: &'r Names,
     into: &'r Path,
     last: Option<ToAftercare<'a, 'scope, 'm>>,
+}
+
+/// Each rebuilt database by its path and by its delta's path: every piece of every entry is
+/// routed by name, and a source may hold thousands of databases.
+struct Names {
+    by_path: HashMap<String, usize>,
+    by_wal: HashMap<String, usize>,
+}
+
+impl Names {
+    fn of(rebuilt: &[Rebuilt]) -> Names {
+        let mut names = Names {
+            by_path: HashMap::with_capacity(rebuilt.len()),
+            by_wal: HashMap::with_capacity(rebuilt.len()),
+        };
+        for (i, r) in rebuilt.iter().enumerate() {
+            names.by_path.entry(r.path.clone()).or_insert(i);
+            names.by_wal.entry(wal_path(&r.path)).or_insert(i);
+        }
+        names
+    }
 }
 
 impl Links<'_, '_, '_, '_> {
     fn find(&mut self, path: &str) -> Option<(usize, bool)> {
         let k = self.k;
-        self.rebuilt
-            .iter()
-            .position(|r| r.base < k && wal_path(&r.path) == path)
-            .map(|i| (i, true))
+        let rebuilt = &self.rebuilt;
+        self.names
+            .by_wal
+            .get(path)
+            .filter(|&&i| rebuilt[i].base < k)
+            .map(|&i| (i, true))
             .or_else(|| {
-                self.rebuilt
-                    .iter()
-                    .position(|r| r.base == k && r.path == path && self.last.is_none())
-                    .map(|i| (i, false))
+                self.names
+                    .by_path
+                    .get(path)
+                    .filter(|&&i| rebuilt[i].base == k && self.last.is_none())
+                    .map(|&i| (i, false))
             })
     }
 }
@@ -385,8 +416,10 @@ fn settle(
     last: usize,
 ) -> Result<()> {
     let m = &link.sidecar.manifest;
+    let by_path: HashMap<&str, &DatabaseEntry> =
+        m.databases.iter().map(|d| (d.path.as_str(), d)).collect();
     for r in rebuilt.iter_mut().filter(|r| r.base <= k && !r.handed) {
-        let Some(db) = m.databases.iter().find(|d| d.path == r.path) else {
+        let Some(&db) = by_path.get(r.path.as_str()) else {
             continue;
         };
         settle_one(r, db, m.database_blake3(db), k, into, last)?;
