@@ -19,7 +19,9 @@ use crate::retention::Policy;
 mod destination;
 mod keys;
 mod paths;
-pub use destination::{DestinationConfig, DEFAULT_PARALLEL_DOWNLOAD_THRESHOLD};
+pub use destination::{
+    DestinationConfig, DEFAULT_PARALLEL_DOWNLOAD_THRESHOLD, DEFAULT_SMALL_READ_CONCURRENCY,
+};
 pub use keys::{Encryption, Signing, Trust};
 use paths::Paths;
 

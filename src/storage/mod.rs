@@ -15,6 +15,7 @@ pub mod ranged;
 pub mod root;
 pub mod runtime;
 pub mod sftp_session;
+mod small_reads;
 pub mod spool;
 pub mod upload;
 pub mod url;

@@ -100,6 +100,7 @@ impl Destination {
             retries: 0,
             timeout: Duration::from_secs(10),
             concurrency: 4,
+            small_read_concurrency: config::DEFAULT_SMALL_READ_CONCURRENCY,
             parallel_download_threshold: config::DEFAULT_PARALLEL_DOWNLOAD_THRESHOLD,
             bandwidth_limit: None,
             retention: None,
@@ -158,6 +159,7 @@ impl Destination {
             can_rename,
             chunk,
             concurrency: cfg.concurrency,
+            small_read_concurrency: cfg.small_read_concurrency,
             parallel_download_threshold: cfg.parallel_download_threshold,
             sftp: match &cfg.location {
                 Location::Sftp(sftp) => Some(super::sftp_session::Side::new(sftp, namespace)),
