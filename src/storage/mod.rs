@@ -12,6 +12,7 @@ pub mod link;
 pub mod object;
 mod open;
 pub mod ranged;
+pub mod requests;
 pub mod root;
 pub mod runtime;
 pub mod sftp_session;
