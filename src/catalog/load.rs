@@ -14,10 +14,26 @@ use crate::archive::manifest::{check_version, Sidecar};
 use crate::storage::destination::{Destination, Object};
 use crate::trust::Verdict;
 
-/// Load each of `ids`: every sidecar, and with `[trust]` its signature beside it, fetched in one
-/// batch (the cache first, the rest at once inside the runtime: see
+/// Backups whose sidecars are fetched in one batch. A batch's bodies are held until each is
+/// judged, so the raw bytes held at once grow with the batch, not with the destination (which
+/// may hold huge or hostile sidecars); a thousand backups cost three pauses between batches.
+const BATCH: usize = 256;
+
+/// Load each of `ids`: every sidecar, and with `[trust]` its signature beside it, fetched in
+/// batches (the cache first, the rest at once inside the runtime: see
 /// `Destination::read_listed_many`), then each judged; results in `ids`' order.
 pub(super) fn load_many(
+    dest: &Destination,
+    ids: &[&str],
+    listed: &dyn Fn(&str) -> Result<Option<Object>>,
+    now: SystemTime,
+) -> Vec<Result<Backup>> {
+    ids.chunks(BATCH)
+        .flat_map(|batch| load_batch(dest, batch, listed, now))
+        .collect()
+}
+
+fn load_batch(
     dest: &Destination,
     ids: &[&str],
     listed: &dyn Fn(&str) -> Result<Option<Object>>,

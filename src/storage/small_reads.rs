@@ -4,11 +4,16 @@
 //! call per request left it waiting on them a few at a time.
 //!
 //! Each object gets exactly what [`Destination::read_listed`] gives it: the same size limits
-//! checked before and after the read, the same errors, the same cache entries.
+//! checked before and after the read, the same errors, the same cache entries. An object listed
+//! larger than [`SMALL`] (a sidecar may be up to 64 MiB) is read alone, after the batch, so
+//! the bytes in flight stay bounded by `SMALL` times the bound, whatever the destination holds.
 
 use anyhow::Result;
 
 use super::destination::{Destination, Object};
+
+/// The most bytes an object may be listed with to be read in the concurrent batch.
+const SMALL: u64 = 1 << 20;
 
 impl Destination {
     /// Each of `wanted` (an object as listed, and the most bytes it may hold), read whole;
@@ -25,7 +30,9 @@ impl Destination {
                     .map(Err)
             })
             .collect();
-        let missing: Vec<usize> = (0..wanted.len()).filter(|&i| out[i].is_none()).collect();
+        let (missing, large): (Vec<usize>, Vec<usize>) = (0..wanted.len())
+            .filter(|&i| out[i].is_none())
+            .partition(|&i| wanted[i].0.size <= SMALL);
         // A view of the past reads versions, SFTP checks its folder first: both one at a time,
         // as before (neither is a listing's cold path at scale).
         let one_by_one = self.view.is_some() || self.sftp.is_some() || missing.len() < 2;
@@ -54,6 +61,10 @@ impl Destination {
                 }));
             }
         }
+        for i in large {
+            let (obj, limit) = wanted[i];
+            out[i] = Some(self.read_listed(obj, limit));
+        }
         out.into_iter()
             .map(|o| o.unwrap_or_else(|| Err(anyhow::anyhow!("a small read was not made"))))
             .collect()
@@ -81,5 +92,49 @@ impl Destination {
             .into());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::destination::Setup;
+
+    #[test]
+    fn each_object_comes_back_in_order_with_its_own_limit_and_error() {
+        let dest = Destination::in_memory("mem", "h", Setup::default());
+        let large = vec![7u8; (SMALL + 1) as usize];
+        for (name, body) in [
+            ("a.json", b"first".to_vec()),
+            ("b.json", b"second".to_vec()),
+            ("c.json", large.clone()),
+            ("d.json", b"fourth".to_vec()),
+        ] {
+            dest.put(name, body).unwrap();
+        }
+        let listed = dest.list("").unwrap();
+        let obj = |name: &str| listed.iter().find(|o| o.name == name).unwrap().clone();
+        let gone = Object {
+            name: "gone.json".into(),
+            size: 3,
+            version: None,
+        };
+        let (a, b, c, d) = (obj("a.json"), obj("b.json"), obj("c.json"), obj("d.json"));
+        let got = dest.read_listed_many(&[
+            (&a, 1 << 20),
+            (&c, 64 << 20),
+            (&gone, 1 << 20),
+            (&b, 3),
+            (&d, 1 << 20),
+        ]);
+        assert_eq!(got[0].as_deref().unwrap(), b"first");
+        // Over SMALL: read alone, after the batch, all the same.
+        assert_eq!(got[1].as_deref().unwrap(), &large[..]);
+        assert!(got[2].is_err(), "a listed object that is gone is an error");
+        // Listed over its limit: refused before any request, as damage.
+        let refused = got[3].as_ref().unwrap_err();
+        assert_eq!(crate::exit::classify(refused), crate::exit::Exit::Integrity);
+        assert!(format!("{refused:#}").contains("more than the 3 expected"));
+        assert_eq!(got[4].as_deref().unwrap(), b"fourth");
     }
 }
