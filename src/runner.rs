@@ -218,8 +218,15 @@ impl<'s> Recorder<'s> {
         let (result, env, outcome) = loop {
             let run_id = self.start(command, attempt);
             let env = self.base_env(command, run_id, attempt);
-            let result = attempts.attempt(self.settings, progress, &env);
-            let outcome = outcome_of(&result);
+            let mut result = attempts.attempt(self.settings, progress, &env);
+            let requests = crate::storage::requests::take();
+            if let Ok(report) = &mut result {
+                report.set_requests(requests.clone());
+            }
+            let outcome = Outcome {
+                requests,
+                ..outcome_of(&result)
+            };
             self.finish(run_id, &outcome);
             let code = match &result {
                 Ok(r) => r.exit(),
@@ -364,6 +371,11 @@ impl<'s> Recorder<'s> {
                     cfg.name
                 )),
             }
+        }
+        // The listings just made for the metrics are requests too, of no run's row.
+        if let Err(e) = journal.add_requests(&crate::storage::requests::take()) {
+            self.warnings
+                .push(format!("could not record this run's last requests: {e:#}"));
         }
         if let Err(e) = metrics.write(journal, &self.settings.name, &facts) {
             self.warnings

@@ -14,36 +14,93 @@ use crate::archive::manifest::{check_version, Sidecar};
 use crate::storage::destination::{Destination, Object};
 use crate::trust::Verdict;
 
-/// Load each of `ids` at once, as many at a time as the destination allows requests in flight
-/// (sidecars seen before come from the cache, without a request); results in `ids`' order.
+/// Backups whose sidecars are fetched in one batch. A batch's bodies are held until each is
+/// judged, so the raw bytes held at once grow with the batch, not with the destination (which
+/// may hold huge or hostile sidecars); a thousand backups cost three pauses between batches.
+const BATCH: usize = 256;
+
+/// Load each of `ids`: every sidecar, and with `[trust]` its signature beside it, fetched in
+/// batches (the cache first, the rest at once inside the runtime: see
+/// `Destination::read_listed_many`), then each judged; results in `ids`' order.
 pub(super) fn load_many(
     dest: &Destination,
     ids: &[&str],
-    listed: &(dyn Fn(&str) -> Result<Option<Object>> + Sync),
+    listed: &dyn Fn(&str) -> Result<Option<Object>>,
     now: SystemTime,
 ) -> Vec<Result<Backup>> {
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let slots: Vec<std::sync::Mutex<Option<Result<Backup>>>> =
-        ids.iter().map(|_| std::sync::Mutex::new(None)).collect();
-    let workers = dest.concurrency().clamp(1, 16).min(ids.len().max(1));
-    std::thread::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some(id) = ids.get(i) else { break };
-                let loaded = load_backup(dest, id, listed, now);
-                *slots[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(loaded);
-            });
-        }
-    });
-    slots
-        .into_iter()
-        .map(|slot| {
-            slot.into_inner()
-                .unwrap_or_else(|p| p.into_inner())
-                .unwrap_or_else(|| Err(anyhow::anyhow!("a sidecar reader stopped")))
-        })
+    ids.chunks(BATCH)
+        .flat_map(|batch| load_batch(dest, batch, listed, now))
         .collect()
+}
+
+fn load_batch(
+    dest: &Destination,
+    ids: &[&str],
+    listed: &dyn Fn(&str) -> Result<Option<Object>>,
+    now: SystemTime,
+) -> Vec<Result<Backup>> {
+    let trust = dest.trust().is_configured();
+    let found: Vec<Found> = ids
+        .iter()
+        .map(|id| Found {
+            sidecar: listed(&sidecar_name(id)).and_then(|o| {
+                o.ok_or_else(|| anyhow::anyhow!("sidecar {} is gone", sidecar_name(id)))
+            }),
+            signature: trust.then(|| listed(&signature_name(id))),
+        })
+        .collect();
+    let mut wanted: Vec<(&Object, u64)> = Vec::new();
+    for f in &found {
+        if let Ok(obj) = &f.sidecar {
+            wanted.push((obj, SIDECAR_LIMIT));
+        }
+        if let Some(Ok(Some(obj))) = &f.signature {
+            wanted.push((obj, SIGNATURE_LIMIT));
+        }
+    }
+    // In the order they were asked for: each sidecar's body, then its signature's.
+    let mut bodies = dest.read_listed_many(&wanted).into_iter();
+    let mut next = || {
+        bodies
+            .next()
+            .unwrap_or_else(|| Err(anyhow::anyhow!("a sidecar reader stopped")))
+    };
+    let fetched: Vec<(Result<Vec<u8>>, Signature)> = found
+        .into_iter()
+        .map(|f| {
+            let body = f.sidecar.and_then(|_| next());
+            let signature = match f.signature {
+                None => Signature::NotAsked,
+                Some(Ok(None)) => Signature::Absent,
+                Some(Ok(Some(_))) => match next() {
+                    Ok(sig) => Signature::Read(sig),
+                    Err(e) => Signature::Unreadable(e),
+                },
+                Some(Err(e)) => Signature::Unreadable(e),
+            };
+            (body, signature)
+        })
+        .collect();
+    ids.iter()
+        .zip(fetched)
+        .map(|(id, (body, signature))| judge(dest, id, listed, body?, signature, now))
+        .collect()
+}
+
+/// What the listing says of one backup's sidecar and (with `[trust]`) its signature.
+struct Found {
+    sidecar: Result<Object>,
+    /// `None`: not asked for (no `[trust]`); `Some(Ok(None))`: not there.
+    signature: Option<Result<Option<Object>>>,
+}
+
+/// A backup's signature as found beside its sidecar.
+enum Signature {
+    /// No `[trust]`: nothing to judge.
+    NotAsked,
+    Absent,
+    Read(Vec<u8>),
+    Unreadable(anyhow::Error),
 }
 
 /// Backup `id` as its sidecar (and signature, when trust is configured) describe it; `listed`
@@ -54,21 +111,29 @@ pub(super) fn load_backup(
     listed: &dyn Fn(&str) -> Result<Option<Object>>,
     now: SystemTime,
 ) -> Result<Backup> {
-    let sidecar_obj = listed(&sidecar_name(id))?
-        .ok_or_else(|| anyhow::anyhow!("sidecar {} is gone", sidecar_name(id)))?;
-    let (mut sidecar, mut created, body) = load_sidecar(dest, &sidecar_obj, id)?;
+    load_many(dest, &[id], listed, now)
+        .pop()
+        .unwrap_or_else(|| Err(anyhow::anyhow!("a sidecar reader stopped")))
+}
+
+/// The judgement of one backup from its sidecar's bytes and its signature as fetched.
+fn judge(
+    dest: &Destination,
+    id: &str,
+    listed: &dyn Fn(&str) -> Result<Option<Object>>,
+    body: Vec<u8>,
+    signature: Signature,
+    now: SystemTime,
+) -> Result<Backup> {
+    let (mut sidecar, mut created, body) = parse_sidecar(id, body)?;
     let sidecar_blake3 = blake3::hash(&body).to_hex().to_string();
-    let trust = if dest.trust().is_configured() {
-        match listed(&signature_name(id)) {
-            Ok(Some(sig)) => match dest.read_listed(&sig, SIGNATURE_LIMIT) {
-                Ok(sig) => dest.trust().judge(&body, Some(&sig), created),
-                Err(e) => Verdict::BadSignature(format!("its signature cannot be read: {e:#}")),
-            },
-            Ok(None) => dest.trust().judge(&body, None, created),
-            Err(e) => Verdict::BadSignature(format!("its signature cannot be read: {e:#}")),
+    let trust = match signature {
+        Signature::NotAsked => Verdict::NotRequired,
+        Signature::Absent => dest.trust().judge(&body, None, created),
+        Signature::Read(sig) => dest.trust().judge(&body, Some(&sig), created),
+        Signature::Unreadable(e) => {
+            Verdict::BadSignature(format!("its signature cannot be read: {e:#}"))
         }
-    } else {
-        Verdict::NotRequired
     };
     // A rekey between putting the new signature and the new sidecar: the staged sidecar is the
     // one the signature vouches for, and its archive is stored.

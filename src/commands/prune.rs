@@ -2,6 +2,7 @@
 
 mod versions;
 
+use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use anyhow::{Context, Result};
@@ -17,6 +18,7 @@ use crate::exit::{Exit, Fault};
 use crate::journal::Outcome;
 use crate::retention;
 use crate::state::StateDir;
+use crate::storage::requests::Requests;
 use crate::storage::Destination;
 use crate::ui::{Escaped, Ui};
 
@@ -31,6 +33,10 @@ pub struct Report {
     /// clock; 0 when every backup was good.
     #[serde(skip)]
     pub findings: Exit,
+    /// The requests this run made, by destination (S3 only: see `storage::requests`); the
+    /// runner fills them in.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub requests: BTreeMap<String, Requests>,
 }
 
 #[derive(Debug, Serialize)]
@@ -140,6 +146,10 @@ impl Report {
 }
 
 impl CommandReport for Report {
+    fn set_requests(&mut self, requests: BTreeMap<String, Requests>) {
+        self.requests = requests;
+    }
+
     fn exit(&self) -> Exit {
         let failed = self
             .destinations
@@ -283,6 +293,7 @@ pub fn apply(settings: &Settings, dests: &[Destination], dry_run: bool) -> Resul
     }
 
     let mut report = Report {
+        requests: BTreeMap::new(),
         dry_run,
         destinations: Vec::new(),
         warnings,

@@ -3,6 +3,7 @@
 //! execution store. The runner wraps any command in the same recording, hooks, retries and
 //! metrics through these traits, so a new command implements them in its own file.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -11,6 +12,7 @@ use crate::config::Settings;
 use crate::exit::Exit;
 use crate::journal::{HostFacts, Outcome};
 use crate::progress::Progress;
+use crate::storage::requests::Requests;
 use crate::ui::Ui;
 
 pub trait CommandReport {
@@ -33,6 +35,10 @@ pub trait CommandReport {
     fn host_facts(&self) -> Option<Vec<HostFacts>> {
         None
     }
+
+    /// The requests the run made, by destination, for a report that shows them: the runner
+    /// hands each attempt's to its report, the same counts the execution store keeps.
+    fn set_requests(&mut self, _requests: BTreeMap<String, Requests>) {}
 }
 
 /// An outcome that says only how the run ended; reports fill in the rest.

@@ -1,7 +1,7 @@
 //! `litevault verify`: prove that backups are intact and restorable, by restoring them into a
 //! private scratch folder, checking every hash and running `integrity_check` on each database.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use anyhow::Result;
 use serde::Serialize;
@@ -15,6 +15,7 @@ use crate::exit::Exit;
 use crate::journal::Outcome;
 use crate::progress::Progress;
 use crate::state::StateDir;
+use crate::storage::requests::Requests;
 use crate::storage::Destination;
 use crate::ui::{plural, Escaped, Ui};
 
@@ -33,6 +34,10 @@ pub struct Report {
     /// With --sample: what each destination's sample read, and its coverage after it.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub samples: Vec<sample::Sampled>,
+    /// The requests this run made, by destination (S3 only: see `storage::requests`); the
+    /// runner fills them in.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub requests: BTreeMap<String, Requests>,
 }
 
 #[derive(Debug, Serialize)]
@@ -69,6 +74,10 @@ pub struct BackupResult {
 }
 
 impl CommandReport for Report {
+    fn set_requests(&mut self, requests: BTreeMap<String, Requests>) {
+        self.requests = requests;
+    }
+
     /// The worst outcome decides: integrity beats other failures.
     fn exit(&self) -> Exit {
         Exit::worst(self.results.iter().filter(|r| !r.ok).map(|r| r.exit))
@@ -291,6 +300,7 @@ pub fn run(settings: &Settings, args: &Options, progress: &dyn Progress) -> Resu
         results.push(result);
     }
     Ok(Report {
+        requests: BTreeMap::new(),
         results,
         notes,
         bytes,

@@ -22,6 +22,7 @@ pub(super) struct RawDestination {
     retries: Option<usize>,
     timeout: Option<String>,
     concurrency: Option<usize>,
+    small_read_concurrency: Option<usize>,
     parallel_download_threshold: Option<String>,
     bandwidth_limit: Option<String>,
     retention: Option<RawRetention>,
@@ -55,6 +56,9 @@ pub struct DestinationConfig {
     /// Requests in flight at once for one object: parts of an upload (S3 multipart), ranges of
     /// a large download (S3).
     pub concurrency: usize,
+    /// Small whole objects (sidecars, signatures) read at once by a listing: they hold a few
+    /// KiB each, so this bound is about round trips, not memory as `concurrency` is.
+    pub small_read_concurrency: usize,
     /// S3: archives of at least this many bytes are downloaded as `concurrency` ranged reads at
     /// once; smaller ones in one stream, where the ranges' own requests would cost more than they
     /// buy.
@@ -69,6 +73,10 @@ pub struct DestinationConfig {
 /// connection's throughput starts to show (seconds at a typical per-connection rate), while a
 /// range's request costs milliseconds.
 pub const DEFAULT_PARALLEL_DOWNLOAD_THRESHOLD: u64 = 64 << 20;
+
+/// See [`DestinationConfig::small_read_concurrency`]: measured with scripts/bench-listing and
+/// scripts/bench-fleet on loopback S3 (BENCHMARKS.md).
+pub const DEFAULT_SMALL_READ_CONCURRENCY: usize = 32;
 
 /// Between an error's text and its hint, in the `why` of a (key, why) error.
 pub(super) const HINT: &str = "\u{1f}hint\u{1f}";
@@ -131,6 +139,9 @@ pub(super) fn validate(
     if d.concurrency == Some(0) {
         return Err((key("concurrency"), "must be at least 1".into()));
     }
+    if d.small_read_concurrency == Some(0) {
+        return Err((key("small_read_concurrency"), "must be at least 1".into()));
+    }
     let retention = match &d.retention {
         None => None,
         Some(r) => Some(policy(r, &key("retention"))?),
@@ -141,6 +152,9 @@ pub(super) fn validate(
         retries: d.retries.unwrap_or(5),
         timeout,
         concurrency: d.concurrency.unwrap_or(4),
+        small_read_concurrency: d
+            .small_read_concurrency
+            .unwrap_or(DEFAULT_SMALL_READ_CONCURRENCY),
         parallel_download_threshold,
         bandwidth_limit,
         retention,

@@ -20,7 +20,9 @@ mod destination;
 mod keys;
 mod paths;
 mod sources;
-pub use destination::{DestinationConfig, DEFAULT_PARALLEL_DOWNLOAD_THRESHOLD};
+pub use destination::{
+    DestinationConfig, DEFAULT_PARALLEL_DOWNLOAD_THRESHOLD, DEFAULT_SMALL_READ_CONCURRENCY,
+};
 pub use keys::{Encryption, Signing, Trust};
 use paths::Paths;
 

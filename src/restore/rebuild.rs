@@ -99,6 +99,9 @@ pub fn rebuild(
         extract(stored, &link.sidecar, opener, into, progress, &mut entries)
             .and_then(|()| settle(&mut rebuilt, link, k, into, last))
             .with_context(context)?;
+        for r in rebuilt.iter_mut() {
+            r.file = None;
+        }
         on_link(link);
     }
 
@@ -151,44 +154,57 @@ pub fn rebuild(
         .into_iter()
         .map(|(i, problems)| (databases[i].path.clone(), problems))
         .collect();
+    // A few at a time: a chain may rebuild thousands of databases, and each check holds a
+    // connection (and its page cache) while it runs.
+    let by_path: HashMap<&str, &DatabaseEntry> =
+        databases.iter().map(|d| (d.path.as_str(), d)).collect();
+    let jobs: Vec<std::sync::Mutex<Option<(Option<File>, String, bool)>>> = rebuilt
+        .iter_mut()
+        .filter(|r| r.base < last && !r.handed)
+        .map(|r| {
+            // Its final BLAKE3 was just checked against the one the newest link records.
+            let check = by_path
+                .get(r.path.as_str())
+                .is_none_or(|d| !super::aftercare::implied(vouched, d.check, pragma));
+            std::sync::Mutex::new(Some((r.file.take(), r.path.clone(), check)))
+        })
+        .collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let workers = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(2, 8)
+        .min(jobs.len().max(1));
     let checked: Vec<Result<(String, Vec<String>)>> = std::thread::scope(|scope| {
-        let workers: Vec<_> = rebuilt
-            .iter_mut()
-            .filter(|r| r.base < last && !r.handed)
-            .map(|r| {
-                let file = r.file.take();
-                let path = into.join(&r.path);
-                let source = r.path.clone();
-                // Its final BLAKE3 was just checked against the one the newest link records.
-                let check = databases
-                    .iter()
-                    .find(|d| d.path == source)
-                    .is_none_or(|d| !super::aftercare::implied(vouched, d.check, pragma));
-                scope.spawn(move || -> Result<(String, Vec<String>)> {
-                    if durable {
-                        if let Some(f) = &file {
-                            f.sync_all()
-                                .with_context(|| format!("syncing {}", path.display()))?;
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| -> Vec<Result<(String, Vec<String>)>> {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(job) = jobs.get(i) else { break };
+                        let Some((file, source, check)) =
+                            job.lock().unwrap_or_else(|p| p.into_inner()).take()
+                        else {
+                            continue;
+                        };
+                        done.push(check_rebuilt(into, file, source, check, durable, pragma));
+                        if crate::interrupt::requested() {
+                            break;
                         }
                     }
-                    drop(file);
-                    if !check {
-                        return Ok((source, Vec::new()));
-                    }
-                    let problems = crate::source::sqlite::check_file(&path, pragma)
-                        .with_context(|| format!("database {source} ({})", path.display()))?;
-                    Ok((source, problems))
+                    done
                 })
             })
             .collect();
-        workers
+        handles
             .into_iter()
-            .map(|w| {
+            .flat_map(|w| {
                 w.join()
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a database check panicked")))
+                    .unwrap_or_else(|_| vec![Err(anyhow::anyhow!("a database check panicked"))])
             })
             .collect()
     });
+    crate::interrupt::check()?;
     for outcome in checked {
         let (source, problems) = outcome.with_context(context)?;
         verdicts.insert(source, problems);
@@ -209,6 +225,35 @@ pub fn rebuild(
         out.push(db.path.clone());
     }
     Ok(out)
+}
+
+/// Sync a rebuilt database (when `durable`) and check it as at rest, unless its check is
+/// implied; its problems, none when it passes.
+fn check_rebuilt(
+    into: &Path,
+    file: Option<File>,
+    source: String,
+    check: bool,
+    durable: bool,
+    pragma: &str,
+) -> Result<(String, Vec<String>)> {
+    let path = into.join(&source);
+    if durable {
+        // Closed after an earlier link: syncing any descriptor of the file syncs what was
+        // written through the others.
+        let file = match file {
+            Some(f) => f,
+            None => File::open(&path).with_context(|| format!("opening {}", path.display()))?,
+        };
+        file.sync_all()
+            .with_context(|| format!("syncing {}", path.display()))?;
+    }
+    if !check {
+        return Ok((source, Vec::new()));
+    }
+    let problems = crate::source::sqlite::check_file(&path, pragma)
+        .with_context(|| format!("database {source} ({})", path.display()))?;
+    Ok((source, problems))
 }
 
 /// Which link holds each of the backup's databases whole, and that every later link has a
@@ -338,10 +383,11 @@ impl<'scope, 'm: 'scope> Entries for Links<'_, '_, 'scope, 'm> {
         let into = self.into;
         let r = &mut self.rebuilt[i];
         if is_wal {
-            let file = r
-                .file
-                .as_ref()
-                .context("a page delta for a database that was never written")?;
+            if r.blake3.is_none() {
+                anyhow::bail!("a page delta for a database that was never written");
+            }
+            open_again(r, into)?;
+            let file = r.file.as_ref().expect("just opened");
             let wal = r
                 .wal
                 .get_or_insert_with(|| WalApplier::new(path, r.page_size));
@@ -382,10 +428,38 @@ impl<'scope, 'm: 'scope> Entries for Links<'_, '_, 'scope, 'm> {
                 r.file = None;
                 last.rebuilt(&r.path, index)
             }
+            // An earlier link's entry, written or applied: its file is closed until the next
+            // link needs it, so a chain of thousands of databases holds a few descriptors.
+            (None, Route::Feed) => {
+                if let Some((i, _)) = self.find(path) {
+                    self.rebuilt[i].file = None;
+                }
+                Ok(())
+            }
             _ => Ok(()),
         }
     }
 }
+
+/// Open the file a database is being rebuilt in again, when it was closed after an earlier
+/// link (it is in the restore's private folder, made by this run).
+fn open_again(r: &mut Rebuilt, into: &Path) -> Result<()> {
+    if r.file.is_none() {
+        let target = into.join(&r.path);
+        r.file = Some(
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .custom_flags(NOFOLLOW)
+                .open(&target)
+                .with_context(|| format!("opening {} again", target.display()))?,
+        );
+    }
+    Ok(())
+}
+
+/// `O_NOFOLLOW`.
+const NOFOLLOW: i32 = 0o400000;
 
 /// Create the file a database is rebuilt in, from the link that holds it whole.
 fn start_whole(r: &mut Rebuilt, into: &Path) -> Result<()> {
@@ -442,7 +516,7 @@ fn settle_one(
                 // Held whole by the last link: written and checked as any restored file.
                 return Ok(());
             }
-            if r.file.is_none() {
+            if r.whole.is_none() {
                 // An empty database: no bytes came, but it is still a file to build on.
                 start_whole(r, into)?;
             }
@@ -487,7 +561,8 @@ fn settle_one(
                 .into());
             }
             if let Some(frames) = frames {
-                let file = r.file.as_ref().context("no database to apply a delta to")?;
+                open_again(r, into)?;
+                let file = r.file.as_ref().expect("just opened");
                 let Some(wal) = r.wal.take() else {
                     return Err(integrity(format!(
                         "database {}: its page delta is not in the archive",

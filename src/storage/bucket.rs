@@ -70,6 +70,8 @@ pub struct Bucket {
     /// Where this destination's objects start inside the bucket (its prefix and namespace).
     root: String,
     timeout: Duration,
+    /// The destination's request counts: these requests are billed like any other.
+    counter: std::sync::Arc<super::requests::Counter>,
 }
 
 impl Destination {
@@ -79,12 +81,18 @@ impl Destination {
             return Ok(None);
         };
         let namespace = self.namespace.as_deref().unwrap_or("");
-        Bucket::new(s3, namespace, self.link.timeout).map(Some)
+        let counter = super::requests::counter(&self.name);
+        Bucket::new(s3, namespace, self.link.timeout, counter).map(Some)
     }
 }
 
 impl Bucket {
-    fn new(s3: &S3, namespace: &str, timeout: Duration) -> Result<Bucket> {
+    fn new(
+        s3: &S3,
+        namespace: &str,
+        timeout: Duration,
+        counter: std::sync::Arc<super::requests::Counter>,
+    ) -> Result<Bucket> {
         let region = s3.region.as_deref().unwrap_or("us-east-1");
         let client = reqwest::Client::builder()
             .connect_timeout(timeout)
@@ -125,6 +133,7 @@ impl Bucket {
             base: base_url(s3, region),
             root,
             timeout,
+            counter,
         })
     }
 
@@ -188,6 +197,10 @@ impl Bucket {
     ) -> std::result::Result<(u16, String), String> {
         let url = format!("{}{target}", self.base);
         let head = method == http::Method::HEAD;
+        let kind = super::requests::classify(
+            method.as_str(),
+            target.split_once('?').map_or("", |(_, q)| q),
+        );
         let runtime = super::runtime::handle();
         runtime.block_on(async {
             let request = http::Request::builder()
@@ -207,6 +220,7 @@ impl Bucket {
             }
             let work = async {
                 let resp = req.send().await?;
+                self.counter.count(kind, 0);
                 let status = resp.status().as_u16();
                 if head {
                     let date = resp
@@ -218,6 +232,7 @@ impl Bucket {
                     return Ok((status, date));
                 }
                 let body = resp.text().await?;
+                self.counter.received(body.len() as u64);
                 Ok::<_, reqwest::Error>((status, body))
             };
             match tokio::time::timeout(self.timeout, work).await {

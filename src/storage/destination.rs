@@ -29,6 +29,8 @@ pub struct Destination {
     pub(super) can_rename: bool,
     pub(super) chunk: Option<usize>,
     pub(super) concurrency: usize,
+    /// Sidecars and signatures a listing reads at once (see `small_reads`).
+    pub(super) small_read_concurrency: usize,
     /// Archives of at least this many bytes are downloaded in ranges (see `ranged`).
     pub(super) parallel_download_threshold: u64,
     /// Whose signatures make a backup here trusted: read by the catalogue on every listing.
@@ -238,27 +240,14 @@ impl Destination {
     }
 
     fn read_within(&self, path: &str, size: u64, limit: u64) -> Result<Vec<u8>> {
-        // litevault never writes a small object this large: it is damaged or not ours.
-        if size > limit {
-            return Err(crate::exit::integrity(format!(
-                "{}: {size} bytes, more than the {limit} expected",
-                self.link.ctx("reading", path),
-            ))
-            .into());
-        }
+        self.refuse_oversized(path, size, limit)?;
         let buf = self.call("reading", path, || async {
             match self.version(path) {
                 Some(v) => self.op.read_with(path).version(v).await,
                 None => self.op.read(path).await,
             }
         })?;
-        if buf.len() as u64 > limit {
-            return Err(crate::exit::integrity(format!(
-                "{}: more than the {limit} bytes expected",
-                self.link.ctx("reading", path),
-            ))
-            .into());
-        }
+        self.refuse_overlong(path, buf.len() as u64, limit)?;
         Ok(buf.to_vec())
     }
 

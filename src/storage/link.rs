@@ -146,6 +146,89 @@ impl Link {
         })
     }
 
+    /// [`Link::call`] for many requests at once inside the runtime, at most `bound` in flight:
+    /// one blocking call for all of them, where one per request left a listing waiting on
+    /// round trips. Each result is what [`Link::call`] would have returned for it.
+    pub(super) fn call_many<T, F, Fut>(
+        &self,
+        what: &str,
+        paths: &[&str],
+        bound: usize,
+        f: F,
+    ) -> Vec<Result<T>>
+    where
+        F: Fn(&str) -> Fut,
+        Fut: Future<Output = opendal::Result<T>>,
+    {
+        use futures_util::StreamExt;
+        let mut slots: Vec<Option<std::result::Result<T, Attempt>>> =
+            paths.iter().map(|_| None).collect();
+        if crate::interrupt::check().is_ok() && !self.health.gone() {
+            let health = self.health.clone();
+            let slots = &mut slots;
+            let f = &f;
+            runtime::handle().block_on(async {
+                let all = futures_util::stream::iter(paths.iter().enumerate())
+                    .map(|(i, path)| async move { (i, self.attempt_async(path, f).await) })
+                    .buffer_unordered(bound.max(1));
+                let collect = all.for_each(|(i, r)| {
+                    slots[i] = Some(r);
+                    std::future::ready(())
+                });
+                tokio::select! {
+                    _ = collect => {}
+                    _ = stopped(&health) => {}
+                }
+            });
+        }
+        slots
+            .into_iter()
+            .zip(paths)
+            .map(|(slot, path)| match slot {
+                Some(Ok(v)) => Ok(v),
+                Some(Err(Attempt::Failed(e))) => Err(self.failed(e, what, path)),
+                Some(Err(Attempt::Stopped(e))) => Err(e),
+                // Never run, or cut short: by a signal, or by a destination given up.
+                None => Err(match crate::interrupt::check() {
+                    Err(stop) => stop,
+                    Ok(()) => self.gone_error(),
+                }),
+            })
+            .collect()
+    }
+
+    /// One request of [`Link::call_many`], with [`Link::call`]'s care: health kept, and a
+    /// connection that could not be made tried again.
+    async fn attempt_async<T, F, Fut>(&self, path: &str, f: &F) -> std::result::Result<T, Attempt>
+    where
+        F: Fn(&str) -> Fut,
+        Fut: Future<Output = opendal::Result<T>>,
+    {
+        let mut delay = Duration::from_millis(500);
+        let mut attempt = 0;
+        loop {
+            if self.health.gone() {
+                return Err(Attempt::Stopped(self.gone_error()));
+            }
+            match f(path).await {
+                Ok(v) => {
+                    self.health.answered();
+                    return Ok(v);
+                }
+                Err(e) => {
+                    self.health.failed(&e);
+                    if is_connect_error(&e) && attempt < self.retries {
+                        attempt += 1;
+                        tokio::time::sleep(jitter(delay)).await;
+                        delay = (delay * 2).min(Duration::from_secs(10));
+                        continue;
+                    }
+                    return Err(Attempt::Failed(e));
+                }
+            }
+        }
+    }
+
     fn attempt<T>(
         &self,
         fut: impl Future<Output = opendal::Result<T>>,

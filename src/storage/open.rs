@@ -1,7 +1,7 @@
 //! Opening a destination: the OpenDAL operator for its URL (a folder, S3, SFTP, any other
 //! service), rooted at this host's namespace, with the layers every operator gets (timeouts
-//! before retries, a bandwidth limit), and its trust and cache given at construction. Also the
-//! in-memory destination of the unit tests.
+//! before retries, a bandwidth limit; on S3, the request counts), and its trust and cache given
+//! at construction. Also the in-memory destination of the unit tests.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -100,6 +100,7 @@ impl Destination {
             retries: 0,
             timeout: Duration::from_secs(10),
             concurrency: 4,
+            small_read_concurrency: config::DEFAULT_SMALL_READ_CONCURRENCY,
             parallel_download_threshold: config::DEFAULT_PARALLEL_DOWNLOAD_THRESHOLD,
             bandwidth_limit: None,
             retention: None,
@@ -117,6 +118,13 @@ impl Destination {
     ) -> Destination {
         let display = cfg.location.display();
         let health = Arc::new(Health::default());
+        // Counting sits in the HTTP transport, under the retries: each try is a request.
+        let op = match &cfg.location {
+            Location::S3(_) => op.layer(super::requests::CountLayer(super::requests::counter(
+                &cfg.name,
+            ))),
+            _ => op,
+        };
         // Timeout before retry, so a hung request is retried rather than waited on forever;
         // the interceptor sees each timeout, so a destination that stopped answering is given
         // up after two of them instead of after every retry of every request.
@@ -158,6 +166,7 @@ impl Destination {
             can_rename,
             chunk,
             concurrency: cfg.concurrency,
+            small_read_concurrency: cfg.small_read_concurrency,
             parallel_download_threshold: cfg.parallel_download_threshold,
             sftp: match &cfg.location {
                 Location::Sftp(sftp) => Some(super::sftp_session::Side::new(sftp, namespace)),

@@ -37,6 +37,7 @@ mod readme;
 mod rekey;
 
 mod remote;
+mod requests;
 mod restore_checks;
 mod restore_modes;
 mod restore_plan;

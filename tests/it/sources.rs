@@ -389,9 +389,15 @@ fn two_thousand_databases_take_bounded_threads_and_descriptors() {
         assert_eq!(d["row_counts"]["t"], rows, "{d}");
         assert_eq!(d["check"], "quick", "{d}");
     }
+    // Its restore rebuilds each of the 2,000 from the full backup and the link, a few at a time.
     let out = env.path("out");
-    env.run(&["restore", &newest, "--to", out.to_str().unwrap()])
-        .ok();
+    let (code, stderr, threads, fds) =
+        run_sampling(&env, &["restore", &newest, "--to", out.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        threads <= 32 && fds <= 96,
+        "restore: {threads} threads, {fds} fds"
+    );
     let changed = rusqlite::Connection::open(out.join("many/s0/t0000.db")).unwrap();
     let rows: i64 = changed
         .query_row("SELECT count(*) FROM t", [], |r| r.get(0))

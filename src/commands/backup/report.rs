@@ -1,6 +1,8 @@
 //! What `litevault backup` reports: the backup and each destination's result, with the prune
 //! after it; its words, its exit code and its row in the execution store.
 
+use std::collections::BTreeMap;
+
 use anyhow::Result;
 use serde::Serialize;
 use serde_json::json;
@@ -8,6 +10,7 @@ use serde_json::json;
 use crate::commands::report::{self, CommandReport};
 use crate::exit::Exit;
 use crate::journal::Outcome;
+use crate::storage::requests::Requests;
 use crate::ui::{self, plural, Escaped, Mode, Ui};
 
 #[derive(Debug, Default, Serialize)]
@@ -53,6 +56,10 @@ pub struct Report {
     /// `[encryption] none = true`: an unencrypted backup is meant, and no news.
     #[serde(skip)]
     pub unencrypted_by_choice: bool,
+    /// The requests this run made, by destination (S3 only: see `storage::requests`); the
+    /// runner fills them in.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub requests: BTreeMap<String, Requests>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -77,6 +84,10 @@ impl DestinationResult {
 }
 
 impl CommandReport for Report {
+    fn set_requests(&mut self, requests: BTreeMap<String, Requests>) {
+        self.requests = requests;
+    }
+
     /// All stored: 0; some: 3 (partial); none: 1; a signal: 130.
     fn exit(&self) -> Exit {
         let ok = self.destinations.iter().filter(|d| d.ok).count();

@@ -204,6 +204,8 @@ pub(super) fn run(
         notes,
         bytes: restored,
         samples,
+        // Filled in by the runner, as for every recorded run.
+        requests: Default::default(),
     })
 }
 

@@ -4,6 +4,7 @@
 //! (`/etc/litevault/`, `/root/`) are replaced by the test's own, so a block that drifts from the
 //! program fails the build. `examples/crontab`'s lines run the same way.
 
+mod cost;
 mod iam;
 mod operations;
 

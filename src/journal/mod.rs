@@ -1,17 +1,24 @@
 //! The execution store: every run (backup, restore, verify, prune, check) recorded in SQLite at
-//! `state_dir/executions.db`, and the Prometheus metrics file derived from it.
+//! `state_dir/executions.db`, with the requests it made to each destination; the Prometheus
+//! metrics file derived from it is `metrics`.
 //!
 //! A run is inserted as `running` with its pid and the pid's start time; a run that died without
 //! finishing (kill -9, power loss) is found by the next run, whose pid check shows the process
 //! gone, and marked `interrupted`, never left `running` forever. Writes are transactions; the
 //! store is trimmed to the configured number of runs and days on every run.
 
-use std::path::{Path, PathBuf};
+use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
+
+use crate::storage::requests::Requests;
+
+mod metrics;
+pub use metrics::{DestinationFacts, HostFacts, Metrics};
 
 pub const FILE_NAME: &str = "executions.db";
 
@@ -37,6 +44,8 @@ pub struct Run {
     /// A `prune --dry-run`: nothing was deleted; what would have been is under each
     /// destination's `would_delete`.
     pub dry_run: bool,
+    /// The requests this run made, by destination (S3 only: see `storage::requests`).
+    pub requests: Option<BTreeMap<String, Requests>>,
 }
 
 /// What a finished run reports into the store.
@@ -49,6 +58,8 @@ pub struct Outcome {
     pub destinations: Option<serde_json::Value>,
     pub error: Option<String>,
     pub dry_run: bool,
+    /// Filled by the runner, the same for every command.
+    pub requests: BTreeMap<String, Requests>,
 }
 
 /// Measured restoring: `bytes` restored in `seconds` over `runs` runs.
@@ -95,7 +106,13 @@ impl Journal {
                  pid INTEGER NOT NULL,
                  pid_start TEXT
              );
-             CREATE INDEX IF NOT EXISTS runs_command ON runs(command, id);",
+             CREATE INDEX IF NOT EXISTS runs_command ON runs(command, id);
+             CREATE TABLE IF NOT EXISTS request_totals(
+                 destination TEXT NOT NULL,
+                 kind TEXT NOT NULL,
+                 n INTEGER NOT NULL,
+                 PRIMARY KEY(destination, kind)
+             );",
         )
         .with_context(|| format!("preparing the execution store {}", path.display()))?;
         // Stores made before dry runs were told apart get the column (0: a real run).
@@ -108,6 +125,18 @@ impl Journal {
             .map(|n| n > 0)?;
         if !has_dry_run {
             conn.execute_batch("ALTER TABLE runs ADD COLUMN dry_run INTEGER NOT NULL DEFAULT 0")
+                .with_context(|| format!("updating the execution store {}", path.display()))?;
+        }
+        // Stores made before requests were counted get the column (NULL: not counted).
+        let has_requests: bool = conn
+            .query_row(
+                "SELECT count(*) FROM pragma_table_info('runs') WHERE name = 'requests'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n > 0)?;
+        if !has_requests {
+            conn.execute_batch("ALTER TABLE runs ADD COLUMN requests TEXT")
                 .with_context(|| format!("updating the execution store {}", path.display()))?;
         }
         let journal = Journal { conn };
@@ -199,7 +228,7 @@ impl Journal {
     pub fn finish(&self, id: i64, outcome: &Outcome, keep: Keep) -> Result<()> {
         let tx = self.conn.unchecked_transaction()?;
         tx.execute(
-            "UPDATE runs SET ended_ms = ?2, status = ?3, exit_code = ?4, bytes = ?5, backup_id = ?6, destinations = ?7, error = ?8, dry_run = ?9 WHERE id = ?1",
+            "UPDATE runs SET ended_ms = ?2, status = ?3, exit_code = ?4, bytes = ?5, backup_id = ?6, destinations = ?7, error = ?8, dry_run = ?9, requests = ?10 WHERE id = ?1",
             params![
                 id,
                 now_ms(),
@@ -210,8 +239,12 @@ impl Journal {
                 outcome.destinations.as_ref().map(|d| d.to_string()),
                 outcome.error,
                 outcome.dry_run,
+                (!outcome.requests.is_empty())
+                    .then(|| serde_json::to_string(&outcome.requests))
+                    .transpose()?,
             ],
         )?;
+        add_totals(&tx, &outcome.requests)?;
         let cutoff = now_ms() - i64::from(keep.days) * 86_400_000;
         tx.execute(
             "DELETE FROM runs WHERE status != 'running' AND (started_ms < ?1 OR id <= (SELECT id FROM runs ORDER BY id DESC LIMIT 1 OFFSET ?2))",
@@ -228,7 +261,7 @@ impl Journal {
 
     fn runs(&self, tail: &str, param: i64) -> Result<Vec<Run>> {
         let mut stmt = self.conn.prepare(&format!(
-            "SELECT id, command, attempt, started_ms, ended_ms, status, exit_code, bytes, backup_id, destinations, error, dry_run
+            "SELECT id, command, attempt, started_ms, ended_ms, status, exit_code, bytes, backup_id, destinations, error, dry_run, requests
              FROM runs {tail}"
         ))?;
         let rows = stmt.query_map([param], |r| {
@@ -250,6 +283,9 @@ impl Journal {
                     .and_then(|d| serde_json::from_str(&d).ok()),
                 error: r.get(10)?,
                 dry_run: r.get(11)?,
+                requests: r
+                    .get::<_, Option<String>>(12)?
+                    .and_then(|d| serde_json::from_str(&d).ok()),
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -279,6 +315,65 @@ impl Journal {
     }
 }
 
+impl Journal {
+    /// Requests made outside any recorded run's row (the metrics file's own listings): they
+    /// count toward the totals all the same.
+    pub fn add_requests(&self, requests: &BTreeMap<String, Requests>) -> Result<()> {
+        let tx = self.conn.unchecked_transaction()?;
+        add_totals(&tx, requests)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Every request recorded since the store was made, by destination: the metrics'
+    /// counters, which never go down (runs are trimmed, these totals are not).
+    pub fn request_totals(&self) -> Result<BTreeMap<String, Requests>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT destination, kind, n FROM request_totals")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })?;
+        let mut totals: BTreeMap<String, Requests> = BTreeMap::new();
+        for row in rows {
+            let (dest, kind, n) = row?;
+            let t = totals.entry(dest).or_default();
+            let n = n.max(0) as u64;
+            match kind.as_str() {
+                "list" => t.list = n,
+                "head" => t.head = n,
+                "get" => t.get = n,
+                "put" => t.put = n,
+                "part" => t.part = n,
+                "delete" => t.delete = n,
+                "other" => t.other = n,
+                "bytes_in" => t.bytes_in = n,
+                "bytes_out" => t.bytes_out = n,
+                _ => {}
+            }
+        }
+        Ok(totals)
+    }
+}
+
+fn add_totals(tx: &rusqlite::Transaction, requests: &BTreeMap<String, Requests>) -> Result<()> {
+    for (dest, r) in requests {
+        let bytes = [("bytes_in", r.bytes_in), ("bytes_out", r.bytes_out)];
+        for (kind, n) in r.by_kind().into_iter().chain(bytes) {
+            tx.execute(
+                "INSERT INTO request_totals(destination, kind, n) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(destination, kind) DO UPDATE SET n = n + excluded.n",
+                params![dest, kind, n as i64],
+            )?;
+        }
+    }
+    Ok(())
+}
+
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -300,270 +395,9 @@ fn process_start(pid: u32) -> Option<String> {
     after.split_whitespace().nth(19).map(str::to_string)
 }
 
-/// The metrics file for node_exporter's textfile collector, replaced atomically.
-pub struct Metrics {
-    pub path: PathBuf,
-}
-
-/// Facts about one destination for the metrics file.
-pub struct DestinationFacts {
-    pub name: String,
-    pub backups: u64,
-    pub newest_age: Option<Duration>,
-    /// The newest signed sequence number there, and how many numbered backups are missing
-    /// (rolled back or deleted out of turn); `None` when not judged.
-    pub sequence: Option<u64>,
-    pub missing: Option<u64>,
-    /// The share of the stored bytes verified, and the age of the oldest backup not verified
-    /// yet (zero: none); `None` when not known.
-    pub verified: Option<(f64, Duration)>,
-}
-
-/// One host's backups on one destination, as the fleet view (`list --all-hosts`) counts them.
-pub struct HostFacts {
-    pub host: String,
-    pub destination: String,
-    pub backups: u64,
-    pub newest_age: Option<Duration>,
-}
-
-impl Metrics {
-    /// The fleet view's file: per host and destination, the good backups and the newest one's
-    /// age (left out when there is none, so `litevault_host_backups == 0` is the alert).
-    pub fn write_hosts(&self, hosts: &[HostFacts]) -> Result<()> {
-        let mut out = String::new();
-        let labels = |h: &HostFacts| {
-            format!(
-                "host=\"{}\",destination=\"{}\"",
-                escape(&h.host),
-                escape(&h.destination)
-            )
-        };
-        out.push_str(
-            "# HELP litevault_host_newest_backup_age_seconds Age of each host's newest good backup, by destination.\n\
-             # TYPE litevault_host_newest_backup_age_seconds gauge\n",
-        );
-        for h in hosts {
-            if let Some(age) = h.newest_age {
-                out.push_str(&format!(
-                    "litevault_host_newest_backup_age_seconds{{{}}} {}\n",
-                    labels(h),
-                    age.as_secs()
-                ));
-            }
-        }
-        out.push_str(
-            "# HELP litevault_host_backups Good backups of each host, by destination.\n\
-             # TYPE litevault_host_backups gauge\n",
-        );
-        for h in hosts {
-            out.push_str(&format!(
-                "litevault_host_backups{{{}}} {}\n",
-                labels(h),
-                h.backups
-            ));
-        }
-        self.replace(&out)
-    }
-
-    pub fn write(
-        &self,
-        journal: &Journal,
-        host: &str,
-        destinations: &[DestinationFacts],
-    ) -> Result<()> {
-        let mut out = String::new();
-        let mut metric = |name: &str, help: &str, samples: Vec<(String, f64)>| {
-            if samples.is_empty() {
-                return;
-            }
-            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n"));
-            for (labels, v) in samples {
-                out.push_str(&format!("{name}{{host=\"{host}\"{labels}}} {v}\n"));
-            }
-        };
-        let mut last_run = Vec::new();
-        let mut last_status = Vec::new();
-        let mut last_duration = Vec::new();
-        let mut last_success = Vec::new();
-        let mut last_bytes = Vec::new();
-        for command in ["backup", "prune", "verify", "restore", "check"] {
-            let (last, success) = journal.last(command)?;
-            let label = format!(",command=\"{command}\"");
-            if let Some(run) = &last {
-                last_run.push((label.clone(), secs_of(&run.started)));
-                last_status.push((label.clone(), run.exit_code.unwrap_or(1) as f64));
-                if let Some(s) = run.seconds {
-                    last_duration.push((label.clone(), s));
-                }
-            }
-            if let Some(run) = &success {
-                last_success.push((
-                    label.clone(),
-                    secs_of(run.ended.as_deref().unwrap_or(&run.started)),
-                ));
-                if let (Some(b), "backup") = (run.bytes, command) {
-                    last_bytes.push((String::new(), b as f64));
-                }
-            }
-        }
-        metric(
-            "litevault_last_run_timestamp_seconds",
-            "Start of the last run, by command.",
-            last_run,
-        );
-        metric(
-            "litevault_last_run_exit_code",
-            "Exit code of the last run (0 is success), by command.",
-            last_status,
-        );
-        metric(
-            "litevault_last_run_duration_seconds",
-            "Duration of the last run, by command.",
-            last_duration,
-        );
-        metric(
-            "litevault_last_success_timestamp_seconds",
-            "End of the last successful run, by command.",
-            last_success,
-        );
-        metric(
-            "litevault_last_backup_stored_bytes",
-            "Bytes stored by the last successful backup (per destination).",
-            last_bytes,
-        );
-        let per_dest = |value: &dyn Fn(&DestinationFacts) -> Option<f64>| -> Vec<(String, f64)> {
-            destinations
-                .iter()
-                .filter_map(|d| Some((format!(",destination=\"{}\"", d.name), value(d)?)))
-                .collect()
-        };
-        for (name, help, samples) in [
-            (
-                "litevault_backups",
-                "Complete backups on each destination.",
-                per_dest(&|d| Some(d.backups as f64)),
-            ),
-            (
-                "litevault_newest_backup_age_seconds",
-                "Age of the newest complete backup on each destination.",
-                per_dest(&|d| d.newest_age.map(|a| a.as_secs_f64().round())),
-            ),
-            (
-                "litevault_backup_sequence",
-                "The newest signed sequence number on each destination: a decrease means backups were deleted or rolled back.",
-                per_dest(&|d| d.sequence.map(|n| n as f64)),
-            ),
-            (
-                "litevault_backups_missing",
-                "Numbered backups missing from each destination that nobody should have deleted (rolled back, or deleted out of turn).",
-                per_dest(&|d| d.missing.map(|n| n as f64)),
-            ),
-            (
-                "litevault_verified_fraction",
-                "Share of the stored bytes on each destination whose backup's latest verification passed (verify, verify --sample).",
-                per_dest(&|d| d.verified.map(|(share, _)| share)),
-            ),
-            (
-                "litevault_oldest_unverified_seconds",
-                "Age of the oldest backup on each destination not verified yet, or whose latest verification failed (0: none).",
-                per_dest(&|d| d.verified.map(|(_, age)| age.as_secs() as f64)),
-            ),
-        ] {
-            metric(name, help, samples);
-        }
-        self.replace(&out)
-    }
-
-    /// Replace the file with `out` at once: node_exporter never reads half of it.
-    fn replace(&self, out: &str) -> Result<()> {
-        let dir = self
-            .path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let tmp = dir.join(format!(
-            ".{}.tmp-{}",
-            self.path
-                .file_name()
-                .map(|f| f.to_string_lossy())
-                .unwrap_or_default(),
-            std::process::id()
-        ));
-        let _ = std::fs::remove_file(&tmp);
-        // The metrics folder is often shared with node_exporter: create the file fresh, never
-        // through a link someone planted under its name.
-        let mut file = {
-            use std::os::unix::fs::OpenOptionsExt;
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .custom_flags(0o400000) // O_NOFOLLOW
-                .mode(0o644)
-                .open(&tmp)
-                .with_context(|| format!("creating {}", tmp.display()))?
-        };
-        std::io::Write::write_all(&mut file, out.as_bytes())
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        drop(file);
-        // node_exporter runs as another user: the metrics hold no secret, so they are world-readable.
-        std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
-        std::fs::rename(&tmp, &self.path)
-            .with_context(|| format!("replacing the metrics file {}", self.path.display()))?;
-        Ok(())
-    }
-}
-
-/// A Prometheus label value, quoted safely.
-fn escape(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-fn secs_of(rfc: &str) -> f64 {
-    humantime::parse_rfc3339(rfc)
-        .ok()
-        .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn fleet_metrics_name_each_host_and_leave_out_an_age_that_does_not_exist() {
-        let dir = tempfile::tempdir().unwrap();
-        let metrics = Metrics {
-            path: dir.path().join("fleet.prom"),
-        };
-        let host = |host: &str, backups, age: Option<u64>| HostFacts {
-            host: host.into(),
-            destination: "s3".into(),
-            backups,
-            newest_age: age.map(Duration::from_secs),
-        };
-        metrics
-            .write_hosts(&[host("web-1", 3, Some(90)), host("we\"b", 0, None)])
-            .unwrap();
-        let text = std::fs::read_to_string(&metrics.path).unwrap();
-        let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
-        assert_eq!(
-            samples,
-            [
-                "litevault_host_newest_backup_age_seconds{host=\"web-1\",destination=\"s3\"} 90",
-                "litevault_host_backups{host=\"web-1\",destination=\"s3\"} 3",
-                "litevault_host_backups{host=\"we\\\"b\",destination=\"s3\"} 0",
-            ]
-        );
-        assert!(
-            text.contains("# TYPE litevault_host_backups gauge\n"),
-            "{text}"
-        );
-    }
 
     #[test]
     fn runs_are_recorded_trimmed_and_stale_ones_marked_interrupted() {
@@ -596,5 +430,44 @@ mod tests {
         let j2 = Journal::open(&state).unwrap();
         assert_eq!(j2.history(1).unwrap()[0].status, "running");
         assert_eq!(j2.history(1).unwrap()[0].id, id);
+    }
+
+    #[test]
+    fn a_runs_requests_are_kept_with_it_and_added_to_totals_that_outlive_trimming() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = crate::state::StateDir::open(&dir.path().join("state")).unwrap();
+        let j = Journal::open(&state).unwrap();
+        let keep = Keep { runs: 1, days: 365 };
+        let made = |get, bytes_in| {
+            let r = Requests {
+                list: 1,
+                get,
+                bytes_in,
+                ..Requests::default()
+            };
+            BTreeMap::from([("s3".to_string(), r)])
+        };
+        for get in [3, 4] {
+            let id = j.start("list", 1).unwrap();
+            let outcome = Outcome {
+                status: "success".into(),
+                requests: made(get, 100),
+                ..Outcome::default()
+            };
+            j.finish(id, &outcome, keep).unwrap();
+        }
+        let runs = j.history(10).unwrap();
+        assert_eq!(runs.len(), 1);
+        assert_eq!(runs[0].requests, Some(made(4, 100)));
+        j.add_requests(&made(1, 5)).unwrap();
+        let totals = j.request_totals().unwrap();
+        assert_eq!(
+            (totals["s3"].list, totals["s3"].get, totals["s3"].bytes_in),
+            (3, 8, 205)
+        );
+        // A run that made no request (a folder destination) records none.
+        let id = j.start("check", 1).unwrap();
+        j.finish(id, &Outcome::default(), keep).unwrap();
+        assert_eq!(j.history(1).unwrap()[0].requests, None);
     }
 }
