@@ -158,7 +158,7 @@ pub fn rebuild(
     // connection (and its page cache) while it runs.
     let by_path: HashMap<&str, &DatabaseEntry> =
         databases.iter().map(|d| (d.path.as_str(), d)).collect();
-    let jobs: Vec<std::sync::Mutex<Option<(Option<File>, String, bool)>>> = rebuilt
+    let jobs: Vec<std::sync::Mutex<Option<CheckJob>>> = rebuilt
         .iter_mut()
         .filter(|r| r.base < last && !r.handed)
         .map(|r| {
@@ -226,6 +226,9 @@ pub fn rebuild(
     }
     Ok(out)
 }
+
+/// A rebuilt database to check: its file if still open, its path, and whether to check it.
+type CheckJob = (Option<File>, String, bool);
 
 /// Sync a rebuilt database (when `durable`) and check it as at rest, unless its check is
 /// implied; its problems, none when it passes.
