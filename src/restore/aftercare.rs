@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use crate::archive::reader::Route;
 use crate::catalog::Backup;
@@ -292,6 +292,89 @@ fn aftercare_one(file: Unpacked<'_>, pragma: &str, durable: bool, shared: &After
             Err(e) => shared.fail(e),
         }
     }
+}
+
+/// A database a chain rebuilt, to sync and check as at rest: its file if still open (closed
+/// between links otherwise), its path in the backup, and whether its check is not implied.
+pub(super) struct RebuiltCheck {
+    pub file: Option<std::fs::File>,
+    pub path: String,
+    pub check: bool,
+}
+
+/// Sync (when `durable`) and check each of `jobs` under `into`, a few at a time: a chain may
+/// rebuild thousands of databases, and each check holds a connection and its page cache while
+/// it runs. Each database's path with its problems (none: it passed). Stops early, with what
+/// it has, when a signal asks; the caller checks for that.
+pub(super) fn check_rebuilt(
+    into: &Path,
+    jobs: Vec<RebuiltCheck>,
+    durable: bool,
+    pragma: &str,
+) -> Vec<Result<(String, Vec<String>)>> {
+    let jobs: Vec<std::sync::Mutex<Option<RebuiltCheck>>> = jobs
+        .into_iter()
+        .map(|j| std::sync::Mutex::new(Some(j)))
+        .collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let workers = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(2, 8)
+        .min(jobs.len().max(1));
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(job) = jobs.get(i) else { break };
+                        let Some(job) = job.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+                            continue;
+                        };
+                        done.push(check_one_rebuilt(into, job, durable, pragma));
+                        if crate::interrupt::requested() {
+                            break;
+                        }
+                    }
+                    done
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|w| {
+                w.join()
+                    .unwrap_or_else(|_| vec![Err(anyhow::anyhow!("a database check panicked"))])
+            })
+            .collect()
+    })
+}
+
+fn check_one_rebuilt(
+    into: &Path,
+    job: RebuiltCheck,
+    durable: bool,
+    pragma: &str,
+) -> Result<(String, Vec<String>)> {
+    let path = into.join(&job.path);
+    if durable {
+        // Syncing any descriptor of the file syncs what was written through the others.
+        let file = match job.file {
+            Some(f) => f,
+            None => {
+                std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?
+            }
+        };
+        file.sync_all()
+            .with_context(|| format!("syncing {}", path.display()))?;
+    }
+    if !job.check {
+        return Ok((job.path, Vec::new()));
+    }
+    let problems = crate::source::sqlite::check_file(&path, pragma)
+        .with_context(|| format!("database {} ({})", job.path, path.display()))?;
+    Ok((job.path, problems))
 }
 
 #[cfg(test)]

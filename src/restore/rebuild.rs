@@ -18,7 +18,9 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use blake3::hazmat::ChainingValue;
 
-use super::aftercare::{check_label, Aftercare, StoppedByAftercare, ToAftercare};
+use super::aftercare::{
+    check_label, check_rebuilt, Aftercare, RebuiltCheck, StoppedByAftercare, ToAftercare,
+};
 use crate::archive::manifest::{DatabaseEntry, Stored};
 use crate::archive::reader::{extract, Entries, Route};
 use crate::catalog::Backup;
@@ -158,52 +160,19 @@ pub fn rebuild(
     // connection (and its page cache) while it runs.
     let by_path: HashMap<&str, &DatabaseEntry> =
         databases.iter().map(|d| (d.path.as_str(), d)).collect();
-    let jobs: Vec<std::sync::Mutex<Option<CheckJob>>> = rebuilt
+    let jobs: Vec<RebuiltCheck> = rebuilt
         .iter_mut()
         .filter(|r| r.base < last && !r.handed)
-        .map(|r| {
+        .map(|r| RebuiltCheck {
+            file: r.file.take(),
             // Its final BLAKE3 was just checked against the one the newest link records.
-            let check = by_path
+            check: by_path
                 .get(r.path.as_str())
-                .is_none_or(|d| !super::aftercare::implied(vouched, d.check, pragma));
-            std::sync::Mutex::new(Some((r.file.take(), r.path.clone(), check)))
+                .is_none_or(|d| !super::aftercare::implied(vouched, d.check, pragma)),
+            path: r.path.clone(),
         })
         .collect();
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let workers = std::thread::available_parallelism()
-        .map_or(2, |n| n.get())
-        .clamp(2, 8)
-        .min(jobs.len().max(1));
-    let checked: Vec<Result<(String, Vec<String>)>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..workers)
-            .map(|_| {
-                scope.spawn(|| -> Vec<Result<(String, Vec<String>)>> {
-                    let mut done = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(job) = jobs.get(i) else { break };
-                        let Some((file, source, check)) =
-                            job.lock().unwrap_or_else(|p| p.into_inner()).take()
-                        else {
-                            continue;
-                        };
-                        done.push(check_rebuilt(into, file, source, check, durable, pragma));
-                        if crate::interrupt::requested() {
-                            break;
-                        }
-                    }
-                    done
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|w| {
-                w.join()
-                    .unwrap_or_else(|_| vec![Err(anyhow::anyhow!("a database check panicked"))])
-            })
-            .collect()
-    });
+    let checked = check_rebuilt(into, jobs, durable, pragma);
     crate::interrupt::check()?;
     for outcome in checked {
         let (source, problems) = outcome.with_context(context)?;
@@ -225,38 +194,6 @@ pub fn rebuild(
         out.push(db.path.clone());
     }
     Ok(out)
-}
-
-/// A rebuilt database to check: its file if still open, its path, and whether to check it.
-type CheckJob = (Option<File>, String, bool);
-
-/// Sync a rebuilt database (when `durable`) and check it as at rest, unless its check is
-/// implied; its problems, none when it passes.
-fn check_rebuilt(
-    into: &Path,
-    file: Option<File>,
-    source: String,
-    check: bool,
-    durable: bool,
-    pragma: &str,
-) -> Result<(String, Vec<String>)> {
-    let path = into.join(&source);
-    if durable {
-        // Closed after an earlier link: syncing any descriptor of the file syncs what was
-        // written through the others.
-        let file = match file {
-            Some(f) => f,
-            None => File::open(&path).with_context(|| format!("opening {}", path.display()))?,
-        };
-        file.sync_all()
-            .with_context(|| format!("syncing {}", path.display()))?;
-    }
-    if !check {
-        return Ok((source, Vec::new()));
-    }
-    let problems = crate::source::sqlite::check_file(&path, pragma)
-        .with_context(|| format!("database {source} ({})", path.display()))?;
-    Ok((source, problems))
 }
 
 /// Which link holds each of the backup's databases whole, and that every later link has a
