@@ -107,6 +107,16 @@ impl Hashes {
     }
 }
 
+/// A small database streams in small chunks: thousands of them pass through a few threads,
+/// each of whose allocator arenas keeps its peak (a chunk in hand and two in the channel).
+fn chunk_for(info: &DbInfo) -> usize {
+    if info.size() < (16 << 20) {
+        CHUNK / 4
+    } else {
+        CHUNK
+    }
+}
+
 /// Stream every page; `None` when the reader went away.
 pub(super) fn stream_whole(
     conn: &Connection,
@@ -116,12 +126,13 @@ pub(super) fn stream_whole(
 ) -> Result<Option<(String, Vec<PageHash>)>> {
     let page_size = info.page_size as usize;
     let mut hashes = Hashes::new(info, keep);
-    let mut chunk = Vec::with_capacity(CHUNK + page_size);
+    let chunk_size = chunk_for(info);
+    let mut chunk = Vec::with_capacity(chunk_size + page_size);
     let whole = scan(conn, info, |pgno, data| {
         hashes.page(pgno, data);
         chunk.extend_from_slice(data);
-        if chunk.len() >= CHUNK {
-            let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK + page_size));
+        if chunk.len() >= chunk_size {
+            let full = std::mem::replace(&mut chunk, Vec::with_capacity(chunk_size + page_size));
             return Ok(tx.send(Msg::Pages(full)).is_ok());
         }
         Ok(true)
@@ -169,7 +180,8 @@ pub(super) fn stream_wal(
             [..8]
             .try_into()
             .expect("8 bytes");
-    let mut chunk = Vec::with_capacity(CHUNK + page_size + 64);
+    let chunk_size = chunk_for(info);
+    let mut chunk = Vec::with_capacity(chunk_size + page_size + 64);
     let mut wal = WalWriter::start(info.page_size, salt, &mut chunk);
     let mut stmt = conn.prepare("SELECT data FROM sqlite_dbpage('main') WHERE pgno = ?1")?;
     let zero = vec![0u8; page_size];
@@ -188,8 +200,9 @@ pub(super) fn stream_wal(
             // A page SQLite does not return reads as zeros, as in the whole snapshot.
             None => wal.frame(pgno, commit, &zero, &mut chunk),
         }
-        if chunk.len() >= CHUNK {
-            let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK + page_size + 64));
+        if chunk.len() >= chunk_size {
+            let full =
+                std::mem::replace(&mut chunk, Vec::with_capacity(chunk_size + page_size + 64));
             if tx.send(Msg::Pages(full)).is_err() {
                 return Ok(false);
             }

@@ -365,12 +365,6 @@ fn open_snapshot(path: &Path, label: &str) -> Result<(Connection, DbInfo)> {
     )
     .context("cannot open the database")?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
-    if meta.len() < SMALL_DATABASE {
-        // A source of thousands of small databases has a few open at a time, each on a thread
-        // whose allocator arena keeps its peak: SQLite's default 2 MiB page cache each would add
-        // up. Its check reads the pages again from the kernel's cache instead.
-        conn.pragma_update(None, "cache_size", SMALL_CACHE_KIB)?;
-    }
     // A backup only reads. Left alone, SQLite would checkpoint the WAL into the database when
     // this (if last) connection closes: a burst of writes on the live server, and time.
     conn.set_db_config(
@@ -387,6 +381,13 @@ fn open_snapshot(path: &Path, label: &str) -> Result<(Connection, DbInfo)> {
             }
             _ => corrupt_or(e, "cannot read the schema"),
         })?;
+    if meta.len() < SMALL_DATABASE {
+        // A source of thousands of small databases has a few open at a time, each on a thread
+        // whose allocator arena keeps its peak: SQLite's default 2 MiB page cache each would add
+        // up. Its check reads the pages again from the kernel's cache instead. (Set once the
+        // schema is read: the pragma reads it, and an open that fails is explained above.)
+        conn.pragma_update(None, "cache_size", SMALL_CACHE_KIB)?;
+    }
 
     let info = DbInfo {
         page_size: conn.query_row("PRAGMA page_size", [], |r| r.get(0))?,

@@ -161,6 +161,8 @@ fn measure(n: usize) -> Vec<(&'static str, BTreeMap<&'static str, u64>)> {
     // n + 2 backups now: the oldest (a copy, a full backup of its own) goes.
     env.extra = format!("[retention]\nkeep_last = {}\n", n + 1);
     run(&env, "`prune`, one backup deleted", &["prune"]);
+    // The newest first: the incremental, which is proven with its chain (two archives).
+    run(&env, "`verify --sample 1%`", &["verify", "--sample", "1%"]);
     rows
 }
 
