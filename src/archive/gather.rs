@@ -2,9 +2,10 @@
 //! snapshot, then the plain files and folders.
 //!
 //! Snapshots run on threads of their own, a bounded number at a time: while one streams its
-//! pages into the archive, the next has its transaction open, and the ones before are still
-//! checking theirs. However many databases a source holds (thousands of tenants), at most
-//! about `2 × workers` are open at once, so threads, descriptors and memory stay bounded.
+//! pages into the archive, the next ones have their transactions open, and the ones before are
+//! still checking theirs. However many databases a source holds (thousands of tenants), at most
+//! `workers` are ahead and `2 × workers` checking (at least 4, never more than 32), so threads,
+//! descriptors and memory stay bounded.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::Write;
@@ -21,7 +22,7 @@ use crate::source::discover::{DbFile, Inventory};
 use crate::source::files::{self, Skipped};
 use crate::source::sqlite::{Checked, Compare, DbInfo, Form, PendingCheck, Snapshot};
 
-/// The most snapshots streaming or checking at once, whatever `workers` says.
+/// The most snapshots ahead of the stream, and the most checking, whatever `workers` says.
 const MAX_OPEN: usize = 32;
 
 /// How databases are taken: whether to keep their page hashes (for the next incremental), and
@@ -81,6 +82,14 @@ pub fn add_sources<W: Write>(
     // Each open snapshot holds three descriptors (the database, its -wal and -shm): capped so
     // that a machine with many cores stays far below the default limit of 1,024.
     let workers = settings.workers.clamp(1, MAX_OPEN);
+    // Checking a small database takes about as long as streaming it: with only `workers`
+    // checking, a source of thousands of small databases left the compressor idle (1,000 x
+    // 1 MiB: 15.5 s against 8.5 s for one database of the same size; with 4 checking, 11.5 s).
+    let in_flight = if workers == 1 {
+        1
+    } else {
+        (2 * workers).clamp(4, MAX_OPEN)
+    };
     let ahead = if workers == 1 { 1 } else { workers };
     let mut pending: VecDeque<Snapshot> = VecDeque::new();
     let mut started = 0;
@@ -137,7 +146,7 @@ pub fn add_sources<W: Write>(
             check,
             entry,
         });
-        while checking.len() > workers {
+        while checking.len() > in_flight {
             let done = checking.pop_front().expect("more than none");
             let (entry, pages_of) = settle(writer, done, &parents, pages)?;
             databases.push(entry);
