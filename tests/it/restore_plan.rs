@@ -76,22 +76,11 @@ fn a_dry_run_downloads_no_archive_and_counts_the_bytes_the_restore_downloads() {
     let tmp = tempfile::tempdir().unwrap();
     let server = S3Server::start(tmp.path(), &["bkt"]);
     let proxy = FaultProxy::http(server.port);
-    let mut env = Env::new();
+    let mut env = env_on_s3("remote", &proxy.endpoint());
     let db = env.add_sqlite("auth.db");
     create_ledger(&db, "WAL", 200);
     env.with_age_key();
     env.incremental = Some(String::new());
-    env.destinations = vec![dest(
-        "remote",
-        &format!(
-            "s3://bkt/backups?endpoint={}&region=us-east-1",
-            proxy.endpoint()
-        ),
-    )];
-    env.vars = vec![
-        ("AWS_ACCESS_KEY_ID".into(), S3_ACCESS_KEY.into()),
-        ("AWS_SECRET_ACCESS_KEY".into(), S3_SECRET_KEY.into()),
-    ];
     env.backup();
     let conn = rusqlite::Connection::open(&db).unwrap();
     ledger_step(&conn, 201);

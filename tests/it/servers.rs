@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::harness::require_tool;
+use crate::harness::{dest, require_tool, Env};
 
 pub const S3_ACCESS_KEY: &str = "litevault-test-key";
 pub const S3_SECRET_KEY: &str = "litevault-test-secret-0123456789";
@@ -377,4 +377,19 @@ impl Drop for HostKeyAlias {
             let _ = fs::remove_file(path.with_extension("old"));
         }
     }
+}
+
+/// An environment whose one destination, `name`, is the prefix `backups` of bucket `bkt` at
+/// `endpoint` (an S3 server, or a proxy in front of one), with the test credentials.
+pub fn env_on_s3(name: &str, endpoint: &str) -> Env {
+    let mut env = Env::new();
+    env.destinations = vec![dest(
+        name,
+        &format!("s3://bkt/backups?endpoint={endpoint}&region=us-east-1"),
+    )];
+    env.vars = vec![
+        ("AWS_ACCESS_KEY_ID".into(), S3_ACCESS_KEY.into()),
+        ("AWS_SECRET_ACCESS_KEY".into(), S3_SECRET_KEY.into()),
+    ];
+    env
 }

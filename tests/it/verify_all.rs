@@ -16,22 +16,11 @@ fn verify_all_over_a_chain_of_20_reads_each_archive_once_and_names_a_damaged_lin
     let tmp = tempfile::tempdir().unwrap();
     let server = S3Server::start(tmp.path(), &["bkt"]);
     let proxy = FaultProxy::http(server.port);
-    let mut env = Env::new();
+    let mut env = env_on_s3("s3", &proxy.endpoint());
     let db = env.add_sqlite("auth.db");
     create_ledger(&db, "WAL", 200);
     env.with_age_key();
     env.incremental = Some(String::new());
-    env.destinations = vec![dest(
-        "s3",
-        &format!(
-            "s3://bkt/backups?endpoint={}&region=us-east-1",
-            proxy.endpoint()
-        ),
-    )];
-    env.vars = vec![
-        ("AWS_ACCESS_KEY_ID".into(), S3_ACCESS_KEY.into()),
-        ("AWS_SECRET_ACCESS_KEY".into(), S3_SECRET_KEY.into()),
-    ];
     let conn = Connection::open(&db).unwrap();
     let mut ids = Vec::new();
     for k in 0..20 {

@@ -89,18 +89,7 @@ fn with_backups(
     let tmp = tempfile::tempdir().unwrap();
     let server = S3Server::start(tmp.path(), &["bkt"]);
     let proxy = FaultProxy::http(server.port);
-    let mut env = Env::new();
-    env.destinations = vec![dest(
-        "s3",
-        &format!(
-            "s3://bkt/backups?endpoint={}&region=us-east-1",
-            proxy.endpoint()
-        ),
-    )];
-    env.vars = vec![
-        ("AWS_ACCESS_KEY_ID".into(), S3_ACCESS_KEY.into()),
-        ("AWS_SECRET_ACCESS_KEY".into(), S3_SECRET_KEY.into()),
-    ];
+    let mut env = env_on_s3("s3", &proxy.endpoint());
     let db = env.add_sqlite("app.db");
     create_ledger(&db, "WAL", 100);
     env.with_age_key();
